@@ -1,0 +1,131 @@
+"""Dotted spec keys: ``train.num_epochs``, ``dataset.train_data_sources[0].image_dir``.
+
+Pure functions over nested dicts/lists, shared by the spec builder, validator, runner
+staging and engine. Errors name the key and the segment that failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from taoskills.errors import SpecError
+
+_SEG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+_MISSING = object()
+
+
+def split_dotted(key: str) -> list[str | int]:
+    """``"a.b[0].c"`` -> ``["a", "b", 0, "c"]``. Raises SpecError on a malformed key."""
+    if not isinstance(key, str) or not key:
+        raise SpecError(f"empty or non-string spec key {key!r}", field=str(key), fix="use a dotted key like 'train.num_epochs'")
+    parts: list[str | int] = []
+    for seg in key.split("."):
+        m = _SEG.match(seg)
+        if not m:
+            raise SpecError(f"malformed spec key {key!r} at segment {seg!r}", field=key,
+                            fix="use letters, digits and underscores, with optional [index], joined by dots")
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return parts
+
+
+def get_dotted(tree: Any, key: str, default: Any = _MISSING) -> Any:
+    """Value at ``key``; ``default`` when absent (KeyError-free). Without a default a missing key raises SpecError."""
+    node = tree
+    for part in split_dotted(key):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            if default is _MISSING:
+                raise SpecError(f"spec key {key!r} is not present", field=key,
+                                fix="check the key against the action's schema (tao-skills spec template)") from None
+            return default
+    return node
+
+
+def has_dotted(tree: Any, key: str) -> bool:
+    return get_dotted(tree, key, default=_MISSING_SENTINEL) is not _MISSING_SENTINEL
+
+
+_MISSING_SENTINEL = object()
+
+
+def set_dotted(tree: dict, key: str, value: Any, *, create: bool = True) -> None:
+    """Set ``key`` to ``value`` in place. Creates missing dicts (and pads lists) when ``create``."""
+    parts = split_dotted(key)
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list):
+                raise SpecError(f"{key!r}: {_prefix(parts, i)} is not a list", field=key, fix="index only list-valued keys")
+            while create and len(node) <= part:
+                node.append({} if isinstance(nxt, str) else [])
+            if part >= len(node):
+                raise SpecError(f"{key!r}: index {part} is out of range", field=key, fix="use an existing index")
+            if node[part] is None and create:
+                node[part] = {} if isinstance(nxt, str) else []
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise SpecError(f"{key!r}: {_prefix(parts, i)} is not a mapping", field=key, fix="set a parent key that is a section")
+            if part not in node or node[part] is None:
+                if not create:
+                    raise SpecError(f"spec key {key!r} is not present", field=key, fix="check the key against the schema")
+                node[part] = {} if isinstance(nxt, str) else []
+            node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list):
+            raise SpecError(f"{key!r}: parent is not a list", field=key, fix="index only list-valued keys")
+        while create and len(node) <= last:
+            node.append(None)
+        node[last] = value
+    else:
+        if not isinstance(node, dict):
+            raise SpecError(f"{key!r}: parent is not a mapping", field=key, fix="set a parent key that is a section")
+        node[last] = value
+
+
+def delete_dotted(tree: dict, key: str) -> bool:
+    """Remove ``key`` if present; returns whether something was removed."""
+    parts = split_dotted(key)
+    node: Any = tree
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    try:
+        del node[parts[-1]]
+        return True
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{dotted_key: leaf}``; lists are leaves."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict) and tree:
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif prefix:
+        out[prefix] = tree
+    return out
+
+
+def merged(base: dict, overrides: dict[str, Any]) -> dict:
+    """A deep copy of ``base`` with each dotted override applied."""
+    tree = copy.deepcopy(base)
+    for k, v in overrides.items():
+        set_dotted(tree, k, copy.deepcopy(v))
+    return tree
+
+
+def _prefix(parts: list[str | int], i: int) -> str:
+    out = ""
+    for p in parts[: i + 1]:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else p)
+    return out
