@@ -1,0 +1,318 @@
+"""``tao-skills``: the command-line skin over :class:`taoskills.service.Service`.
+
+No logic lives here: every command parses arguments, calls one service method and
+prints the result (JSON with ``--json``, else a readable table). Errors print the
+message, the field, the fix, and exit with code 2 (bad input) or 1 (job failed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from taoskills.errors import TaoSkillsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs.")
+skills_app = typer.Typer(no_args_is_help=True, help="List and show skills.")
+spec_app = typer.Typer(no_args_is_help=True, help="Spec templates, building and validation.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, logs, cancel.")
+app.add_typer(skills_app, name="skills")
+app.add_typer(spec_app, name="spec")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _service():
+    from taoskills.service import Service
+
+    return Service()
+
+
+def _emit(obj: Any, as_json: bool) -> None:
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump()
+    elif isinstance(obj, list):
+        obj = [o.model_dump() if hasattr(o, "model_dump") else o for o in obj]
+    if as_json:
+        typer.echo(json.dumps(obj, indent=2, default=str))
+    else:
+        typer.echo(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).rstrip())
+
+
+def _parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
+    """``["a.b=3", "c=[1,2]"]`` -> ``{"a.b": 3, "c": [1, 2]}`` (values parsed as YAML scalars)."""
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise TaoSkillsError(f"{what} {pair!r} is not KEY=VALUE", field=what, fix=f"write {what} as key=value, e.g. train.num_epochs=5")
+        key, _, raw = pair.partition("=")
+        result[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return result
+
+
+def _load_spec(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise TaoSkillsError(f"spec file {path} not found", field="spec", fix="pass the path of a YAML spec (tao-skills spec build -o FILE)") from None
+    except yaml.YAMLError as exc:
+        raise TaoSkillsError(f"spec file {path} is not valid YAML: {exc}", field="spec", fix="fix the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise TaoSkillsError(f"spec file {path} does not hold a mapping", field="spec", fix="a spec is a YAML mapping of sections")
+    return data
+
+
+def _fail(exc: TaoSkillsError) -> None:
+    err.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    if exc.field:
+        err.print(f"  field: {exc.field}")
+    for issue in exc.issues:
+        err.print(f"  - {issue.field}: {issue.reason} [dim]fix:[/] {issue.fix}")
+    if exc.fix:
+        err.print(f"  fix: {exc.fix}")
+
+
+JSON = typer.Option(False, "--json", help="print JSON")
+SET = typer.Option(None, "--set", "-s", help="dotted override KEY=VALUE (repeatable)")
+SHORT = typer.Option(None, "--shorthand", "-k", help="shorthand KEY=VALUE, e.g. num_epochs=5 (repeatable)")
+DATA = typer.Option(None, "--data", "-d", help="data source ROLE=FOLDER, e.g. train_datasets=/data/train (repeatable)")
+PARENT = typer.Option(None, "--parent", help="parent job id (train job for inference/export)")
+PROFILE = typer.Option(None, "--profile", help="'smoke' applies the skill's small, representative overrides")
+
+
+def _build_kwargs(set_: list[str] | None, shorthand: list[str] | None, data: list[str] | None, parent: str | None, profile: str | None) -> dict:
+    return dict(overrides=_parse_pairs(set_, "--set"), shorthand=_parse_pairs(shorthand, "--shorthand"),
+                data_sources={k: str(v) for k, v in _parse_pairs(data, "--data").items()}, parent_job_id=parent, profile=profile)
+
+
+# ----------------------------------------------------------------------------- skills
+
+
+@skills_app.command("list")
+def skills_list(as_json: bool = JSON) -> None:
+    """List the skills in the bank."""
+    skills = _service().list_skills()
+    if as_json:
+        return _emit(skills, True)
+    table = Table("skill", "network_arch", "actions", "automl", "built-in engine")
+    for s in skills:
+        table.add_row(s.name, s.network_arch or "-", ", ".join(s.actions) or "-", "yes" if s.automl_enabled else "no",
+                      ", ".join(s.builtin_engine_actions) or "-")
+    out.print(table)
+
+
+@skills_app.command("show")
+def skills_show(name: str, as_json: bool = JSON, body: bool = typer.Option(False, help="print the SKILL.md body")) -> None:
+    """Show one skill (actions, shorthand keys, metrics, data sources)."""
+    detail = _service().get_skill(name)
+    if body:
+        typer.echo(detail.body)
+        return
+    data = detail.model_dump(exclude={"body", "frontmatter"})
+    _emit(data, as_json)
+
+
+@app.command()
+def route(text: str, action: Optional[str] = None, automl_policy: Optional[str] = None, as_json: bool = JSON) -> None:
+    """Route a request ("train DINO on my COCO data") to a skill, action and automl_policy."""
+    _emit(_service().route_request(text, action=action, automl_policy=automl_policy), as_json)
+
+
+# ----------------------------------------------------------------------------- specs
+
+
+@spec_app.command("template")
+def spec_template(skill: str, action: str) -> None:
+    """Print an action's packaged spec template (YAML)."""
+    from taoskills.service import dump_yaml
+
+    typer.echo(dump_yaml(_service().get_spec_template(skill, action)).rstrip())
+
+
+@spec_app.command("build")
+def spec_build(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
+               parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
+               as_json: bool = JSON) -> None:
+    """Build a spec from the template, shorthand, overrides, data sources and a parent job."""
+    result = _service().build_spec(skill, action, **_build_kwargs(set_, shorthand, data, parent, profile))
+    if output:
+        output.write_text(result.spec_yaml)
+        err.print(f"spec written to {output}")
+    if as_json:
+        return _emit(result, True)
+    if not output:
+        typer.echo(result.spec_yaml.rstrip())
+    for key, inf in result.inferred.items():
+        err.print(f"[dim]inferred[/] {key} = {inf['value']}  ({inf['fn']}: {inf['reason']})")
+    for issue in result.issues:
+        err.print(f"[yellow]{issue['code']}[/] {issue['field']}: {issue['reason']} fix: {issue['fix']}")
+    if not result.valid:
+        raise typer.Exit(2)
+
+
+@spec_app.command("validate")
+def spec_validate(skill: str, action: str, spec: Path, complete: bool = typer.Option(False, help="also require every ??? value set"),
+                  as_json: bool = JSON) -> None:
+    """Validate a spec file against the action's schema and TAO's constraints."""
+    result = _service().validate_spec(skill, action, _load_spec(spec), require_complete=complete)
+    _emit(result, as_json)
+    if not result.valid:
+        raise typer.Exit(2)
+
+
+@app.command()
+def preflight(skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local", as_json: bool = JSON) -> None:
+    """Check data and host for a spec file before launch."""
+    report = _service().preflight(skill, action, _load_spec(spec), engine=engine, platform=platform)
+    _emit(report, as_json)
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+@app.command()
+def render(skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local",
+           output: Optional[Path] = typer.Option(None, "-o", "--output")) -> None:
+    """Render the runner script for a spec file (runs by hand with bash)."""
+    result = _service().render_runner(skill, action, _load_spec(spec), engine=engine, platform=platform)
+    if output:
+        output.write_text(result.script)
+        output.chmod(0o755)
+        err.print(f"runner written to {output}")
+    else:
+        typer.echo(result.script)
+
+
+# ----------------------------------------------------------------------------- run + jobs
+
+
+@app.command()
+def run(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
+        parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
+        automl_policy: Optional[str] = typer.Option(None, help="on | off | auto (train only; default on)"),
+        request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
+        engine: str = "builtin", platform: str = "local",
+        follow: bool = typer.Option(True, help="follow the job with a progress bar until it ends"),
+        as_json: bool = JSON) -> None:
+    """Launch a job (and follow it with a progress bar)."""
+    svc = _service()
+    handle = svc.launch_job(skill, action, automl_policy=automl_policy, request_text=request, engine=engine, platform=platform,
+                            **_build_kwargs(set_, shorthand, data, parent, profile))
+    err.print(f"launched [bold]{handle.job_id}[/] ({handle.skill} {handle.action}, engine {handle.engine}); log: {handle.log_path}")
+    if not follow:
+        return _emit(handle, as_json)
+    status = follow_job(svc, handle.job_id)
+    _emit(status, as_json)
+    if status.status != "COMPLETE":
+        raise typer.Exit(1)
+
+
+def follow_job(svc, job_id: str, timeout_s: float = 24 * 3600):
+    """Poll a job with a rich progress bar (epochs) until it ends; returns the final JobStatus."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+                  console=err, transient=False) as progress:
+        task = progress.add_task(job_id, total=None, detail="starting")
+
+        def update(st) -> None:
+            kpis = " ".join(f"{k}={v:.4g}" for k, v in st.kpis.items())
+            epoch = f"epoch {st.epoch + 1}/{st.max_epoch}" if st.epoch is not None and st.max_epoch else st.status
+            total = st.max_epoch or None
+            done = (st.epoch + 1) if st.epoch is not None else 0
+            if st.status == "COMPLETE" and total:
+                done = total
+            progress.update(task, total=total, completed=done, detail=f"{st.status} {epoch} {kpis}".strip())
+
+        status = svc.wait_job(job_id, timeout_s=timeout_s, poll_s=1.0, on_update=update)
+    if status.status == "ERROR" and status.failure:
+        err.print(f"[bold red]job failed[/]: {status.failure.get('summary')}")
+        if status.failure.get("fix"):
+            err.print(f"  fix: {status.failure['fix']}")
+    return status
+
+
+@jobs_app.command("list")
+def jobs_list(status: Optional[str] = None, skill: Optional[str] = None, action: Optional[str] = None, limit: int = 50,
+              as_json: bool = JSON) -> None:
+    """List jobs, newest first."""
+    jobs = _service().list_jobs(status=status, skill=skill, action=action, limit=limit)
+    if as_json:
+        return _emit(jobs, True)
+    table = Table("job", "skill", "action", "status", "epoch", "kpis", "parent")
+    for j in jobs:
+        table.add_row(j.job_id, j.skill, j.action, j.status, f"{j.epoch}/{j.max_epoch}" if j.max_epoch else "-",
+                      " ".join(f"{k}={v:.4g}" for k, v in j.kpis.items()) or "-", j.parent_job_id or "-")
+    out.print(table)
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, as_json: bool = JSON) -> None:
+    """Show a job's state, progress, KPIs and failure analysis."""
+    _emit(_service().job_status(job_id), as_json)
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, tail: int = 200, grep: Optional[str] = None, max_bytes: int = 65536) -> None:
+    """Print the end of a job's log (optionally only lines matching a regex)."""
+    typer.echo(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, as_json: bool = JSON) -> None:
+    """Cancel a running job."""
+    _emit(_service().cancel_job(job_id), as_json)
+
+
+@jobs_app.command("wait")
+def jobs_wait(job_id: str, as_json: bool = JSON) -> None:
+    """Follow a job until it ends."""
+    status = follow_job(_service(), job_id)
+    _emit(status, as_json)
+    if status.status != "COMPLETE":
+        raise typer.Exit(1)
+
+
+@app.command()
+def checkpoints(job_id: str, for_action: str = typer.Option("inference", "--for", help="consumer action, or 'resume'"),
+                epoch: Optional[int] = None, allow_latest: bool = False, as_json: bool = JSON) -> None:
+    """Pick the checkpoint a downstream action should use from a job's results."""
+    _emit(_service().resolve_checkpoint(job_id, for_action, epoch=epoch, allow_latest=allow_latest), as_json)
+
+
+@app.command()
+def serve(transport: str = typer.Option("stdio", help="stdio | streamable-http"), host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
+    from taoskills import mcp_server
+
+    mcp_server.run(transport=transport, host=host, port=port)
+
+
+@app.command()
+def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
+         epochs: int = typer.Option(8, help="training epochs")) -> None:
+    """The main job: NVDINOv2 train -> inference -> export on real photos, built-in engine, local platform."""
+    from taoskills.demo import run_demo
+
+    raise typer.Exit(run_demo(out_dir, epochs=epochs))
+
+
+def main() -> None:
+    try:
+        app()
+    except TaoSkillsError as exc:
+        _fail(exc)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,324 @@
+"""Spec builder: template + parent-job carry + profile + data sources + shorthand + overrides
++ spec_params inference -> one nested TAO spec.
+
+Order of application (later wins, except that inference functions never overwrite a
+value the caller set explicitly):
+
+1. the packaged spec template of the action (``references/spec_template_<action>.yaml``);
+2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``);
+3. the skill's ``smoke_overrides`` when ``profile="smoke"``;
+4. data sources: dataset-role roots joined with ``ActionInfo.data_sources[*].path``;
+   ``runtime: extracted_folder`` entries are staged (archive -> folder);
+5. shorthand keys (``SkillInfo.shorthand``: ``num_epochs`` -> ``train.num_epochs``);
+6. dotted overrides;
+7. ``spec_params`` inference functions (TAO Core ``infer_params.py`` lineage):
+   output_dir, key, parent_model, parent_model_folder, resume_model,
+   ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
+8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed.
+
+Secrets: ``encryption_key`` is written as an OmegaConf env interpolation
+(``${oc.env:TAO_ENCRYPTION_KEY,tlt_encode}``) so the value travels by name only; TAO's
+default key when none is set is ``tlt_encode`` (TAO Core infer_params.py ``key``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from taoskills import checkpoints, staging
+from taoskills.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.errors import Issue, NotFound, SpecError
+from taoskills.skill_info import CheckpointRule
+
+ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
+ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
+MISSING = "???"  # Hydra MISSING in TAO templates
+
+# Resume picks the full training checkpoint (TAO Lightning naming, anchor_report_tao.md §3.5);
+# NVDINOv2's student/teacher weight files cannot resume a run.
+RESUME_RULE = CheckpointRule(
+    from_action="train",
+    prefer=["model_epoch_*.pth", "*.ckpt"],
+    avoid=["student_epoch_*", "teacher_epoch_*"],
+)
+
+
+@dataclass
+class ParentJob:
+    """What the builder needs from a parent job: its id, spec and results_dir."""
+
+    job_id: str
+    spec: dict
+    results_dir: Path
+    action: str
+
+
+@dataclass
+class BuiltSpec:
+    """Result of :func:`build_spec`.
+
+    ``spec``: nested dict ready to write as YAML. ``inferred``: dotted key ->
+    ``{"fn", "value", "reason"}`` for each spec_params value filled in. ``staged``: dotted
+    key -> ``{"source", "path", "extracted"}`` for each data path staged. ``notes``: what
+    was carried or dropped, for the agent to read.
+    """
+
+    spec: dict
+    inferred: dict[str, dict[str, Any]] = field(default_factory=dict)
+    staged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_shorthand(skill_info, shorthand: dict[str, Any] | None) -> dict[str, Any]:
+    """Map ``{"num_epochs": 5}`` to ``{"train.num_epochs": 5}`` via ``SkillInfo.shorthand``.
+
+    Raises SpecError naming the unknown shorthand with a did-you-mean over the skill's names.
+    """
+    out: dict[str, Any] = {}
+    issues: list[Issue] = []
+    table = skill_info.shorthand
+    for name, value in (shorthand or {}).items():
+        if name in table:
+            out[table[name]] = value
+            continue
+        close = difflib.get_close_matches(name, list(table), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(table))}"
+        issues.append(Issue(field=name, reason=f"unknown shorthand key for {skill_info.name}", fix=f"{hint} Or pass a dotted override.", code="unknown_key"))
+    if issues:
+        raise SpecError(f"unknown shorthand key(s): {', '.join(i.field for i in issues)}", issues=issues, fix=issues[0].fix)
+    return out
+
+
+def build_spec(
+    skill,
+    action: str,
+    *,
+    results_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    shorthand: dict[str, Any] | None = None,
+    data_sources: dict[str, str] | None = None,
+    parent: ParentJob | None = None,
+    resume_from: Path | None = None,
+    pretrained_model: str | None = None,
+    profile: str | None = None,
+    stage: bool = True,
+    cache_dir: Path | None = None,
+) -> BuiltSpec:
+    """Build the spec for ``skill`` (a catalog Skill) and ``action``.
+
+    ``results_dir``: this job's results folder (value of the ``output_dir`` function).
+    ``data_sources``: dataset role (``train_datasets``, ``eval_dataset``,
+    ``inference_dataset``, ``calibration_dataset``) -> root folder holding the files named
+    in skill_info (e.g. ``images_train.tar.gz`` or ``images_train/``).
+    ``parent``: the parent job (train for export/inference) for ``parent_model``
+    and ``carry_from_parent``. ``resume_from``: a results_dir to resume from (``resume_model``).
+    ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
+
+    Raises SpecError (bad keys, a required parent missing), StagingError (bad archive),
+    NotFound (no checkpoint matches the rule).
+    """
+    info = skill.info
+    act = skill.action(action)
+    spec = copy.deepcopy(skill.template(action))
+    out = BuiltSpec(spec=spec)
+    explicit: set[str] = set()
+
+    if parent is not None:
+        for key in act.carry_from_parent:
+            value = get_dotted(parent.spec, key, default=_ABSENT)
+            if value is not _ABSENT:
+                set_dotted(spec, key, copy.deepcopy(value))
+                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}")
+
+    if profile == "smoke":
+        for key, value in info.smoke_overrides.items():
+            _set_known(spec, key, value, skill, action)
+    elif profile not in (None, "", "default"):
+        raise SpecError(f"unknown profile {profile!r}", field="profile", fix="use profile='smoke' or leave it unset")
+
+    for key, value in _data_source_values(act, data_sources or {}, info.name).items():
+        set_dotted(spec, key, value)
+        explicit.add(key)
+
+    for key, value in expand_shorthand(info, shorthand).items():
+        _set_known(spec, key, value, skill, action)
+        explicit.add(key)
+
+    for key, value in (overrides or {}).items():
+        _set_known(spec, key, value, skill, action)
+        explicit.add(key)
+
+    _apply_spec_params(skill, action, spec, out, explicit, results_dir=results_dir, parent=parent,
+                       resume_from=resume_from, pretrained_model=pretrained_model)
+
+    for key in act.drop_keys:
+        if delete_dotted(spec, key):
+            out.notes.append(f"dropped {key} (not used by {action})")
+
+    if stage:
+        _stage_inputs(act, spec, out, cache_dir)
+    _require_data_sources(act, spec, info.name)
+    return out
+
+
+_ABSENT = object()
+
+
+def _set_known(spec: dict, key: str, value: Any, skill, action: str) -> None:
+    """Set an override; an unknown top-level section is an error with did-you-mean.
+
+    Deeper unknown keys are reported by the validator (which knows the schema).
+    """
+    head = split_dotted(key)[0]
+    if isinstance(head, str) and head not in spec:
+        close = difflib.get_close_matches(head, [k for k in spec if isinstance(k, str)], n=3)
+        fix = f"did you mean {', '.join(close)}?" if close else f"top-level sections: {', '.join(sorted(spec))}"
+        raise SpecError(f"unknown spec key {key!r} for {skill.name} {action}", field=key, fix=fix,
+                        issues=[Issue(field=key, reason="unknown top-level section", fix=fix, code="unknown_key")])
+    set_dotted(spec, key, copy.deepcopy(value))
+
+
+def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str, Any]:
+    """Dataset-role roots -> spec values (joined with the skill's per-action file names)."""
+    known_roles = {ds.source for ds in act.data_sources.values()}
+    unknown = sorted(set(roots) - known_roles)
+    if unknown:
+        fix = f"this action takes: {', '.join(sorted(known_roles)) or 'no dataset roles'}"
+        raise SpecError(f"unknown data source role(s) {', '.join(unknown)} for {skill_name}", field="data_sources", fix=fix)
+    values: dict[str, Any] = {}
+    for key, ds in act.data_sources.items():
+        if ds.source not in roots:
+            continue
+        path = str(Path(roots[ds.source]).expanduser() / ds.path)
+        values[key] = [path] if ds.list else path
+    return values
+
+
+def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], *, results_dir: Path,
+                       parent: ParentJob | None, resume_from: Path | None, pretrained_model: str | None) -> None:
+    info = skill.info
+    act = skill.action(action)
+    results_dir = Path(results_dir)
+    resume_path: str = ""
+    if resume_from is not None:
+        choice = checkpoints.select_checkpoint(Path(resume_from), RESUME_RULE, latest_alias=info.latest_checkpoint_alias)
+        resume_path = str(choice.path)
+    for key, fn in act.spec_params.items():
+        if key in explicit:
+            out.notes.append(f"{key} set by caller; inference function {fn} skipped")
+            continue
+        reason = ""
+        if fn == "output_dir":
+            value: Any = str(results_dir)
+            reason = "this job's results_dir"
+        elif fn == "key":
+            value = ENCRYPTION_KEY_REF
+            reason = f"encryption key by env-var name {ENCRYPTION_KEY_ENV} (default tlt_encode)"
+        elif fn in ("parent_model", "parent_model_folder"):
+            if parent is None:
+                current = get_dotted(spec, key, default=None)
+                if current in (None, "", MISSING):
+                    raise SpecError(
+                        f"{key} needs a parent job for {info.name} {action}",
+                        field=key,
+                        fix=f"pass parent_job_id=<the {act.parent_action} job id> (or set {key} to a checkpoint path)",
+                    )
+                continue
+            if fn == "parent_model_folder":
+                value = str(parent.results_dir)
+                reason = f"results folder of parent job {parent.job_id}"
+            else:
+                assert act.checkpoint is not None  # enforced by ActionInfo
+                choice = checkpoints.select_checkpoint(parent.results_dir, act.checkpoint, latest_alias=info.latest_checkpoint_alias)
+                value = str(choice.path)
+                reason = f"{choice.reason} (parent job {parent.job_id})"
+        elif fn == "resume_model":
+            value = resume_path
+            reason = "newest full training checkpoint of the resumed job" if resume_path else "no resume checkpoint"
+        elif fn == "ptm_if_no_resume_model":
+            value = "" if resume_path else (pretrained_model or "")
+            reason = "resume checkpoint present: pretrained model not used" if resume_path else (
+                "pretrained model given by caller" if pretrained_model else "no pretrained model")
+        elif fn == "create_onnx_file":
+            value = str(results_dir / "export" / f"{info.network_arch}.onnx")
+            reason = "new ONNX path under this job's results_dir"
+        elif fn == "create_engine_file":
+            value = str(results_dir / "gen_trt_engine" / f"{info.network_arch}.engine")
+            reason = "new TensorRT engine path under this job's results_dir"
+        elif fn == "create_cal_cache":
+            value = str(results_dir / "gen_trt_engine" / "cal.bin")
+            reason = "new INT8 calibration cache path under this job's results_dir"
+        else:  # pragma: no cover - SpecParamFn is a closed Literal
+            raise SpecError(f"unknown inference function {fn}", field=key, fix="fix skill_info.yaml spec_params")
+        set_dotted(spec, key, value)
+        out.inferred[key] = {"fn": fn, "value": value, "reason": reason}
+
+
+def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None) -> None:
+    """Archives given where TAO needs a folder are extracted (``images.tar.gz`` -> ``images/``)."""
+    folder_keys = {k for k, io in act.inputs.items() if io.type == "folder"}
+    folder_keys |= {k for k, ds in act.data_sources.items() if ds.runtime == "extracted_folder"}
+    for key in sorted(folder_keys):
+        value = get_dotted(spec, key, default=None)
+        values = value if isinstance(value, list) else [value]
+        new_values = []
+        for item in values:
+            if isinstance(item, str) and item not in ("", MISSING) and is_archive(item):
+                staged = staging.stage(item, field=key, cache_dir=cache_dir)
+                out.staged[key] = {"source": str(staged.source), "path": str(staged.path), "extracted": staged.extracted}
+                new_values.append(str(staged.path))
+            elif isinstance(item, str) and item not in ("", MISSING) and ds_folder_sibling(item):
+                new_values.append(ds_folder_sibling(item))
+            else:
+                new_values.append(item)
+        set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
+
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def is_archive(value: str) -> bool:
+    """Whether a path names an archive TAO cannot read as a folder (anchor_report_tao.md §4.5 C13)."""
+    return str(value).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def archive_stem(name: str) -> str:
+    """``images_train.tar.gz`` -> ``images_train`` (the folder the SDK extracts it to)."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def ds_folder_sibling(value: str) -> str | None:
+    """``.../images_train.tar.gz`` that does not exist but whose extracted folder does -> that folder."""
+    path = Path(value)
+    if path.exists() or not is_archive(value):
+        return None
+    folder = path.with_name(archive_stem(path.name))
+    return str(folder) if folder.is_dir() else None
+
+
+def _require_data_sources(act, spec: dict, skill_name: str) -> None:
+    """Data-source keys are mandatory (seed: 'Data source overrides are mandatory')."""
+    issues = []
+    for key, ds in act.data_sources.items():
+        value = get_dotted(spec, key, default=None)
+        empty = value in (None, "", MISSING) or (isinstance(value, list) and not [v for v in value if v not in (None, "", MISSING)])
+        if empty:
+            issues.append(Issue(
+                field=key,
+                reason=f"data source not set ({ds.source}/{ds.path})",
+                fix=f"pass data_sources={{'{ds.source}': '<folder holding {ds.path} or its extracted folder>'}} or override {key}",
+                code="required",
+            ))
+    if issues:
+        raise SpecError(f"{skill_name}: mandatory data source(s) missing: {', '.join(i.field for i in issues)}",
+                        issues=issues, field=issues[0].field, fix=issues[0].fix)
+
+
+__all__ = ["BuiltSpec", "ParentJob", "build_spec", "expand_shorthand", "ENCRYPTION_KEY_ENV", "RESUME_RULE", "NotFound"]
