@@ -486,9 +486,7 @@ class Service:
         rec = self.store.get(job_id)
         sk = self.catalog.get(rec.skill)
         if for_action == "resume":
-            from taoskills.specs.builder import RESUME_RULE
-
-            rule = RESUME_RULE
+            rule = checkpoints.resume_rule(sk.info)
         else:
             act = sk.action(for_action)
             if act.checkpoint is None:
@@ -498,7 +496,7 @@ class Service:
         choice = checkpoints.select_checkpoint(Path(rec.results_dir), rule, latest_alias=sk.info.latest_checkpoint_alias,
                                                epoch=epoch, allow_latest=allow_latest)
         return CheckpointResult(job_id=job_id, for_action=for_action, path=str(choice.path), reason=choice.reason,
-                                candidates=[str(c) for c in choice.candidates])
+                                candidates=[str(c.path) for c in choice.candidates])
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -31,20 +31,12 @@ from typing import Any
 
 from taoskills import checkpoints, staging
 from taoskills.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
-from taoskills.errors import Issue, NotFound, SpecError
-from taoskills.skill_info import CheckpointRule
+from taoskills.errors import Issue, SpecError
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
 MISSING = "???"  # Hydra MISSING in TAO templates
 
-# Resume picks the full training checkpoint (TAO Lightning naming, anchor_report_tao.md §3.5);
-# NVDINOv2's student/teacher weight files cannot resume a run.
-RESUME_RULE = CheckpointRule(
-    from_action="train",
-    prefer=["model_epoch_*.pth", "*.ckpt"],
-    avoid=["student_epoch_*", "teacher_epoch_*"],
-)
 
 
 @dataclass
@@ -184,16 +176,17 @@ def _set_known(spec: dict, key: str, value: Any, skill, action: str) -> None:
 
 def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str, Any]:
     """Dataset-role roots -> spec values (joined with the skill's per-action file names)."""
-    known_roles = {ds.source for ds in act.data_sources.values()}
+    known_roles = {ds.source for ds in act.data_sources.values()} | {ds.fallback for ds in act.data_sources.values() if ds.fallback}
     unknown = sorted(set(roots) - known_roles)
     if unknown:
         fix = f"this action takes: {', '.join(sorted(known_roles)) or 'no dataset roles'}"
         raise SpecError(f"unknown data source role(s) {', '.join(unknown)} for {skill_name}", field="data_sources", fix=fix)
     values: dict[str, Any] = {}
     for key, ds in act.data_sources.items():
-        if ds.source not in roots:
+        role = ds.source if ds.source in roots else ds.fallback
+        if role not in roots:
             continue
-        path = str(Path(roots[ds.source]).expanduser() / ds.path)
+        path = str(Path(roots[role]).expanduser() / ds.path)
         values[key] = [path] if ds.list else path
     return values
 
@@ -205,7 +198,7 @@ def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], 
     results_dir = Path(results_dir)
     resume_path: str = ""
     if resume_from is not None:
-        choice = checkpoints.select_checkpoint(Path(resume_from), RESUME_RULE, latest_alias=info.latest_checkpoint_alias)
+        choice = checkpoints.select_checkpoint(Path(resume_from), checkpoints.resume_rule(info), latest_alias=info.latest_checkpoint_alias)
         resume_path = str(choice.path)
     for key, fn in act.spec_params.items():
         if key in explicit:
@@ -267,39 +260,25 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None) -> No
         values = value if isinstance(value, list) else [value]
         new_values = []
         for item in values:
-            if isinstance(item, str) and item not in ("", MISSING) and is_archive(item):
+            if isinstance(item, str) and "://" in item:
+                new_values.append(item)  # remote URI: staged by the platform that runs the job
+            elif isinstance(item, str) and ds_folder_sibling(item):
+                new_values.append(ds_folder_sibling(item))  # already extracted beside the archive name
+            elif isinstance(item, str) and item not in ("", MISSING) and staging.is_archive(item):
                 staged = staging.stage(item, field=key, cache_dir=cache_dir)
                 out.staged[key] = {"source": str(staged.source), "path": str(staged.path), "extracted": staged.extracted}
                 new_values.append(str(staged.path))
-            elif isinstance(item, str) and item not in ("", MISSING) and ds_folder_sibling(item):
-                new_values.append(ds_folder_sibling(item))
             else:
                 new_values.append(item)
         set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
 
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-
-
-def is_archive(value: str) -> bool:
-    """Whether a path names an archive TAO cannot read as a folder (anchor_report_tao.md §4.5 C13)."""
-    return str(value).lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def archive_stem(name: str) -> str:
-    """``images_train.tar.gz`` -> ``images_train`` (the folder the SDK extracts it to)."""
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def ds_folder_sibling(value: str) -> str | None:
     """``.../images_train.tar.gz`` that does not exist but whose extracted folder does -> that folder."""
     path = Path(value)
-    if path.exists() or not is_archive(value):
+    if path.exists() or not staging.is_archive(value):
         return None
-    folder = path.with_name(archive_stem(path.name))
+    folder = path.with_name(staging.archive_stem(path))
     return str(folder) if folder.is_dir() else None
 
 
@@ -307,6 +286,8 @@ def _require_data_sources(act, spec: dict, skill_name: str) -> None:
     """Data-source keys are mandatory (seed: 'Data source overrides are mandatory')."""
     issues = []
     for key, ds in act.data_sources.items():
+        if ds.optional:
+            continue
         value = get_dotted(spec, key, default=None)
         empty = value in (None, "", MISSING) or (isinstance(value, list) and not [v for v in value if v not in (None, "", MISSING)])
         if empty:
@@ -321,4 +302,4 @@ def _require_data_sources(act, spec: dict, skill_name: str) -> None:
                         issues=issues, field=issues[0].field, fix=issues[0].fix)
 
 
-__all__ = ["BuiltSpec", "ParentJob", "build_spec", "expand_shorthand", "ENCRYPTION_KEY_ENV", "RESUME_RULE", "NotFound"]
+__all__ = ["BuiltSpec", "ParentJob", "build_spec", "expand_shorthand", "ENCRYPTION_KEY_ENV"]

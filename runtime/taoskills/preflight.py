@@ -1,0 +1,465 @@
+"""Preflight checks: data, host and credentials, checked before anything is launched.
+
+Each ``check_*`` function returns a list of :class:`CheckResult`; :func:`run_preflight`
+gathers them into a :class:`PreflightReport` whose ``raise_if_failed()`` raises
+:class:`~taoskills.errors.PreflightError` carrying one :class:`~taoskills.errors.Issue` per
+failed check (field, reason, fix). Checks of severity ``warning`` never fail a report.
+
+Scope follows DESIGN.md "preflight" and TAO's SDK preflight (anchor_report_tao.md §1.12:
+tool present, GPU/host checks) plus §4.5 C13 (``images_dir`` must be a folder, not an
+archive, when the TAO CLI runs). COCO / ODVG annotation checks are not implemented yet:
+:func:`check_dataset` raises :class:`~taoskills.errors.NotSupported` for those formats.
+
+No heavy module (torch, PIL) is imported at module import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping
+
+from pydantic import BaseModel, Field
+
+from taoskills.errors import Issue, NotSupported, PreflightError
+
+#: Image extensions counted in an image folder (lower-case, with the dot).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+#: Archive suffixes recognised when a file is given where a folder is expected.
+_ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+
+Severity = Literal["error", "warning", "info"]
+
+
+class CheckResult(BaseModel):
+    """One check: ``name`` (stable id, e.g. ``image_folder.exists``), ``ok``, ``message``,
+    ``field`` (spec key / argument at fault or ``None``), ``fix`` (what to do when not ok),
+    ``severity`` (``error`` fails the report; ``warning``/``info`` do not), ``details``."""
+
+    name: str
+    ok: bool
+    message: str
+    field: str | None = None
+    fix: str | None = None
+    severity: Severity = "error"
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreflightReport(BaseModel):
+    """All checks of one preflight run.
+
+    ``ok``: no check of severity ``error`` failed. ``checks``: every result, in order.
+    ``issues``: :meth:`Issue.as_dict` for each failed error check. ``warnings``: messages of
+    failed warning checks and notes (e.g. "PIL not installed").
+    """
+
+    ok: bool
+    checks: list[CheckResult]
+    issues: list[dict[str, str]] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+    def failed(self) -> list[CheckResult]:
+        """The checks of severity ``error`` that failed."""
+        return [c for c in self.checks if not c.ok and c.severity == "error"]
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`PreflightError` (with one Issue per failed check) unless ``ok``."""
+        if self.ok:
+            return
+        issues = [_issue(c) for c in self.failed()]
+        first = issues[0]
+        raise PreflightError(
+            f"Preflight failed: {len(issues)} check(s) failed; first: {first.field}: {first.reason}",
+            field=first.field,
+            fix=first.fix,
+            issues=issues,
+            details={"checks": [c.model_dump(mode="json") for c in self.checks]},
+        )
+
+
+def _issue(c: CheckResult) -> Issue:
+    return Issue(field=c.field or c.name, reason=c.message, fix=c.fix or "See the check's message.", code=c.name)
+
+
+def run_preflight(*groups: CheckResult | Iterable[CheckResult]) -> PreflightReport:
+    """Gather check results (single results or lists of them) into a :class:`PreflightReport`."""
+    checks: list[CheckResult] = []
+    for group in groups:
+        if isinstance(group, CheckResult):
+            checks.append(group)
+        else:
+            checks.extend(group)
+    failed = [c for c in checks if not c.ok and c.severity == "error"]
+    warnings = [c.message for c in checks if (not c.ok and c.severity == "warning")]
+    warnings += [n for c in checks for n in c.details.get("notes", [])]
+    return PreflightReport(
+        ok=not failed,
+        checks=checks,
+        issues=[_issue(c).as_dict() for c in failed],
+        warnings=warnings,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# data
+
+
+def check_dataset(path: str | Path, fmt: str, *, field: str, **kwargs: Any) -> list[CheckResult]:
+    """Dispatch on a skill's data format (skill_info ``data_formats``).
+
+    ``ssl``, ``image_folder``, ``images``, ``classification`` -> :func:`check_image_folder`
+    (``kwargs`` passed on). ``coco``, ``odvg`` and anything else -> NotSupported (annotation
+    checks come later).
+    """
+    if fmt.lower() in ("ssl", "image_folder", "images", "classification", "image_classification"):
+        return check_image_folder(path, field=field, **kwargs)
+    raise NotSupported(
+        f"{field}: preflight checks for {fmt!r} datasets are not implemented yet.",
+        field=field,
+        fix="Skip the data preflight for this format (the TAO job validates annotations itself), "
+        "or check the annotation file by hand.",
+    )
+
+
+def _is_archive_name(name: str) -> bool:
+    low = name.lower()
+    return any(low.endswith(s) and len(low) > len(s) for s in _ARCHIVE_SUFFIXES)
+
+
+def check_image_folder(
+    path: str | Path,
+    *,
+    field: str,
+    min_images: int = 1,
+    batch_size: int | None = None,
+    sample_limit: int | None = None,
+) -> list[CheckResult]:
+    """Check an image folder a TAO action reads (e.g. NVDINOv2 ``dataset.train_dataset.images_dir``).
+
+    Checks, in order (later ones are skipped when an earlier one makes them meaningless):
+
+    * ``image_folder.exists``: the path exists;
+    * ``image_folder.is_folder``: it is a folder; an archive gets the fix "stage it / pass the
+      extracted folder" (TAO's CLI reads folders: anchor_report_tao.md §4.5 C13);
+    * ``image_folder.readable``: images (``IMAGE_EXTENSIONS``, searched recursively, hidden
+      folders skipped) open and verify with PIL (``Image.verify``); without PIL only the
+      file's magic bytes are checked and a note says so. ``sample_limit`` checks only the
+      first N images (sorted paths); ``None`` checks all. Unreadable files are listed in
+      ``details["corrupt"]`` (relative paths);
+    * ``image_folder.count``: at least ``min_images`` readable images (0 -> "empty");
+    * ``image_folder.batch``: when ``batch_size`` is given, at least one full batch
+      (pass batch_size x number of GPUs for data-parallel runs).
+    """
+    folder = Path(path).expanduser()
+    results: list[CheckResult] = []
+    if not folder.exists():
+        hint = ""
+        for suffix in _ARCHIVE_SUFFIXES:
+            if folder.with_name(folder.name + suffix).is_file():
+                hint = f" An archive {folder.name + suffix} sits beside it: stage it first."
+                break
+        results.append(CheckResult(
+            name="image_folder.exists", ok=False, field=field,
+            message=f"{folder} does not exist.{hint}",
+            fix=f"Set {field} to an existing folder of images (or an archive to stage).",
+        ))
+        return results
+    results.append(CheckResult(name="image_folder.exists", ok=True, field=field, message=f"{folder} exists."))
+
+    if not folder.is_dir():
+        if _is_archive_name(folder.name):
+            results.append(CheckResult(
+                name="image_folder.is_folder", ok=False, field=field,
+                message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
+                fix="Stage it (taoskills.staging.stage extracts it beside the archive) or pass the extracted folder.",
+            ))
+        else:
+            results.append(CheckResult(
+                name="image_folder.is_folder", ok=False, field=field,
+                message=f"{folder} is a file, not a folder of images.",
+                fix=f"Set {field} to the folder holding the images.",
+            ))
+        return results
+    results.append(CheckResult(name="image_folder.is_folder", ok=True, field=field, message=f"{folder} is a folder."))
+
+    images, archives, others = _scan(folder)
+    checker, notes = _image_checker()
+    to_check = images if sample_limit is None else images[: max(0, sample_limit)]
+    corrupt: list[str] = []
+    for img in to_check:
+        problem = checker(img)
+        if problem:
+            corrupt.append(f"{img.relative_to(folder).as_posix()} ({problem})")
+    readable = len(images) - len(corrupt)
+    method = "PIL verify" if not notes else "magic bytes"
+    scope = "all" if sample_limit is None or sample_limit >= len(images) else f"first {len(to_check)} of"
+    if corrupt:
+        shown = "; ".join(corrupt[:10]) + (f"; ... {len(corrupt) - 10} more" if len(corrupt) > 10 else "")
+        results.append(CheckResult(
+            name="image_folder.readable", ok=False, field=field,
+            message=f"{len(corrupt)} of {len(to_check)} checked images in {folder} are unreadable or corrupt: {shown}.",
+            fix="Remove or replace the listed files, then run the preflight again.",
+            details={"corrupt": corrupt, "checked": len(to_check), "method": method, "notes": notes},
+        ))
+    else:
+        results.append(CheckResult(
+            name="image_folder.readable", ok=True, field=field,
+            message=f"Checked {scope} {len(images)} images ({method}): all readable.",
+            details={"checked": len(to_check), "method": method, "notes": notes},
+        ))
+
+    count_details = {"images": len(images), "readable": readable, "other_files": others,
+                     "archives": [a.relative_to(folder).as_posix() for a in archives[:10]]}
+    if not images:
+        hint = f" It holds archives ({', '.join(count_details['archives'])}): extract them." if archives else ""
+        results.append(CheckResult(
+            name="image_folder.count", ok=False, field=field,
+            message=f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}",
+            fix=f"Put the images in {folder} (sub-folders are fine) or point {field} at the folder that holds them.",
+            details=count_details,
+        ))
+        return results
+    if readable < min_images:
+        results.append(CheckResult(
+            name="image_folder.count", ok=False, field=field,
+            message=f"{folder} has {readable} readable images; at least {min_images} are needed.",
+            fix="Add images or lower the requirement.", details=count_details,
+        ))
+    else:
+        results.append(CheckResult(
+            name="image_folder.count", ok=True, field=field,
+            message=f"{folder} has {len(images)} images ({readable} readable).", details=count_details,
+        ))
+    if batch_size is not None:
+        if readable < batch_size:
+            results.append(CheckResult(
+                name="image_folder.batch", ok=False, field=field,
+                message=f"{readable} readable images is fewer than one batch of {batch_size}.",
+                fix=f"Lower the batch size (dataset.batch_size) to at most {readable}, or add images.",
+                details={"readable": readable, "batch_size": batch_size},
+            ))
+        else:
+            results.append(CheckResult(
+                name="image_folder.batch", ok=True, field=field,
+                message=f"{readable} readable images give {readable // batch_size} full batch(es) of {batch_size}.",
+                details={"readable": readable, "batch_size": batch_size},
+            ))
+    return results
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[Path], int]:
+    images: list[Path] = []
+    archives: list[Path] = []
+    others = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                images.append(p)
+            elif _is_archive_name(name):
+                archives.append(p)
+            elif not name.startswith("."):
+                others += 1
+    return images, archives, others
+
+
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".bmp": (b"BM",),
+    ".tif": (b"II*\x00", b"MM\x00*"),
+    ".tiff": (b"II*\x00", b"MM\x00*"),
+}
+
+
+def _magic_ok(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if not head:
+        return "empty file"
+    ext = path.suffix.lower()
+    if ext == ".webp":
+        return None if head[:4] == b"RIFF" and head[8:12] == b"WEBP" else "not a WebP file"
+    if not any(head.startswith(m) for m in _MAGIC.get(ext, (b"",))):
+        return f"content is not {ext[1:].upper()}"
+    return None
+
+
+def _image_checker():
+    """(checker(path) -> problem or None, notes). PIL when installed, else magic bytes."""
+    if importlib.util.find_spec("PIL") is None:
+        return _magic_ok, ["PIL (Pillow) is not installed: images were checked by magic bytes only, not decoded."]
+    from PIL import Image, UnidentifiedImageError
+
+    def pil_ok(path: Path) -> str | None:
+        problem = _magic_ok(path)
+        if problem and problem.startswith(("cannot read", "empty")):
+            return problem
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:200]
+        return None
+
+    return pil_ok, []
+
+
+# ---------------------------------------------------------------------------------------
+# host
+
+_ENGINES = ("tao", "builtin")
+
+
+def _run(cmd: list[str], timeout: float = 10.0) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 1, str(exc)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def _check_docker(field: str) -> list[CheckResult]:
+    docker = shutil.which("docker")
+    if docker is None:
+        return [CheckResult(
+            name="host.docker", ok=False, field=field,
+            message="The docker CLI is not on PATH.",
+            fix="Install Docker Engine with the NVIDIA Container Toolkit, or use platform 'local'.",
+        )]
+    rc, out = _run([docker, "version", "--format", "{{.Server.Version}}"])
+    if rc != 0:
+        return [CheckResult(
+            name="host.docker", ok=False, field=field,
+            message=f"The docker CLI is installed but the Docker daemon is not reachable: {out[:300]}",
+            fix="Start the Docker daemon (systemctl start docker) and make sure this user may use it.",
+            details={"docker": docker},
+        )]
+    return [CheckResult(name="host.docker", ok=True, field=field,
+                        message=f"Docker daemon {out} reachable.", details={"docker": docker})]
+
+
+def _check_nvidia_smi(severity: Severity) -> CheckResult:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return CheckResult(name="host.gpu", ok=False, field="platform", severity=severity,
+                           message="nvidia-smi is not on PATH: no NVIDIA GPU driver found on this host.",
+                           fix="Run on a host with NVIDIA GPUs and drivers (TAO trains on GPUs).")
+    rc, out = _run([smi, "--query-gpu=name", "--format=csv,noheader"])
+    gpus = [line.strip() for line in out.splitlines() if line.strip()] if rc == 0 else []
+    if not gpus:
+        return CheckResult(name="host.gpu", ok=False, field="platform", severity=severity,
+                           message=f"nvidia-smi found no usable GPU: {out[:200]}",
+                           fix="Check the NVIDIA driver (nvidia-smi) on this host.")
+    return CheckResult(name="host.gpu", ok=True, field="platform", severity=severity,
+                       message=f"{len(gpus)} GPU(s): {', '.join(gpus)}.", details={"gpus": gpus})
+
+
+def check_host(engine: str, platform: str, *, network: str | None = None) -> list[CheckResult]:
+    """Check that this host can launch ``engine`` on ``platform``.
+
+    * ``engine="tao"``: platform ``docker`` needs the docker CLI and a reachable daemon;
+      ``local`` needs the ``tao`` launcher or the network's in-container entrypoint
+      (``network``, e.g. ``nvdinov2``) on PATH; ``slurm`` needs ``sbatch``;
+      ``kubernetes`` needs ``kubectl`` or the ``kubernetes`` Python client. A missing GPU
+      driver is a warning (the job may run elsewhere).
+    * ``engine="builtin"``: ``torch``, ``transformers`` and ``pytorch_lightning`` must be
+      importable (found with ``importlib.util.find_spec``, not imported); whether a CUDA GPU
+      is present is reported as ``info`` (``torch.cuda.is_available()``) and never fails.
+      Platform ``docker`` additionally checks docker.
+    Unknown engines give one failed ``host.engine`` check.
+    """
+    results: list[CheckResult] = []
+    if engine not in _ENGINES:
+        return [CheckResult(name="host.engine", ok=False, field="engine",
+                            message=f"Unknown engine {engine!r}.",
+                            fix=f"Use one of: {', '.join(_ENGINES)}.")]
+    if platform == "docker":
+        results += _check_docker("platform")
+    elif platform == "slurm":
+        missing = [t for t in ("sbatch", "squeue", "scancel") if shutil.which(t) is None]
+        results.append(CheckResult(
+            name="host.slurm", ok=not missing, field="platform",
+            message="SLURM tools found." if not missing else f"SLURM tools missing from PATH: {', '.join(missing)}.",
+            fix=None if not missing else "Run on a SLURM login node (sbatch, squeue, scancel on PATH).",
+        ))
+    elif platform == "kubernetes":
+        have = shutil.which("kubectl") is not None or importlib.util.find_spec("kubernetes") is not None
+        results.append(CheckResult(
+            name="host.kubernetes", ok=have, field="platform",
+            message="Kubernetes client found." if have else "Neither kubectl nor the kubernetes Python client is available.",
+            fix=None if have else "Install kubectl (with a kubeconfig) or `pip install kubernetes`.",
+        ))
+    elif platform != "local":
+        results.append(CheckResult(name="host.platform", ok=False, field="platform",
+                                   message=f"Unknown platform {platform!r}.",
+                                   fix="Use one of: local, docker, slurm, kubernetes."))
+
+    if engine == "tao":
+        if platform == "local":
+            tools = ["tao"] + ([network] if network else [])
+            found = [t for t in tools if shutil.which(t)]
+            results.append(CheckResult(
+                name="host.tao_cli", ok=bool(found), field="engine",
+                message=f"TAO CLI found: {found[0]}." if found else f"No TAO CLI on PATH (looked for: {', '.join(tools)}).",
+                fix=None if found else "Install the TAO launcher (pip install nvidia-tao) with Docker, run inside a TAO "
+                "container, use platform 'docker', or use engine 'builtin'.",
+            ))
+        results.append(_check_nvidia_smi("warning"))
+        return results
+
+    # builtin
+    missing = [m for m in ("torch", "transformers", "pytorch_lightning") if importlib.util.find_spec(m) is None]
+    results.append(CheckResult(
+        name="host.builtin_engine", ok=not missing, field="engine",
+        message="Built-in engine libraries found (torch, transformers, pytorch_lightning)."
+        if not missing else f"Built-in engine libraries missing: {', '.join(missing)}.",
+        fix=None if not missing else "pip install 'tao-skills[engine]' (on CPU hosts install torch first; "
+        "never install torchvision there).",
+    ))
+    if "torch" not in missing:
+        import torch  # imported only here: heavy
+
+        has_gpu = bool(torch.cuda.is_available())
+        count = torch.cuda.device_count() if has_gpu else 0
+        results.append(CheckResult(
+            name="host.gpu", ok=True, field="platform", severity="info",
+            message=f"{count} CUDA GPU(s) available." if has_gpu else "No CUDA GPU: the built-in engine runs on CPU.",
+            details={"cuda": has_gpu, "gpus": count},
+        ))
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# credentials
+
+
+def check_credentials(
+    names: Iterable[str], *, required: bool = True, env: Mapping[str, str] | None = None
+) -> list[CheckResult]:
+    """Report each environment variable in ``names`` as set or not set, by NAME only.
+
+    Values are never read into results, logged or returned. ``required=False`` makes a
+    missing variable a warning. ``env`` defaults to ``os.environ``.
+    """
+    source = os.environ if env is None else env
+    results = []
+    for name in names:
+        present = bool(source.get(name))
+        results.append(CheckResult(
+            name="credentials.present", ok=present, field=name,
+            severity="error" if required else "warning",
+            message=f"{name} is set." if present else f"Environment variable {name} is not set.",
+            fix=None if present else f"export {name}=... in the shell that launches the job (never put the value in a spec).",
+            details={"variable": name, "present": present},
+        ))
+    return results

@@ -1,0 +1,476 @@
+"""TAO semantic constraints that can be checked on a spec alone (no data, no parent job).
+
+Catalogue: anchor_report_tao.md §4.5 (C1-C16). Each rule below cites its source. Rules run on
+the *effective* spec: the schema's defaults with the caller's spec merged over them (what a
+TAO container sees after ``OmegaConf.merge(ExperimentConfig, spec)``), so a partial spec is
+judged together with the defaults it leaves in place. Values TAO resolves at load time
+(``"???"``, ``${...}`` interpolations) and values of the wrong type (reported by the schema
+check) are skipped.
+
+Issue codes: ``constraint`` (TAO fails or does something other than asked) and ``warning``
+(legal but probably not what was meant). Not checkable on a spec alone and left to preflight
+or the spec builder: C3 (``num_classes`` vs the annotation category ids), C4 (GDINO val
+category ids start at 0), the C10 parent-job rules (inference/export reuse train's backbone)
+and the C11 checkpoint-stage rule beyond ``train.stage``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from taoskills.dotted import get_dotted
+from taoskills.errors import Issue
+
+MISSING = "???"
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_IMAGE_DIR_KEYS = ("image_dir", "images_dir", "cal_image_dir")
+_NUMBER_COND = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(depends_on|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, "!=": lambda a, b: a != b, "==": lambda a, b: a == b,
+}
+_DETR = ("dino", "grounding_dino")
+
+_NOT_SET = object()
+
+
+def _num(v: Any) -> float | None:
+    """``v`` as a number, or None (missing, interpolation, bool, wrong type)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return v
+    return None
+
+
+def _get(spec: dict, key: str) -> Any:
+    v = get_dotted(spec, key, default=_NOT_SET)
+    if v is _NOT_SET or v == MISSING or (isinstance(v, str) and "${" in v):
+        return _NOT_SET
+    return v
+
+
+def _err(field: str, reason: str, fix: str) -> Issue:
+    return Issue(field, reason, fix, code="constraint")
+
+
+def _warn(field: str, reason: str, fix: str) -> Issue:
+    return Issue(field, reason, fix, code="warning")
+
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _deep_merge(base[k], v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(over)
+
+
+# ---------------------------------------------------------------------------------------------
+# rules. Signature: rule(ctx) -> list[Issue]; ctx has network_arch, action, container, spec
+# (effective), given (caller's spec), schema.
+
+
+class _Ctx:
+    def __init__(self, network_arch: str, action: str | None, container: str, spec: dict, given: dict, schema: dict | None):
+        self.network_arch, self.action, self.container = network_arch, action, container
+        self.spec, self.given, self.schema = spec, given, schema
+
+    def trains(self) -> bool:
+        return self.action in (None, "train", "distill")
+
+
+def c1_num_select(ctx: _Ctx) -> list[Issue]:
+    """C1: ``model.num_select <= model.num_queries`` and, for DINO, ``num_select < num_queries * dataset.num_classes``.
+
+    Post-processing takes the top-k over ``num_queries x num_classes`` scores. Sources: TAO Core
+    7.3.0 ``config/dino/model.py`` (num_select: "Must be < num_queries * num_classes");
+    TAO AutoML 7.2.0 ``brain/network_utils/dino.py`` caps num_select at
+    ``min(num_queries, num_queries*num_classes - 1)`` (anchor_report_tao.md §2.3.3, §4.5 C1).
+    """
+    if ctx.network_arch not in _DETR:
+        return []
+    sel, q = _num(_get(ctx.spec, "model.num_select")), _num(_get(ctx.spec, "model.num_queries"))
+    if sel is None or q is None:
+        return []
+    if sel > q:
+        return [_err("model.num_select", f"num_select {sel} is larger than model.num_queries {q}.",
+                     f"set model.num_select <= {q} (or raise model.num_queries).")]
+    n_cls = _num(_get(ctx.spec, "dataset.num_classes")) if ctx.network_arch == "dino" else None
+    if n_cls is not None and sel >= q * n_cls:
+        return [_err("model.num_select", f"num_select {sel} is not < num_queries*num_classes = {q * n_cls}.",
+                     f"set model.num_select < {q * n_cls}.")]
+    return []
+
+
+def c2_interm_indices(ctx: _Ctx) -> list[Issue]:
+    """C2: ``len(model.return_interm_indices) == model.num_feature_levels`` (DINO, Grounding DINO).
+
+    Source: field descriptions in TAO Core 7.3.0 ``config/dino/model.py`` and
+    ``config/grounding_dino/model.py`` (anchor_report_tao.md §4.5 C2).
+    """
+    if ctx.network_arch not in _DETR:
+        return []
+    idx, levels = _get(ctx.spec, "model.return_interm_indices"), _num(_get(ctx.spec, "model.num_feature_levels"))
+    if not isinstance(idx, list) or levels is None or len(idx) == levels:
+        return []
+    return [_err("model.return_interm_indices",
+                 f"{len(idx)} indices {idx} but model.num_feature_levels is {levels}; TAO needs one index per level.",
+                 f"give model.return_interm_indices exactly {levels} entries or set model.num_feature_levels to {len(idx)}.")]
+
+
+def c6_intervals(ctx: _Ctx) -> list[Issue]:
+    """C6: with ``checkpoint_interval_unit: epoch``, ``checkpoint_interval`` and ``validation_interval`` <= ``num_epochs``.
+
+    TAO PyTorch asserts both at train start ([ext] ``nvidia_tao_pytorch/core/
+    initialize_experiments``; anchor_report_tao.md §4.5 C6). Checked for train/distill.
+    """
+    if not ctx.trains():
+        return []
+    unit = _get(ctx.spec, "train.checkpoint_interval_unit")
+    epochs = _num(_get(ctx.spec, "train.num_epochs"))
+    if epochs is None:
+        return []
+    out = []
+    keys = ["train.validation_interval"] + (["train.checkpoint_interval"] if unit in (_NOT_SET, "epoch") else [])
+    for key in keys:
+        v = _num(_get(ctx.spec, key))
+        if v is not None and v > epochs:
+            out.append(_err(key, f"{key} {v} is larger than train.num_epochs {epochs}; TAO asserts at train start.",
+                            f"set {key} <= {epochs} (or raise train.num_epochs)."))
+    return out
+
+
+def c7_gpu_count(ctx: _Ctx) -> list[Issue]:
+    """C7: ``<section>.num_gpus == len(<section>.gpu_ids)`` for the section the action runs from.
+
+    TAO warns and reconciles a mismatch (``num_gpus = max(num_gpus, len(gpu_ids))``), so the
+    job would run on a GPU count nobody asked for; we require them to agree. Source: [ext] TAO
+    PyTorch entrypoint; ``train.gpu_ids`` description in TAO Core ("must be equal to the
+    number of gpus in train.num_gpus"); anchor_report_tao.md §4.5 C7.
+    """
+    section = "train" if ctx.trains() else ctx.action
+    if section not in ("train", "evaluate", "inference"):
+        return []
+    n, ids = _num(_get(ctx.spec, f"{section}.num_gpus")), _get(ctx.spec, f"{section}.gpu_ids")
+    if n is None or not isinstance(ids, list) or n == len(ids):
+        return []
+    return [_err(f"{section}.num_gpus", f"{section}.num_gpus is {n} but {section}.gpu_ids lists {len(ids)} GPU(s) {ids}.",
+                 f"set {section}.gpu_ids to {list(range(int(n)))} or {section}.num_gpus to {len(ids)}.")]
+
+
+def c8_math_cond(ctx: _Ctx) -> list[Issue]:
+    """C8 (and C5): every ``math_cond`` of the schema of the form ``<op> <number>`` or ``<op> depends_on``.
+
+    Read generically from the schema (``> 0.0``, ``>0``, ``>= 0``, ``!= 0``, ``> depends_on``
+    ...); TAO AutoML treats them as sampling hints only (anchor_report_tao.md §2.3.3, §4.5 C8,
+    §6 item 7). C5 ``dataset.augmentation.train_random_crop_max > train_random_crop_min`` is
+    the schema's ``"> depends_on"`` on ``train_random_crop_max``. AutoML-only forms (``/ k``,
+    ``^ k``) are not constraints on a given value and are ignored.
+    """
+    if not ctx.schema:
+        return []
+    out = []
+    for key, node in _schema_nodes(ctx.schema):
+        cond = node.get("math_cond")
+        if not isinstance(cond, str):
+            continue
+        m = _NUMBER_COND.match(cond)
+        if not m:
+            continue
+        v = _num(_get(ctx.spec, key))
+        if v is None:
+            continue
+        op, rhs = m.groups()
+        if rhs == "depends_on":
+            other = node.get("depends_on")
+            bound = _num(_get(ctx.spec, other)) if isinstance(other, str) else None
+            if bound is None:
+                continue
+            label = f"{other} ({bound})"
+        else:
+            bound, label = float(rhs), rhs
+        if not _OPS[op](v, bound):
+            out.append(_err(key, f"{key} is {v} but TAO requires {key} {op} {label} (schema math_cond {cond!r}).",
+                            f"set {key} so that it is {op} {label}."))
+    return out
+
+
+def c9_schedule(ctx: _Ctx) -> list[Issue]:
+    """C9 (warnings): LR schedule points beyond ``train.num_epochs`` never take effect.
+
+    DINO/GDINO ``MultiStep`` uses ``train.optim.lr_steps``, ``StepLR`` uses
+    ``lr_step_size``; MAE ``MultiStep`` uses ``train.optim.milestones`` and
+    ``warmup_epochs`` should be < ``num_epochs``. Not enforced by TAO (anchor_report_tao.md
+    §4.5 C9). Note: the shipped DINO and MAE templates (10 epochs, lr_steps [11] /
+    milestones [88, 96]) trigger this warning - TAO's own defaults never decay the LR.
+    """
+    if not ctx.trains():
+        return []
+    epochs = _num(_get(ctx.spec, "train.num_epochs"))
+    if epochs is None:
+        return []
+    sched = _get(ctx.spec, "train.optim.lr_scheduler")
+    out = []
+    if ctx.network_arch in _DETR:
+        if sched == "MultiStep":
+            steps = _get(ctx.spec, "train.optim.lr_steps")
+            if isinstance(steps, list) and any((_num(s) or 0) > epochs for s in steps):
+                out.append(_warn("train.optim.lr_steps", f"lr_steps {steps} go beyond train.num_epochs {epochs}; those LR drops never happen.",
+                                 f"use lr_steps <= {epochs} (e.g. [{max(1, int(epochs * 0.8))}]) or raise train.num_epochs."))
+        elif sched == "StepLR":
+            size = _num(_get(ctx.spec, "train.optim.lr_step_size"))
+            if size is not None and size > epochs:
+                out.append(_warn("train.optim.lr_step_size", f"lr_step_size {size} is larger than train.num_epochs {epochs}; the LR never drops.",
+                                 f"use lr_step_size <= {epochs} or raise train.num_epochs."))
+    if ctx.network_arch == "mae":
+        ms = _get(ctx.spec, "train.optim.milestones")
+        if sched == "MultiStep" and isinstance(ms, list) and any((_num(s) or 0) > epochs for s in ms):
+            out.append(_warn("train.optim.milestones", f"milestones {ms} go beyond train.num_epochs {epochs}; those LR drops never happen.",
+                             f"use milestones <= {epochs} or raise train.num_epochs."))
+        warm = _num(_get(ctx.spec, "train.optim.warmup_epochs"))
+        if warm is not None and warm >= epochs:
+            out.append(_warn("train.optim.warmup_epochs", f"warmup_epochs {warm} is not < train.num_epochs {epochs}; training never leaves warm-up.",
+                             f"set train.optim.warmup_epochs < {epochs}."))
+    return out
+
+
+def c10_nvdinov2_backbone(ctx: _Ctx) -> list[Issue]:
+    """C10: NVDINOv2 ``img_size`` in {224, 518}, ``patch_size`` in {14, 16}, and ``img_size % patch_size == 0``.
+
+    Sources: TAO Core 7.3.0 nvdinov2 schema enums (``model.backbone.img_size``/``patch_size``,
+    ordered_int); a ViT splits the image into whole patches (518 = 37 x 14, 224 = 16 x 14 =
+    14 x 16; 518 is not a multiple of 16). anchor_report_tao.md §4.5 C10.
+    """
+    if ctx.network_arch != "nvdinov2":
+        return []
+    img, patch = _num(_get(ctx.spec, "model.backbone.img_size")), _num(_get(ctx.spec, "model.backbone.patch_size"))
+    out = []
+    if img is not None and img not in (224, 518):
+        out.append(_err("model.backbone.img_size", f"img_size {img} is not supported.", "use 224 or 518."))
+    if patch is not None and patch not in (14, 16):
+        out.append(_err("model.backbone.patch_size", f"patch_size {patch} is not supported.", "use 14 or 16."))
+    if not out and img is not None and patch is not None and img % patch:
+        out.append(_err("model.backbone.img_size", f"img_size {img} is not a multiple of patch_size {patch}.",
+                        "use patch_size 14 with img_size 518 or 224, or patch_size 16 with img_size 224."))
+    return out
+
+
+def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
+    """C11 (warnings): MAE inference needs a finetuned model; finetune needs a real ``num_classes``; ConvNeXtV2 wants 224.
+
+    Sources: [ext] NVIDIA skill bank MAE notes (inference requires a ``train.stage=finetune``
+    checkpoint; ``num_classes`` matters only for finetune; keep ``input_size=224`` for
+    ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE schema default ``model.num_classes`` 1 vs
+    dataclass 1000 (anchor_report_tao.md §4.5 C11, §6 item 5).
+    """
+    if ctx.network_arch != "mae":
+        return []
+    out = []
+    stage = _get(ctx.spec, "train.stage")
+    if ctx.action == "inference" and stage == "pretrain":
+        out.append(_warn("train.stage", "MAE inference classifies with a finetuned model, but train.stage is 'pretrain'.",
+                         "set train.stage: finetune and use a checkpoint from a finetune job."))
+    if ctx.trains() and stage == "finetune" and _num(_get(ctx.spec, "model.num_classes")) == 1:
+        out.append(_warn("model.num_classes", "finetune with model.num_classes 1 (the schema default; the TAO dataclass default is 1000).",
+                         "set model.num_classes to the number of classes in your dataset."))
+    arch = _get(ctx.spec, "model.arch")
+    size = _num(_get(ctx.spec, "dataset.augmentation.input_size"))
+    if isinstance(arch, str) and arch.startswith("convnextv2") and size is not None and size != 224:
+        out.append(_warn("dataset.augmentation.input_size", f"ConvNeXtV2 MAE uses a 224 mask grid; input_size is {size}.",
+                         "keep dataset.augmentation.input_size: 224 for convnextv2_* backbones."))
+    return out
+
+
+def c12_text_len(ctx: _Ctx) -> list[Issue]:
+    """C12 (warning): Grounding DINO ``model.max_text_len`` should stay 256 (the token length pretrained checkpoints use).
+
+    Source: [ext] NVIDIA skill bank Grounding DINO notes; TAO Core 7.3.0 default 256
+    (anchor_report_tao.md §4.5 C12). The label-map token length itself is data, not spec.
+    """
+    if ctx.network_arch != "grounding_dino":
+        return []
+    n = _num(_get(ctx.spec, "model.max_text_len"))
+    if n is None or n == 256:
+        return []
+    return [_warn("model.max_text_len", f"max_text_len {n} differs from 256, the length pretrained Grounding DINO checkpoints use.",
+                  "keep model.max_text_len: 256 unless the model was trained with another length.")]
+
+
+def _walk(tree: Any, prefix: str = ""):
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            yield path, k, v
+            yield from _walk(v, path)
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from _walk(v, f"{prefix}[{i}]")
+
+
+def c13_archives(ctx: _Ctx) -> list[Issue]:
+    """C13: image folders must be folders, not archives, for the TAO CLI.
+
+    TAO's SDK runner extracts ``X.tar.gz -> X`` before the container starts
+    (``SDK/script_runner.py:427-496``); the TAO CLI itself reads a folder. Checked keys:
+    ``image_dir``, ``images_dir``, ``cal_image_dir`` anywhere (strings or lists of strings) and
+    MAE's ``dataset.{train,val,test}_data_sources`` (image folders as strings). Only the
+    caller's spec is checked. anchor_report_tao.md §4.5 C13.
+    """
+    out = []
+
+    def check(path: str, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            if isinstance(v, str) and v.lower().endswith(_ARCHIVE_SUFFIXES):
+                field = f"{path}[{i}]" if isinstance(value, list) else path
+                out.append(_err(field, f"{v!r} is an archive; TAO reads images from a folder.",
+                                "pass the extracted folder (tao-skills stages archives: give the archive as a data source, not as a spec value)."))
+
+    for path, key, value in _walk(ctx.given):
+        if key in _IMAGE_DIR_KEYS:
+            check(path, value)
+    if ctx.network_arch == "mae":
+        for key in ("dataset.train_data_sources", "dataset.val_data_sources", "dataset.test_data_sources"):
+            v = _get(ctx.given, key)
+            if v is not _NOT_SET:
+                check(key, v)
+    return out
+
+
+def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
+    """C14: ``export.input_channel`` in {1, 3}; export/engine ``batch_size`` is -1 (dynamic) or >= 1; TRT min <= opt <= max batch.
+
+    Sources: TAO Core 7.3.0 schemas (``export.input_channel`` ordered_int 1|3; ``batch_size``
+    "-1 implies dynamic tensor shapes"); a TensorRT optimization profile needs
+    min <= opt <= max. anchor_report_tao.md §4.5 C14.
+    """
+    out = []
+    ch = _num(_get(ctx.spec, "export.input_channel"))
+    if ctx.action == "export" and ch is not None and ch not in (1, 3):
+        out.append(_err("export.input_channel", f"input_channel {ch} is not 1 or 3.", "use 3 (RGB) or 1 (grayscale)."))
+    for key in ("export.batch_size", "gen_trt_engine.batch_size"):
+        if not key.startswith(ctx.action or "-"):
+            continue
+        b = _num(_get(ctx.spec, key))
+        if b is not None and b != -1 and b < 1:
+            out.append(_err(key, f"{key} {b} is neither -1 (dynamic) nor a positive batch size.", f"set {key}: -1 for dynamic shapes or a size >= 1."))
+    if ctx.action == "gen_trt_engine":
+        t = "gen_trt_engine.tensorrt."
+        lo, opt, hi = (_num(_get(ctx.spec, t + k)) for k in ("min_batch_size", "opt_batch_size", "max_batch_size"))
+        if None not in (lo, opt, hi) and not (lo <= opt <= hi):
+            out.append(_err(t + "opt_batch_size", f"TensorRT batch profile min {lo} / opt {opt} / max {hi} is not ordered.",
+                            "set min_batch_size <= opt_batch_size <= max_batch_size."))
+    return out
+
+
+def c15_sampler(ctx: _Ctx) -> list[Issue]:
+    """C15 (warning): DINO ``dataset.train_sampler`` only takes effect with ``dataset.dataset_type: default``.
+
+    Source: TAO Core 7.3.0 ``config/dino/dataset.py`` train_sampler description
+    (anchor_report_tao.md §4.5 C15).
+    """
+    if ctx.network_arch != "dino" or not ctx.trains():
+        return []
+    sampler, dtype = _get(ctx.spec, "dataset.train_sampler"), _get(ctx.spec, "dataset.dataset_type")
+    if sampler in (_NOT_SET, "default_sampler") or dtype in (_NOT_SET, "default"):
+        return []
+    return [_warn("dataset.train_sampler", f"train_sampler {sampler!r} is ignored with dataset_type {dtype!r}.",
+                  "set dataset.dataset_type: default to use this sampler, or leave train_sampler: default_sampler.")]
+
+
+def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
+    """C16 (warnings): evaluate/inference/export/gen_trt_engine specs should not carry training-only paths.
+
+    TAO Core 7.3.0 ``network_configs/{dino,grounding_dino}.config.json``
+    ``dynamic_config.action_rules`` remove ``model.pretrained_backbone_path`` and
+    ``train.resume_training_checkpoint_path`` for these actions (anchor_report_tao.md §4.5
+    C16). Only non-empty values in the caller's spec are reported.
+    """
+    if ctx.network_arch not in _DETR or ctx.action not in ("evaluate", "inference", "export", "gen_trt_engine"):
+        return []
+    out = []
+    for key in ("model.pretrained_backbone_path", "train.resume_training_checkpoint_path"):
+        v = _get(ctx.given, key)
+        if v not in (_NOT_SET, None, ""):
+            out.append(_warn(key, f"{key} is set but the {ctx.action} action does not use it (TAO drops it).",
+                             f"remove {key} from the {ctx.action} spec."))
+    return out
+
+
+RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
+    c1_num_select, c2_interm_indices, c6_intervals, c7_gpu_count, c8_math_cond, c9_schedule,
+    c10_nvdinov2_backbone, c11_mae_stage, c12_text_len, c13_archives, c14_batch_and_channels,
+    c15_sampler, c16_dropped_keys,
+)
+
+
+def _schema_nodes(schema: dict, prefix: str = ""):
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return
+    for k, v in props.items():
+        if isinstance(v, dict):
+            path = f"{prefix}.{k}" if prefix else k
+            yield path, v
+            yield from _schema_nodes(v, path)
+
+
+@lru_cache(maxsize=64)
+def _packaged_schema_text(network_arch: str, schema_file: str) -> str | None:
+    from taoskills.paths import skills_dir
+
+    for manifest in sorted(Path(skills_dir()).glob("*/schemas/manifest.json")):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("network_arch") == network_arch:
+            path = manifest.parent / schema_file
+            return path.read_text(encoding="utf-8") if path.is_file() else None
+    return None
+
+
+def packaged_schema(network_arch: str, action: str | None, container: str = "train") -> dict | None:
+    """The packaged schema of ``network_arch`` for ``action`` (``skills/*/schemas``), or None."""
+    if not action:
+        return None
+    name = f"{'deploy_' if container == 'deploy' else ''}{action}.schema.json"
+    text = _packaged_schema_text(network_arch, name)
+    return json.loads(text) if text else None
+
+
+def check_constraints(
+    network_arch: str,
+    action: str | None,
+    spec: dict,
+    *,
+    schema: dict | None = None,
+    container: str = "train",
+) -> list[Issue]:
+    """Run every rule (C1-C16 where checkable) on ``spec`` for ``network_arch``/``action``.
+
+    ``schema`` is the action's TAO-dialect schema (its defaults fill keys the spec leaves out
+    and its ``math_cond`` strings drive C8); when omitted the packaged schema of the skill
+    with this ``network_arch`` is used. ``action`` is the TAO action (``train``,
+    ``evaluate``, ``gen_trt_engine`` ...; a ``deploy_`` prefix is accepted). Returns issues
+    with ``code`` ``constraint`` or ``warning``.
+    """
+    if action and action.startswith("deploy_"):
+        action, container = action.removeprefix("deploy_"), "deploy"
+    if schema is None:
+        schema = packaged_schema(network_arch, action, container)
+    given = spec if isinstance(spec, dict) else {}
+    default = schema.get("default") if isinstance(schema, dict) else None
+    effective = _deep_merge(default, given) if isinstance(default, dict) else copy.deepcopy(given)
+    ctx = _Ctx(network_arch, action, container, effective, given, schema)
+    issues: list[Issue] = []
+    for rule in RULES:
+        issues.extend(rule(ctx))
+    return issues

@@ -1,0 +1,459 @@
+"""Spec validation against a skill's TAO-dialect schema (no TAO Core import).
+
+The schemas under ``skills/<skill>/schemas/`` are what TAO Core 7.3.0's generator emits
+(``scripts/generate_schemas.py``): leaf ``type`` is a TAO value type, bounds may be
+``Infinity``, enums are ``enum``. TAO's own validator (``nvidia_tao_core/api_utils/
+json_schema_validation.py``) compares those types with JSON-Schema names and so never checks
+types (anchor_report_tao.md §6 item 6). Here the schema is converted to standard JSON Schema
+(draft 2020-12) and checked with ``jsonschema``; the result is a list of
+:class:`taoskills.errors.Issue`, each naming the dotted field, the reason and the fix.
+
+Type mapping (TAO value type -> JSON Schema):
+
+* ``int`` -> ``integer`` (strict: ``10.0`` and ``true`` are rejected, as OmegaConf does);
+* ``float`` -> ``number`` (ints accepted); ``bool`` -> ``boolean``; ``string`` -> ``string``;
+* ``categorical`` / ``ordered`` -> ``enum``; ``ordered_int`` -> ``integer`` + ``enum``;
+* ``list`` (and ``list_*``, ``subset_list``, ``optional_list``) -> ``array`` (TAO gives no
+  item schema); ``collection`` / ``dict`` -> ``object``: with ``properties`` when TAO lists
+  them (and then ``additionalProperties: false``), otherwise any mapping;
+* ``minimum``/``maximum`` become bounds unless infinite (``Infinity`` = no bound). Where TAO's
+  own default lies outside its bounds (TAO Core 7.3.0 nvdinov2 ``export.batch_size``: default
+  -1 = dynamic, minimum 0) the bound is widened to the default, because the container
+  accepts it (OmegaConf does not check bounds);
+* ``null`` is accepted only where the schema has no default or a ``null`` default (OmegaConf
+  rejects ``None`` for non-Optional fields).
+
+Values that TAO resolves at load time are not type-checked: ``"???"`` (Hydra MISSING; reported
+as "required value not set" only with ``require_complete=True``) and strings holding an
+OmegaConf interpolation (``${...}``, e.g. the spec builder's ``encryption_key``). Values that
+OmegaConf converts silently (``"1e-4"`` for a float - PyYAML reads ``1e-4`` as a string - or
+``5`` for a string) give a ``warning`` issue instead of an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+import re
+from typing import Any, Iterable
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from taoskills.dotted import delete_dotted, get_dotted
+from taoskills.errors import Issue, SpecError
+
+MISSING = "???"
+_INTERPOLATION = re.compile(r"\$\{[^}]*\}")
+# Top-level spec sections that belong to one action (AutoML action scoping list,
+# anchor_report_tao.md §2.3.2 step 3).
+ACTION_SECTIONS = frozenset(
+    {"train", "evaluate", "inference", "export", "gen_trt_engine", "distill", "quantize", "prune", "retrain", "dataset_convert"}
+)
+_LIST_TYPES = frozenset({"list", "list_1_backbone", "list_1_normal", "list_2", "list_3", "subset_list", "optional_list", "array"})
+_OBJECT_TYPES = frozenset({"collection", "dict", "object"})
+_SCALAR_TYPES = {"int": "integer", "integer": "integer", "float": "number", "number": "number", "bool": "boolean",
+                 "boolean": "boolean", "string": "string", "str": "string"}
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
+               "array": "a list", "object": "a mapping (section)", "null": "null"}
+_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# conversion
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _child_props(node: dict) -> dict[str, dict]:
+    """``properties`` of a TAO node without TAO's non-dict artifacts (``automl_disabled_parameters``)."""
+    props = node.get("properties")
+    if not isinstance(props, dict):
+        return {}
+    return {k: v for k, v in props.items() if isinstance(v, dict)}
+
+
+def _convert(node: dict) -> dict:
+    tao_type = node.get("type")
+    default = node.get("default")
+    nullable = "default" not in node or default is None
+    out: dict[str, Any]
+    if "anyOf" in node and tao_type is None:
+        out = {"anyOf": [_convert(b) for b in node["anyOf"]]}
+        return out
+    props = _child_props(node)
+    if tao_type in _OBJECT_TYPES:
+        out = {"type": "object"}
+        if props:
+            out["properties"] = {k: _convert(v) for k, v in props.items()}
+            out["additionalProperties"] = False
+    elif tao_type in _LIST_TYPES:
+        out = {"type": "array"}
+    elif tao_type in ("categorical", "ordered"):
+        out = {"enum": list(node["enum"])} if node.get("enum") else {"type": "string"}
+    elif tao_type == "ordered_int":
+        out = {"type": "integer"}
+        if node.get("enum"):
+            out["enum"] = list(node["enum"])
+    elif tao_type in _SCALAR_TYPES:
+        out = {"type": _SCALAR_TYPES[tao_type]}
+        if node.get("enum"):
+            out["enum"] = list(node["enum"])
+        if out["type"] == "string" and node.get("pattern"):
+            out["pattern"] = node["pattern"]
+    else:  # unknown TAO type: accept anything rather than guess
+        out = {}
+    if out.get("type") in ("integer", "number"):
+        lo, hi = node.get("minimum"), node.get("maximum")
+        if _finite(default):
+            lo = min(lo, default) if _finite(lo) else lo
+            hi = max(hi, default) if _finite(hi) else hi
+        if _finite(lo):
+            out["minimum"] = lo
+        if _finite(hi):
+            out["maximum"] = hi
+    if nullable and out:
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+_CACHE: dict[str, tuple[dict, Draft202012Validator]] = {}
+
+
+def _digest(tao_schema: dict) -> str:
+    text = json.dumps(tao_schema, sort_keys=True, default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_strict_int(_checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_TaoValidator = jsonschema.validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_int),
+)
+
+
+def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
+    key = _digest(tao_schema)
+    hit = _CACHE.get(key)
+    if hit is None:
+        root = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+                "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
+                "additionalProperties": False}
+        hit = (root, _TaoValidator(root))
+        if len(_CACHE) > 128:
+            _CACHE.clear()
+        _CACHE[key] = hit
+    return hit
+
+
+def to_json_schema(tao_schema: dict) -> dict:
+    """Standard JSON Schema (draft 2020-12) for a TAO-dialect schema; cached by content hash.
+
+    The returned dict is shared with the cache: treat it as read-only (deep-copy to edit).
+    Integers are checked strictly by :func:`validate_spec` (a custom ``integer`` type check);
+    a plain ``jsonschema`` validator on this dict would also accept ``10.0`` for an int field.
+    """
+    return _compiled(tao_schema)[0]
+
+
+def _walk_nodes(node: dict, prefix: str = ""):
+    for k, v in _child_props(node).items():
+        path = f"{prefix}.{k}" if prefix else k
+        yield path, v
+        yield from _walk_nodes(v, path)
+
+
+def schema_keys(tao_schema: dict) -> set[str]:
+    """All dotted leaf keys of a schema (nodes without sub-properties), e.g. ``train.num_epochs``.
+
+    Sections TAO leaves opaque (``collection`` without properties, such as DINO ``distill`` or
+    ``dataset.test_data_sources``) count as leaves.
+    """
+    return {path for path, node in _walk_nodes(tao_schema) if not _child_props(node)}
+
+
+def _all_keys(tao_schema: dict) -> set[str]:
+    return {path for path, _ in _walk_nodes(tao_schema)}
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _fmt_path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<spec>"
+
+
+def _node_at(tao_schema: dict, parts: list[Any]) -> dict | None:
+    node: dict | None = tao_schema
+    for p in parts:
+        if isinstance(p, int) or node is None:
+            return None
+        node = _child_props(node).get(p)
+    return node
+
+
+def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
+    """What OmegaConf does with ``value`` for this node's type when it converts silently."""
+    tao_type = node.get("type")
+    jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(tao_type)
+    if jtype == "integer" and isinstance(value, str):
+        try:
+            return True, int(value.strip())
+        except ValueError:
+            return False, value
+    if jtype == "number" and isinstance(value, str):
+        try:
+            return True, float(value.strip())
+        except ValueError:
+            return False, value
+    if jtype == "boolean":
+        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
+            return True, _BOOL_WORDS[value.strip().lower()]
+        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+            return True, bool(value)
+    if jtype == "string" and not node.get("enum") and isinstance(value, (int, float, bool)):
+        return True, str(value)
+    return False, value
+
+
+def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], notes: list[Issue]) -> Any:
+    """Copy of ``spec`` without MISSING/interpolated leaves and with OmegaConf's silent conversions."""
+    if isinstance(spec, dict):
+        out = {}
+        for k, v in spec.items():
+            sub = parts + [k]
+            if v == MISSING:
+                missing.append(_fmt_path(sub))
+                continue
+            if isinstance(v, str) and _INTERPOLATION.search(v):
+                continue
+            node = _node_at(tao_schema, sub)
+            if node is not None and not isinstance(v, (dict, list)) and v is not None:
+                changed, new = _coerce(node, v)
+                if changed:
+                    field = _fmt_path(sub)
+                    notes.append(Issue(field, f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
+                                       f"write {field}: {json.dumps(new)} with the right type "
+                                       "(YAML reads 1e-4 as a string; write 1.0e-4)", code="warning"))
+                    v = new
+            out[k] = _prepare(tao_schema, v, sub, missing, notes)
+        return out
+    if isinstance(spec, list):
+        return [_prepare(tao_schema, v, parts + [i], missing, notes) for i, v in enumerate(spec)]
+    return spec
+
+
+def _did_you_mean(tao_schema: dict, parent: list[Any], key: str) -> tuple[str, str]:
+    """(reason, fix) for an unknown ``key`` under ``parent`` (siblings first, then misplaced)."""
+    parent_node = _node_at(tao_schema, parent) or {}
+    siblings = sorted(_child_props(parent_node))
+    where = f"section '{_fmt_path(parent)}'" if parent else "the top level"
+    reason = f"unknown key '{key}' in {where}."
+    prefix = _fmt_path(parent) + "." if parent else ""
+    close = difflib.get_close_matches(key, siblings, n=3, cutoff=0.6)
+    if close:
+        alts = " or ".join(f"'{prefix}{c}'" for c in close)
+        return reason, f"did you mean {alts}? Rename or remove '{prefix}{key}'."
+    if not parent:
+        meta = tao_schema.get("x_tao_schema") or {}
+        if key in (meta.get("sections_not_read") or []):
+            act = meta.get("action", "this")
+            return (f"section '{key}' is not read by the {act} action (TAO Core drops it from the {act} schema).",
+                    f"remove '{key}' from this spec (it belongs to the {key} action's spec).")
+    placed = sorted(k for k in _all_keys(tao_schema) if k.rsplit(".", 1)[-1] == key)
+    if not placed:
+        lasts: dict[str, list[str]] = {}
+        for k in _all_keys(tao_schema):
+            lasts.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+        for c in difflib.get_close_matches(key, list(lasts), n=2, cutoff=0.75):
+            placed.extend(sorted(lasts[c]))
+    if placed:
+        return reason, f"'{key}' is not a key here; did you mean {' or '.join(repr(p) for p in placed[:3])}? Move it there."
+    shown = ", ".join(siblings[:15]) + (", ..." if len(siblings) > 15 else "")
+    return reason, f"remove '{prefix}{key}'; valid keys here: {shown}."
+
+
+def _describe_expected(schema: dict) -> str:
+    t = schema.get("type")
+    types = [t] if isinstance(t, str) else [x for x in (t or []) if x != "null"]
+    return " or ".join(_TYPE_WORDS.get(x, x) for x in types) or "another value"
+
+
+def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list[Issue]:
+    parts = list(err.absolute_path)
+    field = _fmt_path(parts)
+    node = _node_at(tao_schema, parts) or {}
+    default = node.get("default")
+    dflt = f" (schema default: {json.dumps(default, allow_nan=True)})" if "default" in node and not isinstance(default, (dict, list)) else ""
+    v = err.instance
+    if err.validator == "additionalProperties":
+        allowed = set((err.schema.get("properties") or {}).keys())
+        issues = []
+        for key in [k for k in v if k not in allowed]:
+            reason, fix = _did_you_mean(tao_schema, parts, key)
+            issues.append(Issue(_fmt_path(parts + [key]), reason, fix, code="unknown_key"))
+        return issues
+    if err.validator == "type":
+        expected = _describe_expected(err.schema)
+        return [Issue(field, f"expected {expected}, got {v!r} ({type(v).__name__}).",
+                      f"set {field} to {expected}{dflt}.", code="type")]
+    if err.validator == "enum":
+        options = [o for o in err.validator_value if o is not None]
+        fix = f"use one of {options}"
+        if isinstance(v, str):
+            close = difflib.get_close_matches(v, [str(o) for o in options], n=1, cutoff=0.6)
+            if close:
+                fix = f"did you mean {close[0]!r}? Valid values: {options}"
+        return [Issue(field, f"{v!r} is not one of the allowed values.", fix + ".", code="enum")]
+    if err.validator in ("minimum", "maximum"):
+        word = "below the minimum" if err.validator == "minimum" else "above the maximum"
+        op = ">=" if err.validator == "minimum" else "<="
+        return [Issue(field, f"{v!r} is {word} {err.validator_value} (TAO schema bound).",
+                      f"set {field} {op} {err.validator_value}{dflt}.", code="bound")]
+    if err.validator == "pattern":
+        return [Issue(field, f"{v!r} does not match the pattern {err.validator_value!r}.",
+                      f"give {field} a value matching {err.validator_value!r}{dflt}.", code="pattern")]
+    return [Issue(field, err.message, f"fix {field} to satisfy the schema{dflt}.", code="invalid")]
+
+
+def _resolve(tao_schema: dict, network_arch: str | None, action: str | None) -> tuple[str | None, str | None, str]:
+    meta = tao_schema.get("x_tao_schema") or {}
+    container = meta.get("container") or ("deploy" if (action or "").startswith("deploy_") else "train")
+    tao_action = meta.get("action") or ((action or "").removeprefix("deploy_") or None)
+    return network_arch or meta.get("network_arch"), tao_action, container
+
+
+def sections_read(tao_schema: dict, action: str | None) -> set[str]:
+    """Top-level sections an action reads: every non-action section, its own, and ``train`` for train/distill."""
+    tops = set(_child_props(tao_schema))
+    read = {s for s in tops if s not in ACTION_SECTIONS}
+    if action:
+        read.add(action)
+    if action in ("train", "distill", None):
+        read.add("train")
+    return read
+
+
+def _missing_issues(tao_schema: dict, spec: dict, missing: list[str], action: str | None, container: str,
+                    required_keys: Iterable[str] | None) -> list[Issue]:
+    def issue(key: str) -> Issue:
+        return Issue(key, 'required value not set ("???" is Hydra MISSING, or the key is empty).',
+                     f"set {key} (the spec builder fills it from a parent job or a data source when one is given).",
+                     code="missing")
+
+    if required_keys is not None:
+        out = []
+        for key in required_keys:
+            val = get_dotted(spec, key, default=None)
+            if val is None or val == "" or val == MISSING or val == [] or val == [MISSING]:
+                out.append(issue(key))
+        return out
+    read = sections_read(tao_schema, action)
+    out = []
+    for key in missing:
+        top = re.split(r"[.\[]", key, maxsplit=1)[0]
+        if top not in read:
+            continue
+        if container == "deploy" and action in ("evaluate", "inference") and key == f"{action}.checkpoint":
+            continue  # TAO Deploy reads <action>.trt_engine, not the PyTorch checkpoint
+        if key.startswith("gen_trt_engine.tensorrt.calibration."):
+            dtype = str(get_dotted(spec, "gen_trt_engine.tensorrt.data_type", default="") or "")
+            if dtype.upper() != "INT8":
+                continue  # calibration is read only for INT8 engines
+        out.append(issue(key))
+    if container == "deploy" and action in ("evaluate", "inference"):
+        engine = get_dotted(spec, f"{action}.trt_engine", default=None)
+        if engine in (None, "", MISSING):
+            out.append(issue(f"{action}.trt_engine"))
+    return out
+
+
+def validate_spec(
+    schema: dict,
+    spec: dict,
+    *,
+    network_arch: str | None = None,
+    action: str | None = None,
+    require_complete: bool = False,
+    required_keys: Iterable[str] | None = None,
+) -> list[Issue]:
+    """Check ``spec`` (nested dict) against a TAO-dialect ``schema`` and TAO's semantic constraints.
+
+    ``network_arch``/``action`` default to the schema's ``x_tao_schema``; ``action`` may be a
+    manifest key such as ``deploy_evaluate``. Returns issues (empty = valid), in this order:
+    schema errors (codes ``unknown_key``, ``type``, ``enum``, ``bound``, ``pattern``,
+    ``invalid``), missing values (``missing``, only with ``require_complete=True``: ``"???"``
+    leaves in the sections the action reads, or exactly ``required_keys`` when given), then
+    :func:`taoskills.specs.constraints.check_constraints` (``constraint``) and warnings
+    (``warning``: silent OmegaConf conversions, TAO's soft rules). A constraint issue on a
+    field that already has a schema error is dropped (one message per fault).
+    """
+    from taoskills.specs import constraints
+
+    if not isinstance(spec, dict):
+        return [Issue("<spec>", f"a spec must be a mapping, got {type(spec).__name__}.", "pass the spec as a nested mapping (YAML).", code="type")]
+    network_arch, tao_action, container = _resolve(schema, network_arch, action)
+    missing: list[str] = []
+    notes: list[Issue] = []
+    prepared = _prepare(schema, spec, [], missing, notes)
+    _, validator = _compiled(schema)
+    errors = sorted(validator.iter_errors(prepared), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    issues: list[Issue] = []
+    for err in errors:
+        issues.extend(_issue_from_error(schema, err))
+    if require_complete:
+        issues.extend(_missing_issues(schema, spec, missing, tao_action, container, required_keys))
+    bad_fields = {i.field for i in issues}
+    if network_arch:
+        # Judge cross-field rules without the values the schema already rejected (their
+        # defaults stand in), so one bad value gives one message, not a cascade.
+        clean = copy.deepcopy(spec)
+        for i in issues:
+            if i.code in ("type", "enum", "bound", "pattern", "invalid"):
+                try:
+                    delete_dotted(clean, i.field)
+                except SpecError:  # a key that is not dotted-safe: leave it, rules skip bad types
+                    pass
+        for issue in constraints.check_constraints(network_arch, tao_action, clean, schema=schema, container=container):
+            if issue.field not in bad_fields:
+                issues.append(issue)
+    issues.extend(notes)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for i in issues:
+        if (i.field, i.reason) not in seen:
+            seen.add((i.field, i.reason))
+            unique.append(i)
+    errors_first = [i for i in unique if i.code != "warning"] + [i for i in unique if i.code == "warning"]
+    return errors_first
+
+
+def assert_valid(schema: dict, spec: dict, **kwargs: Any) -> list[Issue]:
+    """Like :func:`validate_spec` but raise :class:`SpecError` (``issues=`` the errors) if any error.
+
+    Returns the warnings (issues with ``code == "warning"``) when the spec is valid.
+    """
+    issues = validate_spec(schema, spec, **kwargs)
+    errors = [i for i in issues if i.code != "warning"]
+    if errors:
+        first = errors[0]
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SpecError(f"spec is invalid: {first.field}: {first.reason}{more}", field=first.field, fix=first.fix,
+                        issues=errors)
+    return [i for i in issues if i.code == "warning"]
+

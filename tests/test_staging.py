@@ -1,0 +1,311 @@
+"""Staging: real tar/zip archives extracted, reused, re-extracted and refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from taoskills.errors import NotSupported, StagingError
+from taoskills.skill_info import DataSource
+from taoskills.staging import MARKER_NAME, StagedPath, archive_stem, is_archive, resolve_data_source, stage
+
+FIELD = "dataset.train_dataset.images_dir"
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+
+
+def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(time.time())
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _tar_special(path: Path, info: tarfile.TarInfo, extra: dict[str, bytes] | None = None) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in (extra or {}).items():
+            i = tarfile.TarInfo(name)
+            i.size = len(data)
+            tf.addfile(i, io.BytesIO(data))
+        tf.addfile(info)
+    return path
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+def _no_temp_left(folder: Path) -> None:
+    left = [p.name for p in folder.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+    assert left == []
+
+
+def test_names():
+    assert is_archive("images_train.tar.gz") and is_archive("a.tgz") and is_archive("a.zip") and is_archive("a.TAR")
+    assert not is_archive("a.jpg") and not is_archive(".tar")
+    assert archive_stem("images_train.tar.gz") == "images_train"
+    assert archive_stem("x.tgz") == "x"
+
+
+def test_folder_is_itself(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    got = stage(tmp_path / "imgs", field=FIELD)
+    assert got == StagedPath(source=tmp_path / "imgs", path=tmp_path / "imgs", extracted=False, reused=True)
+
+
+def test_extract_then_reuse_then_reextract_on_change(tmp_path):
+    archive = _tar(tmp_path / "images_train.tar.gz", {"a.jpg": b"one", "sub/b.jpg": b"two"})
+    first = stage(archive, field=FIELD)
+    assert first.path == tmp_path / "images_train"
+    assert first.extracted and not first.reused
+    assert (first.path / "a.jpg").read_bytes() == b"one"
+    assert (first.path / "sub" / "b.jpg").read_bytes() == b"two"
+    marker = json.loads((first.path / MARKER_NAME).read_text())
+    assert marker["size"] == archive.stat().st_size and marker["name"] == archive.name
+
+    # second call: nothing written
+    (first.path / "a.jpg").write_bytes(b"touched")  # would be overwritten by a re-extraction
+    second = stage(archive, field=FIELD)
+    assert second.reused and second.extracted and second.path == first.path
+    assert (first.path / "a.jpg").read_bytes() == b"touched"
+
+    # changed archive: re-extracted, stale files gone
+    _tar(archive, {"c.jpg": b"three"})
+    os.utime(archive, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    third = stage(archive, field=FIELD)
+    assert not third.reused
+    assert _tree(third.path) == {"c.jpg", MARKER_NAME}
+    _no_temp_left(tmp_path)
+
+
+def test_strips_shared_top_folder_named_after_stem(tmp_path):
+    archive = _tar(tmp_path / "images_train.tgz", {"images_train/a.jpg": b"1", "images_train/d/b.jpg": b"2"})
+    got = stage(archive, field=FIELD)
+    assert _tree(got.path) == {"a.jpg", "d", "d/b.jpg", MARKER_NAME}
+
+
+def test_keeps_top_folder_with_other_name(tmp_path):
+    archive = _tar(tmp_path / "images_train.tar", {"other/a.jpg": b"1"}, mode="w")
+    got = stage(archive, field=FIELD)
+    assert (got.path / "other" / "a.jpg").read_bytes() == b"1"
+
+
+def test_zip_extract_and_strip(tmp_path):
+    archive = _zip(tmp_path / "images_test.zip", {"images_test/x.png": b"p", "images_test/y/z.png": b"q"})
+    got = stage(archive, field=FIELD)
+    assert got.path == tmp_path / "images_test"
+    assert _tree(got.path) == {"x.png", "y", "y/z.png", MARKER_NAME}
+    assert stage(archive, field=FIELD).reused
+
+
+def _assert_refused(tmp_path: Path, archive: Path, member_part: str, outside: list[Path]) -> None:
+    before = _tree(tmp_path)
+    with pytest.raises(StagingError) as exc:
+        stage(archive, field=FIELD)
+    err = exc.value
+    assert err.field == FIELD and FIELD in str(err)
+    assert member_part in err.message and err.fix
+    assert not (tmp_path / archive_stem(archive)).exists()
+    for p in outside:
+        assert not p.exists() and not p.is_symlink()
+    assert _tree(tmp_path) == before  # nothing written, temp folder cleaned
+
+
+def test_tar_parent_traversal_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    archive = _tar(data / "images_train.tar.gz", {"ok.jpg": b"1", "../evil.txt": b"x"})
+    _assert_refused(data, archive, "../evil.txt", [tmp_path / "evil.txt"])
+
+
+def test_tar_absolute_member_refused(tmp_path):
+    target = tmp_path / "abs_evil.txt"
+    archive = _tar(tmp_path / "images_train.tar.gz", {"ok.jpg": b"1", str(target): b"x"})
+    _assert_refused(tmp_path, archive, "absolute", [target])
+
+
+def test_tar_symlink_escaping_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    link = tarfile.TarInfo("images_train/escape")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "../../outside"
+    archive = _tar_special(data / "images_train.tar.gz", link, {"images_train/a.jpg": b"1"})
+    _assert_refused(data, archive, "escape", [tmp_path / "outside"])
+
+
+def test_tar_symlink_chain_escaping_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    archive = data / "images_train.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        t = tarfile.TarInfo("t")  # lexically inside ("s/.." == "."), really the parent once s -> .
+        t.type, t.linkname = tarfile.SYMTYPE, "s/.."
+        tf.addfile(t)
+        s = tarfile.TarInfo("s")
+        s.type, s.linkname = tarfile.SYMTYPE, "."
+        tf.addfile(s)
+    _assert_refused(data, archive, "t", [])
+
+
+def test_tar_absolute_symlink_and_hardlink_refused(tmp_path):
+    link = tarfile.TarInfo("passwd")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    _assert_refused(tmp_path, _tar_special(tmp_path / "a.tar.gz", link), "passwd", [])
+    hard = tarfile.TarInfo("h")
+    hard.type = tarfile.LNKTYPE
+    hard.linkname = "../x"
+    _assert_refused(tmp_path, _tar_special(tmp_path / "b.tar.gz", hard), "outside", [])
+
+
+def test_tar_internal_symlink_allowed(tmp_path):
+    link = tarfile.TarInfo("alias.jpg")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "d/a.jpg"
+    archive = _tar_special(tmp_path / "imgs.tar.gz", link, {"d/a.jpg": b"img"})
+    got = stage(archive, field=FIELD)
+    assert (got.path / "alias.jpg").is_symlink() and (got.path / "alias.jpg").read_bytes() == b"img"
+
+
+def test_tar_fifo_and_device_refused(tmp_path):
+    fifo = tarfile.TarInfo("pipe")
+    fifo.type = tarfile.FIFOTYPE
+    _assert_refused(tmp_path, _tar_special(tmp_path / "f.tar.gz", fifo), "FIFO", [])
+    dev = tarfile.TarInfo("dev")
+    dev.type = tarfile.CHRTYPE
+    _assert_refused(tmp_path, _tar_special(tmp_path / "d.tar.gz", dev), "device", [])
+
+
+def test_member_over_size_cap_refused(tmp_path):
+    archive = _tar(tmp_path / "big.tar.gz", {"a.jpg": b"x" * 10, "huge.jpg": b"y" * 5000})
+    with pytest.raises(StagingError, match="huge.jpg"):
+        stage(archive, field=FIELD, max_member_bytes=1000)
+    assert not (tmp_path / "big").exists()
+    _no_temp_left(tmp_path)
+    zarchive = _zip(tmp_path / "bigz.zip", {"huge.jpg": b"y" * 5000})
+    with pytest.raises(StagingError, match="over the cap"):
+        stage(zarchive, field=FIELD, max_member_bytes=1000)
+    assert not (tmp_path / "bigz").exists()
+
+
+def test_zip_traversal_absolute_symlink_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _assert_refused(data, _zip(data / "t.zip", {"ok.jpg": b"1", "../evil.txt": b"x"}), "..", [tmp_path / "evil.txt"])
+    _assert_refused(data, _zip(data / "a.zip", {"/tmp/abs_evil_taoskills.txt": b"x"}), "absolute",
+                    [Path("/tmp/abs_evil_taoskills.txt")])
+    archive = data / "l.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "../../outside")
+    _assert_refused(data, archive, "link", [tmp_path / "outside"])
+
+
+def test_corrupt_archive(tmp_path):
+    bad = tmp_path / "images_train.tar.gz"
+    bad.write_bytes(b"\x1f\x8b" + b"not really gzip" * 10)
+    with pytest.raises(StagingError, match="corrupt") as exc:
+        stage(bad, field=FIELD)
+    assert exc.value.fix
+    assert not (tmp_path / "images_train").exists()
+    _no_temp_left(tmp_path)
+
+
+def test_missing_path_and_plain_file(tmp_path):
+    with pytest.raises(StagingError) as exc:
+        stage(tmp_path / "nope.tar.gz", field=FIELD)
+    assert exc.value.field == FIELD and "does not exist" in exc.value.message and exc.value.fix
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StagingError, match="not a folder"):
+        stage(tmp_path / "notes.txt", field=FIELD)
+    with pytest.raises(NotSupported):
+        stage("s3://bucket/images_train.tar.gz", field=FIELD)
+
+
+def test_foreign_folder_is_not_overwritten(tmp_path):
+    archive = _tar(tmp_path / "images_train.tar.gz", {"a.jpg": b"1"})
+    (tmp_path / "images_train").mkdir()
+    (tmp_path / "images_train" / "mine.jpg").write_bytes(b"keep")
+    with pytest.raises(StagingError, match="not extracted by tao-skills"):
+        stage(archive, field=FIELD)
+    assert (tmp_path / "images_train" / "mine.jpg").read_bytes() == b"keep"
+
+
+def test_readonly_folder_uses_cache_dir(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    archive = _tar(ro / "images_train.tar.gz", {"a.jpg": b"1"})
+    ro.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores folder permissions: make os.access tell the truth for 0o555
+        real_access = os.access
+        monkeypatch.setattr("taoskills.staging.os.access",
+                            lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    try:
+        got = stage(archive, field=FIELD, cache_dir=tmp_path / "cache")
+        assert got.path.name == "images_train"
+        assert (tmp_path / "cache") in got.path.parents
+        assert (got.path / "a.jpg").read_bytes() == b"1"
+        assert stage(archive, field=FIELD, cache_dir=tmp_path / "cache").reused
+        assert not (ro / "images_train").exists()
+    finally:
+        ro.chmod(0o755)
+
+
+def test_resolve_data_source(tmp_path):
+    ds = DataSource(source="train_datasets", path="images_train.tar.gz", runtime="extracted_folder")
+    # only the archive: staged
+    _tar(tmp_path / "images_train.tar.gz", {"images_train/a.jpg": b"1"})
+    got = resolve_data_source(tmp_path, ds, field=FIELD)
+    assert got == tmp_path / "images_train" and (got / "a.jpg").exists()
+
+    # only an already extracted sibling folder (the user's own)
+    other = tmp_path / "other"
+    (other / "images_train").mkdir(parents=True)
+    assert resolve_data_source(other, ds, field=FIELD) == other / "images_train"
+
+    # archive plus user's own folder: the folder is used, untouched
+    both = tmp_path / "both"
+    (both / "images_train").mkdir(parents=True)
+    _tar(both / "images_train.tar.gz", {"a.jpg": b"1"})
+    assert resolve_data_source(both, ds, field=FIELD) == both / "images_train"
+    assert not (both / "images_train" / "a.jpg").exists()
+
+    # same stem, other archive type
+    z = tmp_path / "z"
+    z.mkdir()
+    _zip(z / "images_train.zip", {"b.jpg": b"2"})
+    assert (resolve_data_source(z, ds, field=FIELD) / "b.jpg").exists()
+
+    # nothing: the error lists what the root holds
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "labels.json").write_text("{}")
+    with pytest.raises(StagingError) as exc:
+        resolve_data_source(empty, ds, field=FIELD)
+    assert "labels.json" in exc.value.message and exc.value.field == FIELD
+
+    fds = DataSource(source="eval_dataset", path="ann.json", runtime="file")
+    (empty / "ann.json").write_text("{}")
+    assert resolve_data_source(empty, fds, field="x") == empty / "ann.json"
