@@ -431,18 +431,16 @@ class Service:
             return rec
         fields: dict[str, Any] = {"exit_code": state.exit_code}
         status = state.state
-        if status == "COMPLETE":
-            summary = monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_"))
-            if summary.last_status == "FAILURE":
-                status = "ERROR"
+        if status == "COMPLETE" and monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_")).failed:
+            status = "ERROR"  # exit 0 but TAO logged FAILURE: trust status.json
         if status == "ERROR":
-            fields["failure"] = self._analyze(rec, state.exit_code).model_dump()
+            fields["failure"] = self._analyze(rec, state.exit_code, lost=state.lost).model_dump()
         return self.store.update_status(rec.job_id, status, **fields)
 
-    def _analyze(self, rec: JobRecord, exit_code: int | None):
+    def _analyze(self, rec: JobRecord, exit_code: int | None, *, lost: bool = False):
         sk = self.catalog.get(rec.skill)
         log = Path(rec.log_path).read_text(errors="replace") if Path(rec.log_path).exists() else ""
-        return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code)
+        return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code, lost=lost)
 
     def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
         """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most ``max_bytes``."""
