@@ -56,12 +56,19 @@ class DataSource(_Strict):
     folder holding ``images_train.tar.gz``). ``runtime: extracted_folder`` means the value
     must be an extracted folder when TAO runs: ``images_train.tar.gz`` -> ``images_train/``.
     ``list: true`` means the spec value is a list of such paths.
+    ``fallback`` is the role whose root is used (same ``path``) when no dataset was given
+    for ``source`` (DINO: validation reuses the train dataset when there is no eval split).
+    ``optional: true`` means the key is left at its template value when neither ``source``
+    nor ``fallback`` was given (MAE pretrain has no val split; INT8 calibration images are
+    needed only for an INT8 engine).
     """
 
     source: DatasetRole
     path: str
     list: bool = False
     runtime: Literal["extracted_folder", "file", "folder"] = "file"
+    fallback: DatasetRole | None = None
+    optional: bool = False
 
 
 class MetricContract(_Strict):
@@ -108,6 +115,7 @@ class ActionInfo(_Strict):
     spec_params: dict[str, SpecParamFn] = Field(default_factory=dict)
     parent_action: str | None = None  # action whose job feeds this one (train for export)
     checkpoint: CheckpointRule | None = None  # how parent_model is picked
+    resume: CheckpointRule | None = None  # how resume_model is picked from this job's own results
     carry_from_parent: list[str] = Field(default_factory=list)  # structural keys copied
     drop_keys: list[str] = Field(default_factory=list)  # keys removed from this action's spec
     required_keys: list[str] = Field(default_factory=list)  # must be set (Hydra MISSING "???")
@@ -155,7 +163,10 @@ class ErrorPattern(_Strict):
     @field_validator("regex")
     @classmethod
     def _compiles(cls, v: str) -> str:
-        re.compile(v)
+        try:
+            re.compile(v)
+        except re.error as exc:  # re.error is not a ValueError: pydantic would not report it
+            raise ValueError(f"regex does not compile: {exc}") from None
         return v
 
 
