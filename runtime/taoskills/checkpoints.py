@@ -220,7 +220,7 @@ def select_checkpoint(
     who = action or "this action"
 
     def is_alias(c: CheckpointFile) -> bool:
-        return c.is_latest or (latest_alias is not None and c.name == latest_alias)
+        return c.is_latest or (latest_alias is not None and fnmatch.fnmatch(c.name, latest_alias))
 
     avoided = [c for c in considered if any(_matches(c, g, searched) for g in rule.avoid)]
     pool = [c for c in considered if c not in avoided]

@@ -135,6 +135,7 @@ def build_spec(
     for key, value in _data_source_values(act, data_sources or {}, info.name).items():
         set_dotted(spec, key, value)
         explicit.add(key)
+    _prune_empty_entries(spec, act.data_sources)
 
     for key, value in expand_shorthand(info, shorthand).items():
         _set_known(spec, key, value, skill, action)
@@ -189,6 +190,32 @@ def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str
         path = str(Path(roots[role]).expanduser() / ds.path)
         values[key] = [path] if ds.list else path
     return values
+
+
+def _prune_empty_entries(spec: dict, keys) -> None:
+    """Drop template list entries left blank (every leaf "", None or "???") beside filled ones.
+
+    TAO templates may carry placeholder entries (Grounding DINO train has a second, empty
+    ``train_data_sources`` item); TAO would read them as empty paths.
+    """
+    for key in keys:
+        parts = split_dotted(key)
+        idx = next((i for i, p in enumerate(parts) if isinstance(p, int)), None)
+        if idx is None:
+            continue
+        list_key = ".".join(str(p) for p in parts[:idx])
+        entries = get_dotted(spec, list_key, default=None)
+        if not isinstance(entries, list):
+            continue
+        kept = [e for e in entries if not (isinstance(e, dict) and all(_blank(v) for v in e.values()))]
+        if kept and len(kept) != len(entries):
+            set_dotted(spec, list_key, kept)
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_blank(v) for v in value)
+    return value in (None, "", MISSING)
 
 
 def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], *, results_dir: Path,
