@@ -4,6 +4,7 @@ with and without shorthand overrides; plus parent-job inference and data-source 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -92,7 +93,7 @@ def test_parent_job_carries_structure_and_picks_student_checkpoint(tmp_path):
                  "student_epoch_001_step_00008.pth", "teacher_epoch_001_step_00008.pth"):
         (train_dir / name).write_bytes(b"x")
     (train_dir / "nvdinov2_model_latest.pth").symlink_to(train_dir / "model_epoch_001_step_00008.pth")
-    parent_spec = skill.template("train")
+    parent_spec = copy.deepcopy(skill.template("train"))
     parent_spec["model"]["backbone"]["teacher_type"] = "vit_s"
     parent_spec["model"]["backbone"]["student_type"] = "vit_s"
     parent_spec["model"]["backbone"]["img_size"] = 224

@@ -11,6 +11,7 @@ preflight -> job record (PENDING, written before launch) -> runner script -> pla
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import sys
@@ -198,7 +199,7 @@ class Service:
 
     def get_spec_template(self, skill: str, action: str) -> dict[str, Any]:
         """The packaged spec template (defaults from TAO Core 7.3.0) of ``skill`` ``action``."""
-        return self.catalog.get(skill).template(action)
+        return copy.deepcopy(self.catalog.get(skill).template(action))
 
     def build_spec(
         self,
