@@ -290,11 +290,12 @@ def checkpoints(job_id: str, for_action: str = typer.Option("inference", "--for"
 
 
 @app.command()
-def serve(transport: str = typer.Option("stdio", help="stdio | streamable-http"), host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(transport: str = typer.Option("stdio", help="stdio | streamable-http"), host: str = "127.0.0.1", port: int = 8765,
+          allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (no auth: only on a trusted network)")) -> None:
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
     from taoskills import mcp_server
 
-    mcp_server.run(transport=transport, host=host, port=port)
+    mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)
 
 
 @app.command()

@@ -42,7 +42,7 @@ def run_demo(out_dir: Path, *, epochs: int = 8, n_train: int = 32, n_test: int =
     if not (train_root / "images_train.tar.gz").exists():
         write_sample_archive(train_root, name="images_train.tar.gz", n=n_train)
     if not (test_root / "images_test").is_dir():
-        write_sample_images(test_root / "images_test", n=n_test, seed=1)
+        write_sample_images(test_root / "images_test", n=n_test)
     svc = Service(home=out_dir / "home")
 
     console.print(f"[bold]1/3 train[/] NVDINOv2 on {n_train} photos ({train_root / 'images_train.tar.gz'})")

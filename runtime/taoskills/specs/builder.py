@@ -152,8 +152,7 @@ def build_spec(
         if delete_dotted(spec, key):
             out.notes.append(f"dropped {key} (not used by {action})")
 
-    if stage:
-        _stage_inputs(act, spec, out, cache_dir)
+    _stage_inputs(act, spec, out, cache_dir, stage=stage)
     _require_data_sources(act, spec, info.name)
     return out
 
@@ -278,8 +277,12 @@ def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], 
         out.inferred[key] = {"fn": fn, "value": value, "reason": reason}
 
 
-def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None) -> None:
-    """Archives given where TAO needs a folder are extracted (``images.tar.gz`` -> ``images/``)."""
+def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, stage: bool = True) -> None:
+    """Archives given where TAO needs a folder are extracted (``images.tar.gz`` -> ``images/``).
+
+    An archive name whose extracted folder already sits beside it resolves to that folder
+    even when ``stage`` is false (a preview with no side effects).
+    """
     folder_keys = {k for k, io in act.inputs.items() if io.type == "folder"}
     folder_keys |= {k for k, ds in act.data_sources.items() if ds.runtime == "extracted_folder"}
     for key in sorted(folder_keys):
@@ -291,7 +294,7 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None) -> No
                 new_values.append(item)  # remote URI: staged by the platform that runs the job
             elif isinstance(item, str) and ds_folder_sibling(item):
                 new_values.append(ds_folder_sibling(item))  # already extracted beside the archive name
-            elif isinstance(item, str) and item not in ("", MISSING) and staging.is_archive(item):
+            elif stage and isinstance(item, str) and item not in ("", MISSING) and staging.is_archive(item):
                 staged = staging.stage(item, field=key, cache_dir=cache_dir)
                 out.staged[key] = {"source": str(staged.source), "path": str(staged.path), "extracted": staged.extracted}
                 new_values.append(str(staged.path))
