@@ -159,3 +159,16 @@ def test_lines_written_by_tao_core_status_logger(tmp_path):
     assert [e for e, _ in s.kpi_history["train_loss"]] == [0, 1, 2]
     assert math.isclose(s.kpis["train_loss"], 1 / 3)
     assert s.bad_lines == 0
+
+
+def test_closing_line_updates_latest_kpi_without_duplicating_history():
+    from taoskills.jobs.monitor import parse_status_lines
+
+    text = "\n".join([
+        '{"status": "RUNNING", "epoch": 0, "max_epoch": 2, "kpi": {"train_loss": 3.0}}',
+        '{"status": "RUNNING", "epoch": 1, "max_epoch": 2, "kpi": {"train_loss": 2.0}}',
+        '{"status": "SUCCESS", "message": "Train finished successfully.", "kpi": {"train_loss": 2.0}}',
+    ])
+    s = parse_status_lines(text)
+    assert s.kpi_history["train_loss"] == [(0, 3.0), (1, 2.0)]
+    assert s.kpis["train_loss"] == 2.0

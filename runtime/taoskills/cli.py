@@ -300,7 +300,7 @@ def serve(transport: str = typer.Option("stdio", help="stdio | streamable-http")
 
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
-         epochs: int = typer.Option(8, help="training epochs")) -> None:
+         epochs: int = typer.Option(10, help="training epochs")) -> None:
     """The main job: NVDINOv2 train -> inference -> export on real photos, built-in engine, local platform."""
     from taoskills.demo import run_demo
 

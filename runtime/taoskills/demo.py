@@ -14,22 +14,50 @@ from pathlib import Path
 
 from rich.console import Console
 
-# Small, real run: ViT-S student/teacher (TAO's smoke profile) at CPU-friendly crop sizes.
-# Every key is a TAO nvdinov2 spec key; the engine honours each one.
-DEMO_OVERRIDES: dict[str, object] = {
-    "dataset.batch_size": 8,
-    "dataset.workers": 1,
-    "dataset.transform.global_crops_size": 98,
-    "dataset.transform.n_local_crops": 2,
-    "dataset.transform.local_crops_size": 42,
-    "train.num_prototypes": 1024,
-    "train.checkpoint_interval": 1,
-}
+# Small, real run: ViT-S student/teacher (the skill's smoke profile) at CPU-friendly crop
+# sizes. Every key is a TAO nvdinov2 spec key and the engine honours each one. TAO's
+# scheduler defaults are sized for millions of steps (lr warm-up 100000 steps), so a short
+# run must scale them to its length: see demo_overrides().
+BATCH = 8
+
+
+def demo_overrides(epochs: int, n_train: int) -> dict[str, object]:
+    """Spec overrides for the demo: crops, prototypes and schedules scaled to ``epochs``."""
+    total = max(1, epochs * (n_train // BATCH))
+    warm = max(1, total // 5)
+    sched = "train.schedulers."
+    return {
+        "dataset.batch_size": BATCH,
+        "dataset.workers": 2,
+        "dataset.transform.global_crops_size": 112,
+        "dataset.transform.n_local_crops": 4,
+        "dataset.transform.local_crops_size": 56,
+        "model.backbone.drop_path_rate": 0.1,
+        "train.num_prototypes": 1024,
+        "train.num_epochs": epochs,
+        "train.checkpoint_interval": epochs,
+        f"{sched}learning_rate.val_base": 5e-4,
+        f"{sched}learning_rate.val_final": 1e-5,
+        f"{sched}learning_rate.warm_up_steps": warm,
+        f"{sched}learning_rate.max_decay_steps": total,
+        f"{sched}last_layer_learning_rate.val_base": 5e-4,
+        f"{sched}last_layer_learning_rate.val_final": 1e-5,
+        f"{sched}last_layer_learning_rate.warm_up_steps": warm,
+        f"{sched}last_layer_learning_rate.max_decay_steps": total,
+        f"{sched}last_layer_learning_rate.freeze_steps": 0,
+        f"{sched}weight_decay.max_decay_steps": total,
+        f"{sched}momentum.val_base": 0.9,
+        f"{sched}momentum.val_final": 0.99,
+        f"{sched}momentum.max_decay_steps": total,
+        f"{sched}teacher_temperature.warm_up_steps": total // 2,
+        f"{sched}teacher_temperature.max_decay_steps": total // 2,
+    }
+
 
 console = Console(stderr=True)
 
 
-def run_demo(out_dir: Path, *, epochs: int = 8, n_train: int = 32, n_test: int = 8) -> int:
+def run_demo(out_dir: Path, *, epochs: int = 10, n_train: int = 32, n_test: int = 8) -> int:
     """Run the demo; returns a process exit code (0 when all three jobs COMPLETE)."""
     from taoskills.cli import follow_job
     from taoskills.sample_data import write_sample_archive, write_sample_images
@@ -49,7 +77,7 @@ def run_demo(out_dir: Path, *, epochs: int = 8, n_train: int = 32, n_test: int =
     train = svc.launch_job(
         "tao-train-nvdinov2", "train", automl_policy="off", profile="smoke",
         data_sources={"train_datasets": str(train_root)},
-        overrides={**DEMO_OVERRIDES, "train.num_epochs": epochs},
+        overrides=demo_overrides(epochs, n_train),
     )
     status = follow_job(svc, train.job_id)
     if status.status != "COMPLETE":
@@ -86,7 +114,7 @@ def run_demo(out_dir: Path, *, epochs: int = 8, n_train: int = 32, n_test: int =
     print(f"embeddings: {embeddings}")
     print(f"onnx:       {onnx_file}")
     if losses:
-        print(f"train_loss: {losses[0]:.4f} (epoch 0) -> {losses[-1]:.4f} (epoch {len(losses) - 1})")
+        print(f"train_loss: {losses[0]:.4f} (first epoch) -> {losses[-1]:.4f} (epoch {len(losses)} of {len(losses)})")
     print(f"summary:    {out_dir / 'summary.json'} ({summary['wall_time_s']} s)")
     return 0
 
@@ -95,7 +123,7 @@ def _loss_curve(results_dir: Path) -> list[float]:
     from taoskills.jobs import monitor
 
     summary = monitor.progress(results_dir, "train")
-    return [value for _, value in summary.kpi_history.get("train_loss", [])]
+    return [value for epoch, value in summary.kpi_history.get("train_loss", []) if epoch is not None]
 
 
 def _failed(svc, status) -> int:

@@ -151,10 +151,11 @@ def parse_status_lines(text: str, path: str | None = None) -> StatusSummary:
         for key in ("cur_iter", "max_iter", "step", "max_step"):
             if key in data and _int(data[key]) is not None:
                 setattr(s, key, _int(data[key]))
+        line_epoch = None
         if "epoch" in data and _num(data["epoch"]) is not None:
-            last_epoch = _num(data["epoch"])
+            last_epoch = line_epoch = _num(data["epoch"])
         elif "cur_iter" in data and _int(data["cur_iter"]) is not None:
-            last_epoch = _int(data["cur_iter"])
+            last_epoch = line_epoch = _int(data["cur_iter"])
         for key in ("eta", "time_per_epoch"):
             if data.get(key) is not None:
                 setattr(s, key, str(data[key]))
@@ -165,7 +166,11 @@ def parse_status_lines(text: str, path: str | None = None) -> StatusSummary:
                 if f is None:
                     continue
                 s.kpis[str(name)] = f
-                s.kpi_history.setdefault(str(name), []).append((last_epoch, f))
+                history = s.kpi_history.setdefault(str(name), [])
+                # A line without its own epoch (TAO's closing summary) repeats the last
+                # epoch's value: it updates the latest KPI, not the per-epoch history.
+                if line_epoch is not None or not history:
+                    history.append((line_epoch if line_epoch is not None else last_epoch, f))
         graphical = data.get("graphical")
         if isinstance(graphical, dict):
             for name, value in graphical.items():

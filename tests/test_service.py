@@ -1,0 +1,106 @@
+"""Service API: policy refusal, bad input before launch (nothing launched, nothing
+half-written), a killed engine -> ERROR with failure analysis, and terminal states."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from taoskills.errors import NotSupported, PolicyRefusal, PreflightError, SpecError
+from taoskills.service import Service
+
+from engine_settings import TINY_TRAIN_OVERRIDES
+
+
+@pytest.fixture()
+def svc(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    return Service(home=tmp_path / "home")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from taoskills.sample_data import write_sample_images
+
+    root = tmp_path_factory.mktemp("data")
+    write_sample_images(root / "images_train", n=8)
+    return root
+
+
+def _nothing_launched(svc: Service) -> None:
+    assert svc.store.list() == []
+    jobs_dir = svc.home / "jobs"
+    assert not jobs_dir.exists() or list(jobs_dir.iterdir()) == []
+
+
+def test_train_with_automl_on_is_refused_with_the_way_out(svc, photos):
+    with pytest.raises(PolicyRefusal) as exc:
+        svc.launch_job("tao-train-nvdinov2", "train", data_sources={"train_datasets": str(photos)})
+    assert exc.value.field == "automl_policy"
+    assert "automl_policy='off'" in exc.value.fix and "plain training" in exc.value.fix
+    _nothing_launched(svc)
+
+
+def test_policy_phrase_in_request_turns_automl_off(svc, photos):
+    handle = svc.launch_job("tao-train-nvdinov2", "train", request_text="train NVDINOv2, plain training please",
+                            data_sources={"train_datasets": str(photos)}, profile="smoke", overrides=TINY_TRAIN_OVERRIDES)
+    assert handle.automl_policy == "off"
+    svc.cancel_job(handle.job_id)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_missing_or_empty_image_folder_fails_preflight_and_launches_nothing(svc, tmp_path, make):
+    root = tmp_path / "ds"
+    if make == "empty":
+        (root / "images_train").mkdir(parents=True)
+    with pytest.raises((PreflightError, SpecError)) as exc:
+        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(root)},
+                       overrides=TINY_TRAIN_OVERRIDES)
+    assert "images_dir" in (exc.value.field or "") + str(exc.value)
+    _nothing_launched(svc)
+
+
+def test_unknown_spec_key_launches_nothing(svc, photos):
+    with pytest.raises(SpecError) as exc:
+        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
+                       overrides={**TINY_TRAIN_OVERRIDES, "train.num_epoch": 3})
+    assert "num_epochs" in str(exc.value)
+    _nothing_launched(svc)
+
+
+def test_builtin_engine_refuses_networks_it_cannot_run(svc):
+    with pytest.raises(NotSupported) as exc:
+        svc.render_runner("tao-train-dino", "train", svc.get_spec_template("tao-train-dino", "train"))
+    assert exc.value.field == "engine"
+    assert "engine='tao'" in exc.value.fix
+
+
+def test_killed_engine_process_is_error_with_failure_analysis(svc, photos):
+    overrides = {**TINY_TRAIN_OVERRIDES, "train.num_epochs": 200}
+    handle = svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
+                            overrides=overrides, profile="smoke")
+    engine_pid = _wait_for_engine_pid(int(svc.store.get(handle.job_id).backend_id))
+    os.kill(engine_pid, signal.SIGKILL)
+    status = svc.wait_job(handle.job_id, timeout_s=60, poll_s=0.5)
+    assert status.status == "ERROR"
+    assert status.failure is not None
+    text = str(status.failure).lower()
+    assert "kill" in text
+    # terminal states never change back
+    assert svc.store.update_status(handle.job_id, "RUNNING").status == "ERROR"
+
+
+def _wait_for_engine_pid(shell_pid: int, timeout: float = 60.0) -> int:
+    """The python engine process started by the runner script (a child of its bash)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in Path(f"/proc/{shell_pid}/task/{shell_pid}/children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"taoskills.engine" in cmdline:
+                return int(child)
+        time.sleep(0.2)
+    raise AssertionError("engine process did not start")
