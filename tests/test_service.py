@@ -57,10 +57,11 @@ def test_missing_or_empty_image_folder_fails_preflight_and_launches_nothing(svc,
     root = tmp_path / "ds"
     if make == "empty":
         (root / "images_train").mkdir(parents=True)
-    with pytest.raises((PreflightError, SpecError)) as exc:
+    with pytest.raises(PreflightError) as exc:
         svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(root)},
                        overrides=TINY_TRAIN_OVERRIDES)
-    assert "images_dir" in (exc.value.field or "") + str(exc.value)
+    assert exc.value.issues and exc.value.issues[0].field == "dataset.train_dataset.images_dir"
+    assert exc.value.issues[0].fix
     _nothing_launched(svc)
 
 

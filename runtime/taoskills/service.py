@@ -284,10 +284,14 @@ class Service:
             if value in (None, "", "???") and io.optional:
                 continue
             for item in value if isinstance(value, list) else [value]:
-                if sk.info.data_formats and not set(sk.info.data_formats) & {"ssl"} and "image" not in key:
+                if isinstance(item, str) and "://" in item:
+                    results.append(pf.CheckResult(
+                        name="remote_input", ok=False, field=key, severity="error",
+                        message=f"{item} is a remote URI; the {platform} platform reads local folders only",
+                        fix="download the data to a local folder (or its archive) and pass that path"))
                     continue
                 results.extend(pf.check_image_folder(item, field=key, batch_size=batch if isinstance(batch, int) and batch > 0 else None))
-        results.extend(pf.check_host(engine, platform))
+        results.extend(pf.check_host(engine, platform, network=sk.info.network_arch))
         return pf.run_preflight(results)
 
     # -- runner -------------------------------------------------------------------------
@@ -381,10 +385,10 @@ class Service:
         built = self._build(sk, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
                             parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
                             profile=profile, results_dir=results_dir, stage=True)
+        # Data first (a missing or empty folder is a preflight error), then the spec itself.
+        self.preflight(sk.name, action, built.spec, engine=engine, platform=platform).raise_if_failed()
         validator.assert_valid(sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action,
                                require_complete=True)
-        report = self.preflight(sk.name, action, built.spec, engine=engine, platform=platform)
-        report.raise_if_failed()
 
         workdir.mkdir(parents=True, exist_ok=False)
         ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)

@@ -294,7 +294,8 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
                 new_values.append(item)  # remote URI: staged by the platform that runs the job
             elif isinstance(item, str) and ds_folder_sibling(item):
                 new_values.append(ds_folder_sibling(item))  # already extracted beside the archive name
-            elif stage and isinstance(item, str) and item not in ("", MISSING) and staging.is_archive(item):
+            elif stage and isinstance(item, str) and staging.is_archive(item) and Path(item).exists():
+                # (a missing archive is left as it is: preflight reports missing data)
                 staged = staging.stage(item, field=key, cache_dir=cache_dir)
                 out.staged[key] = {"source": str(staged.source), "path": str(staged.path), "extracted": staged.extracted}
                 new_values.append(str(staged.path))
