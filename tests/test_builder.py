@@ -166,3 +166,12 @@ def test_archive_data_source_is_staged_to_a_folder(tmp_path):
     folder = Path(built.spec["dataset"]["train_dataset"]["images_dir"])
     assert folder.is_dir() and (folder / "a.jpg").exists()
     assert built.staged["dataset.train_dataset.images_dir"]["extracted"] is True
+
+
+def test_num_gpus_sets_matching_gpu_ids_unless_given(tmp_path):
+    skill = CATALOG.get("tao-train-nvdinov2")
+    ds = {"dataset.train_dataset.images_dir": str(tmp_path)}
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", overrides={**ds, "train.num_gpus": 4})
+    assert built.spec["train"]["gpu_ids"] == [0, 1, 2, 3]
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", overrides={**ds, "train.num_gpus": 2, "train.gpu_ids": [2, 3]})
+    assert built.spec["train"]["gpu_ids"] == [2, 3]

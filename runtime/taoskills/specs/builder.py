@@ -145,6 +145,7 @@ def build_spec(
         _set_known(spec, key, value, skill, action)
         explicit.add(key)
 
+    _match_gpu_ids(info, spec, explicit, out)
     _apply_spec_params(skill, action, spec, out, explicit, results_dir=results_dir, parent=parent,
                        resume_from=resume_from, pretrained_model=pretrained_model)
 
@@ -189,6 +190,22 @@ def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str
         path = str(Path(roots[role]).expanduser() / ds.path)
         values[key] = [path] if ds.list else path
     return values
+
+
+def _match_gpu_ids(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
+    """num_gpus set by the caller, gpu_ids not: gpu_ids becomes ``[0 .. num_gpus-1]``.
+
+    TAO's entrypoint warns and reconciles a mismatch (anchor_report_tao.md §4.5 C7); the
+    builder makes the spec consistent instead.
+    """
+    keys = info.multi_gpu.keys if info.multi_gpu else {}
+    n_key, ids_key = keys.get("num_gpus"), keys.get("gpu_ids")
+    if not n_key or not ids_key or n_key not in explicit or ids_key in explicit:
+        return
+    n = get_dotted(spec, n_key, default=None)
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+        set_dotted(spec, ids_key, list(range(n)))
+        out.notes.append(f"{ids_key} set to {list(range(n))} to match {n_key}={n}")
 
 
 def _prune_empty_entries(spec: dict, keys) -> None:
