@@ -125,3 +125,16 @@ def test_unreadable_cases_exit_2(tmp_path: Path) -> None:
     f = tmp_path / "cases.yaml"
     f.write_text("just: a mapping\n")
     assert _run("--cases", str(f), "--skill-info-only").returncode == 2
+
+
+def test_held_out_cases_route_well() -> None:
+    """Cases written after tuning (evals/routing_holdout.yaml): a generalisation check."""
+    why = _catalog_ready()
+    if why:
+        pytest.skip(why)
+    proc = _run("--json", "--cases", str(REPO / "evals" / "routing_holdout.yaml"), "--min-precision=0.9",
+                "--min-recall=0.9", "--min-negative-accuracy=0.9", "--min-action-accuracy=0.85")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["cases"] >= 20 and report["negatives"] >= 5
+    assert report["micro_precision"] >= 0.9 and report["micro_recall"] >= 0.9
