@@ -23,19 +23,6 @@ from taoskills.jobs.store import (
 )
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture()
-def store(home):
-    s = JobStore()
-    yield s
-    s.close()
-
-
 def rec(**kw) -> JobRecord:
     base = dict(skill="tao-train-dino", network_arch="dino", action="train", spec={"train": {"num_epochs": 2}})
     base.update(kw)

@@ -54,19 +54,6 @@ PATTERNS = [
 
 
 @pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture()
-def store(home):
-    s = JobStore()
-    yield s
-    s.close()
-
-
-@pytest.fixture()
 def platform():
     return LocalPlatform(term_timeout=5.0)
 

@@ -49,7 +49,14 @@ def test_policy_phrase_in_request_turns_automl_off(svc, photos):
     handle = svc.launch_job("tao-train-nvdinov2", "train", request_text="train NVDINOv2, plain training please",
                             data_sources={"train_datasets": str(photos)}, profile="smoke", overrides=TINY_TRAIN_OVERRIDES)
     assert handle.automl_policy == "off"
-    svc.cancel_job(handle.job_id)
+    status = svc.cancel_job(handle.job_id)
+    assert status.status == "CANCELED"
+    pgid = int(svc.store.get(handle.job_id).backend_id)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.2)
+    assert not _group_alive(pgid)
+    assert svc.job_status(handle.job_id).status == "CANCELED"  # terminal: never changes back
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -93,6 +100,14 @@ def test_killed_engine_process_is_error_with_failure_analysis(svc, photos):
     assert "kill" in text
     # terminal states never change back
     assert svc.store.update_status(handle.job_id, "RUNNING").status == "ERROR"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _wait_for_engine_pid(shell_pid: int, timeout: float = 60.0) -> int:
