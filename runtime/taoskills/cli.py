@@ -103,10 +103,14 @@ def skills_list(as_json: bool = JSON) -> None:
     skills = _service().list_skills()
     if as_json:
         return _emit(skills, True)
-    table = Table("skill", "network_arch", "actions", "automl", "built-in engine")
+    table = Table("skill", "network_arch", "actions", "TensorRT (deploy)", "AutoML", "built-in engine")
+    table.columns[0].no_wrap = True
     for s in skills:
-        table.add_row(s.name, s.network_arch or "-", ", ".join(s.actions) or "-", "yes" if s.automl_enabled else "no",
-                      ", ".join(s.builtin_engine_actions) or "-")
+        pyt = [a for a in s.actions if not a.startswith("deploy_")]
+        deploy = [a.removeprefix("deploy_") for a in s.actions if a.startswith("deploy_")]
+        table.add_row(s.name, s.network_arch or "-", " ".join(pyt) or "-", " ".join(deploy) or "-",
+                      "yes" if s.automl_enabled else ("(this is it)" if s.kind == "application" else "no"),
+                      " ".join(s.builtin_engine_actions) or "-")
     out.print(table)
 
 
