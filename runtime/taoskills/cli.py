@@ -230,7 +230,7 @@ def follow_job(svc, job_id: str, timeout_s: float = 24 * 3600):
 
         def update(st) -> None:
             kpis = " ".join(f"{k}={v:.4g}" for k, v in st.kpis.items())
-            epoch = f"epoch {st.epoch + 1}/{st.max_epoch}" if st.epoch is not None and st.max_epoch else st.status
+            epoch = f"epoch {st.epoch + 1}/{st.max_epoch}" if st.epoch is not None and st.max_epoch else ""
             total = st.max_epoch or None
             done = (st.epoch + 1) if st.epoch is not None else 0
             if st.status == "COMPLETE" and total:
