@@ -128,3 +128,16 @@ def test_scan_is_bounded_to_the_log_end():
     assert "num_classes_mismatch" not in ids  # beyond the scanned window
     assert ids == ["execution_failed"]
     assert len(fa.excerpt.splitlines()) == 40
+
+
+def test_status_failure_message_explains_when_no_pattern_does():
+    log = "ERROR: NVDINOv2 train failed: boom\nExecution status: FAIL\n"
+    msg = "train.precision=16-mixed needs a CUDA GPU. Fix: set train.precision to \"32-true\"."
+    fa = analyze_failure(log, [], "train", 1, status_message=msg)
+    assert fa.primary.id == "status_failure"
+    assert fa.primary.cause.startswith("train.precision=16-mixed needs a CUDA GPU")
+    assert fa.primary.fix == 'set train.precision to "32-true".'
+    assert [m.id for m in fa.matched] == ["status_failure", "execution_failed"]
+    # a skill pattern that explains the log still wins
+    pat = ErrorPattern(id="p", regex="boom", cause="c", fix="f", fault="program")
+    assert analyze_failure(log, [pat], "train", 1, status_message=msg).primary.id == "p"

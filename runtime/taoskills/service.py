@@ -445,7 +445,9 @@ class Service:
     def _analyze(self, rec: JobRecord, exit_code: int | None, *, lost: bool = False):
         sk = self.catalog.get(rec.skill)
         log = Path(rec.log_path).read_text(errors="replace") if Path(rec.log_path).exists() else ""
-        return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code, lost=lost)
+        status = monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_"))
+        return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code, lost=lost,
+                                           status_message=status.failure_message)
 
     def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
         """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most ``max_bytes``."""

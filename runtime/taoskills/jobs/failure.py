@@ -153,14 +153,18 @@ def analyze_failure(
     exit_code: int | None = None,
     *,
     lost: bool = False,
+    status_message: str | None = None,
 ) -> FailureAnalysis:
     """Match a job log against the skill's error patterns and the generic ones.
 
     ``patterns``: the skill's ``error_patterns`` (kept only when ``actions`` is empty,
     ``action`` is None, or ``action`` is listed). ``exit_code``: the job's exit status
     (shell convention 128+N for signal N, or -N from Python's subprocess). ``lost``: the
-    platform saw the process end without an exit code. Only the last 2 MiB of the log
-    are scanned. Never raises on log content.
+    platform saw the process end without an exit code. ``status_message``: the message of
+    TAO's ``FAILURE`` line in status.json (the action's own error text, anchor_report_tao.md
+    §3.3); when no skill pattern explains the failure it becomes the primary cause, and a
+    ``Fix: ...`` part of it becomes the fix. Only the last 2 MiB of the log are scanned.
+    Never raises on log content.
     """
     text = log_text[-SCAN_BYTES:] if len(log_text) > SCAN_BYTES else log_text
     matched: list[FailureMatch] = []
@@ -200,8 +204,21 @@ def analyze_failure(
             if p.id in ("killed", "terminated"):
                 signal_matched = True
 
+    status_matched = False
+    if status_message and status_message.strip() and not skill_matched and not signal_matched:
+        cause, _, fix = status_message.strip().partition("Fix:")
+        matched.append(
+            FailureMatch(
+                id="status_failure",
+                cause=cause.strip().rstrip(".") or "the action reported a failure",
+                fix=fix.strip() or "fix the spec value, data or path the message names and run again",
+                fault="program",
+                line=status_message.strip()[:_MAX_LINE],
+            )
+        )
+        status_matched = True
     exc = last_exception(text)
-    if exc and not skill_matched and not signal_matched:
+    if exc and not skill_matched and not signal_matched and not status_matched:
         matched.append(
             FailureMatch(
                 id="python_exception",
@@ -220,7 +237,7 @@ def analyze_failure(
     primary = matched[0] if matched else None
     if primary is not None:
         summary = f"{primary.cause}. Fix: {primary.fix}"
-        if primary.line and primary.id != "python_exception":
+        if primary.line and primary.id not in ("python_exception", "status_failure"):
             summary += f" (log: {primary.line[:200]})"
     elif exit_code not in (None, 0):
         summary = f"the job exited with code {exit_code} and no known error pattern matched; read the log excerpt"
