@@ -120,3 +120,24 @@ def _wait_for_engine_pid(shell_pid: int, timeout: float = 60.0) -> int:
                 return int(child)
         time.sleep(0.2)
     raise AssertionError("engine process did not start")
+
+
+def test_host_issues_rules():
+    from taoskills.engine.capabilities import host_issues
+
+    spec = {"train": {"precision": "16-mixed", "num_gpus": 2, "num_nodes": 1}}
+    fields = [i["field"] for i in host_issues("nvdinov2", "train", spec, cuda=False, gpus=0)]
+    assert fields == ["train.precision", "train.num_gpus"]
+    assert host_issues("nvdinov2", "train", spec, cuda=True, gpus=2) == []
+    assert host_issues("nvdinov2", "export", spec, cuda=False, gpus=0) == []
+
+
+def test_fp16_on_a_cpu_host_is_caught_before_launch(svc, photos):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this host has a GPU: 16-mixed is fine here")
+    with pytest.raises(PreflightError) as exc:
+        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
+                       overrides={**TINY_TRAIN_OVERRIDES, "train.precision": "16-mixed"})
+    assert [i.field for i in exc.value.issues] == ["train.precision"]
+    _nothing_launched(svc)

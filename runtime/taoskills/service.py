@@ -268,15 +268,20 @@ class Service:
 
     def preflight(self, skill: str, action: str, spec: dict[str, Any], *, engine: Engine = "builtin",
                   platform: str = "local") -> pf.PreflightReport:
-        """Data checks for every folder input of the action, plus host and credential checks.
+        """Data checks for every folder input of the action, plus host and engine checks.
 
         Image folders: exists, is a folder (not an archive), enough readable images for one
-        batch, corrupt files listed. Never launches anything.
+        batch, corrupt files listed. Host: the engine's tools, GPUs, and spec values the
+        built-in engine cannot honour here (fp16 without a GPU). Never launches anything.
         """
         sk = self.catalog.get(skill)
+        return pf.run_preflight(self._data_checks(sk, action, spec, platform), self._host_checks(sk, action, spec, engine, platform))
+
+    def _data_checks(self, sk, action: str, spec: dict[str, Any], platform: str) -> list[pf.CheckResult]:
         act = sk.action(action)
-        results = []
+        results: list[pf.CheckResult] = []
         batch = _get(spec, "dataset.batch_size") if action == "train" else None
+        batch = batch if isinstance(batch, int) and batch > 0 else None
         for key, io in act.inputs.items():
             if io.type != "folder":
                 continue
@@ -290,9 +295,18 @@ class Service:
                         message=f"{item} is a remote URI; the {platform} platform reads local folders only",
                         fix="download the data to a local folder (or its archive) and pass that path"))
                     continue
-                results.extend(pf.check_image_folder(item, field=key, batch_size=batch if isinstance(batch, int) and batch > 0 else None))
-        results.extend(pf.check_host(engine, platform, network=sk.info.network_arch))
-        return pf.run_preflight(results)
+                results.extend(pf.check_image_folder(item, field=key, batch_size=batch))
+        return results
+
+    def _host_checks(self, sk, action: str, spec: dict[str, Any], engine: str, platform: str) -> list[pf.CheckResult]:
+        results = pf.check_host(engine, platform, network=sk.info.network_arch)
+        if engine == "builtin":
+            gpu = next((c.details for c in results if c.name == "host.gpu"), {})
+            for issue in capabilities.host_issues(sk.info.network_arch, action, spec, cuda=bool(gpu.get("cuda")),
+                                                  gpus=int(gpu.get("gpus", 0))):
+                results.append(pf.CheckResult(name="engine.host", ok=False, severity="error", message=issue["reason"],
+                                              field=issue["field"], fix=issue["fix"]))
+        return results
 
     # -- runner -------------------------------------------------------------------------
 
@@ -385,10 +399,12 @@ class Service:
         built = self._build(sk, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
                             parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
                             profile=profile, results_dir=results_dir, stage=True)
-        # Data first (a missing or empty folder is a preflight error), then the spec itself.
-        self.preflight(sk.name, action, built.spec, engine=engine, platform=platform).raise_if_failed()
+        # Data first (a missing or empty folder is a preflight error), then the spec itself,
+        # then what the host and engine can run.
+        pf.run_preflight(self._data_checks(sk, action, built.spec, platform)).raise_if_failed()
         validator.assert_valid(sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action,
                                require_complete=True)
+        pf.run_preflight(self._host_checks(sk, action, built.spec, engine, platform)).raise_if_failed()
 
         workdir.mkdir(parents=True, exist_ok=False)
         ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)

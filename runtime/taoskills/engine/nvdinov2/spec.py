@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taoskills.engine.capabilities import CPU_BAD_PRECISIONS  # noqa: F401  (one source of the rule)
 from taoskills.errors import Issue, NotSupported, SpecError
 
 SOURCE = "TAO Core 7.3.0 nvdinov2 ExperimentConfig"
@@ -24,7 +25,6 @@ LAYERSCALE_INIT = 1e-5
 
 #: Lightning precision strings the engine accepts (pytorch-lightning 2.x ``Trainer(precision=)``).
 PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
-CPU_BAD_PRECISIONS = ("16-mixed", "16", "16-true")
 
 _SCHED = {"val_base": 1e-8, "val_final": 1e-6, "val_start": 0.0, "warm_up_steps": 0, "max_decay_steps": 2500000}
 
