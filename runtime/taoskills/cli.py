@@ -268,7 +268,7 @@ def jobs_status(job_id: str, as_json: bool = JSON) -> None:
 @jobs_app.command("logs")
 def jobs_logs(job_id: str, tail: int = 200, grep: Optional[str] = None, max_bytes: int = 65536) -> None:
     """Print the end of a job's log (optionally only lines matching a regex)."""
-    typer.echo(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes))
+    typer.echo(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text)
 
 
 @jobs_app.command("cancel")

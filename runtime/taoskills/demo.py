@@ -130,5 +130,5 @@ def _failed(svc, status) -> int:
     console.print(f"[bold red]{status.job_id} ended {status.status}[/]")
     if status.failure:
         console.print(json.dumps(status.failure, indent=2)[:4000])
-    console.print(svc.job_logs(status.job_id, tail=40))
+    console.print(svc.job_logs(status.job_id, tail=40).text)
     return 1

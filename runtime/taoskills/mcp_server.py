@@ -51,6 +51,7 @@ from taoskills.errors import TaoSkillsError
 from taoskills.service import (
     CheckpointResult,
     JobHandle,
+    JobLogs,
     JobStatus,
     RunnerResult,
     Service,
@@ -67,7 +68,6 @@ SERVER_NAME = "tao-skills"
 DEFAULT_PORT = 8765
 LOG_TAIL_MAX = 5000  # lines
 LOG_BYTES_MAX = 262144  # bytes returned by job_logs at most
-TRUNCATION_MARKER = "[... earlier log output not shown ...]"  # taoskills.platforms.base.read_log
 JOB_STATES = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
 
 INSTRUCTIONS = """\
@@ -95,18 +95,6 @@ class SpecTemplate(BaseModel):
     action: str
     spec: dict[str, Any]
     spec_yaml: str
-
-
-class JobLogs(BaseModel):
-    """A bounded slice of a job's log."""
-
-    job_id: str
-    tail: int
-    grep: str | None
-    max_bytes: int
-    lines: int = Field(description="log lines in text (the truncation marker not counted)")
-    truncated: bool = Field(description="earlier log output was left out (text starts with a marker line)")
-    text: str
 
 
 class JobList(BaseModel):
@@ -405,13 +393,7 @@ def build_server(service: Service | None = None) -> MCPServer:
 
         Errors: not_found (unknown job), spec_invalid (bad regex: fix the pattern).
         """
-        def run() -> JobLogs:
-            text = svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes)
-            truncated = text.startswith(TRUNCATION_MARKER)
-            return JobLogs(job_id=job_id, tail=tail, grep=grep, max_bytes=max_bytes,
-                           lines=len(text.splitlines()) - int(truncated), truncated=truncated, text=text)
-
-        return await _call("job_logs", run)
+        return await _call("job_logs", lambda: svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes))
 
     @server.tool(annotations=_hints(read_only=False, idempotent=True, destructive=True, open_world=True, title="Cancel a job"))
     async def cancel_job(

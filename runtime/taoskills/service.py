@@ -32,6 +32,7 @@ from taoskills.jobs import failure as failure_mod
 from taoskills.jobs import monitor
 from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import get_platform
+from taoskills.platforms.base import TRUNCATION_MARKER
 from taoskills.render import RunnerContext, render_runner, write_runner
 from taoskills.specs import validator
 from taoskills.specs.builder import ENCRYPTION_KEY_ENV, BuiltSpec, ParentJob, build_spec
@@ -124,6 +125,18 @@ class JobStatus(BaseModel):
     created_at: str | None = None
     updated_at: str | None = None
     next: str = ""
+
+
+class JobLogs(BaseModel):
+    """A bounded slice of a job's log."""
+
+    job_id: str
+    tail: int
+    grep: str | None
+    max_bytes: int
+    lines: int = Field(description="log lines in text (the truncation marker not counted)")
+    truncated: bool = Field(description="earlier log output was left out (text starts with a marker line)")
+    text: str
 
 
 class CheckpointResult(BaseModel):
@@ -465,10 +478,14 @@ class Service:
         return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code, lost=lost,
                                            status_message=status.failure_message)
 
-    def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
-        """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most ``max_bytes``."""
+    def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> JobLogs:
+        """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most
+        ``max_bytes`` bytes (a first marker line says when earlier output was cut)."""
         rec = self.store.get(job_id)
-        return get_platform(rec.platform).logs(rec, tail=tail, grep=grep, max_bytes=max_bytes)
+        text = get_platform(rec.platform).logs(rec, tail=tail, grep=grep, max_bytes=max_bytes)
+        truncated = text.startswith(TRUNCATION_MARKER)
+        return JobLogs(job_id=job_id, tail=tail, grep=grep, max_bytes=max_bytes,
+                       lines=len(text.splitlines()) - int(truncated), truncated=truncated, text=text)
 
     def cancel_job(self, job_id: str) -> JobStatus:
         """Stop a job (process group SIGTERM, then SIGKILL). A finished job is left as it is."""

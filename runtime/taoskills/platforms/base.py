@@ -72,6 +72,10 @@ def compile_grep(grep: str | None) -> re.Pattern[str] | None:
         ) from exc
 
 
+#: First line of a log slice from which earlier output was cut.
+TRUNCATION_MARKER = "[... earlier log output not shown ...]"
+
+
 def read_log(path: str | os.PathLike | None, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
     """Bounded read of a log file's end.
 
@@ -108,7 +112,7 @@ def read_log(path: str | os.PathLike | None, tail: int = 200, grep: str | None =
         lines = lines[-tail:]
         truncated = True
     text = "\n".join(lines)
-    note = "[... earlier log output not shown ...]\n"
+    note = TRUNCATION_MARKER + "\n"
     budget = max_bytes - len(note) if (truncated or len(text.encode("utf-8")) > max_bytes) else max_bytes
     if budget <= 0:  # too small for the note: plain cut
         note, budget = "", max_bytes
