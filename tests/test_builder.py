@@ -175,3 +175,20 @@ def test_num_gpus_sets_matching_gpu_ids_unless_given(tmp_path):
     assert built.spec["train"]["gpu_ids"] == [0, 1, 2, 3]
     built = build_spec(skill, "train", results_dir=tmp_path / "r", overrides={**ds, "train.num_gpus": 2, "train.gpu_ids": [2, 3]})
     assert built.spec["train"]["gpu_ids"] == [2, 3]
+
+
+def test_resume_model_and_ptm_if_no_resume_model(tmp_path):
+    skill = CATALOG.get("tao-train-nvdinov2")
+    ds = {"dataset.train_dataset.images_dir": str(tmp_path)}
+    old = tmp_path / "old" / "train"
+    old.mkdir(parents=True)
+    for name in ("model_epoch_000_step_00004.pth", "model_epoch_001_step_00008.pth", "student_epoch_001_step_00008.pth"):
+        (old / name).write_bytes(b"x")
+    (old / "nvdinov2_model_latest.pth").symlink_to(old / "model_epoch_001_step_00008.pth")
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", overrides=ds, resume_from=tmp_path / "old",
+                       pretrained_model="/ptm/student.pth")
+    assert built.spec["train"]["resume_training_checkpoint_path"] == str(old / "model_epoch_001_step_00008.pth")
+    assert built.spec["train"]["pretrained_model_path"] == ""  # a resume checkpoint exists: no PTM
+    fresh = build_spec(skill, "train", results_dir=tmp_path / "r", overrides=ds, pretrained_model="/ptm/student.pth")
+    assert fresh.spec["train"]["pretrained_model_path"] == "/ptm/student.pth"
+    assert fresh.spec["train"]["resume_training_checkpoint_path"] == ""
