@@ -87,11 +87,15 @@ SHORT = typer.Option(None, "--shorthand", "-k", help="shorthand KEY=VALUE, e.g. 
 DATA = typer.Option(None, "--data", "-d", help="data source ROLE=FOLDER, e.g. train_datasets=/data/train (repeatable)")
 PARENT = typer.Option(None, "--parent", help="parent job id (train job for inference/export)")
 PROFILE = typer.Option(None, "--profile", help="'smoke' applies the skill's small, representative overrides")
+RESUME = typer.Option(None, "--resume", help="job id whose training to resume (train only; picks its model_epoch_* file)")
+PTM = typer.Option(None, "--pretrained", help="pretrained model file for train (used only when not resuming)")
 
 
-def _build_kwargs(set_: list[str] | None, shorthand: list[str] | None, data: list[str] | None, parent: str | None, profile: str | None) -> dict:
+def _build_kwargs(set_: list[str] | None, shorthand: list[str] | None, data: list[str] | None, parent: str | None,
+                  profile: str | None, resume: str | None = None, pretrained: str | None = None) -> dict:
     return dict(overrides=_parse_pairs(set_, "--set"), shorthand=_parse_pairs(shorthand, "--shorthand"),
-                data_sources={k: str(v) for k, v in _parse_pairs(data, "--data").items()}, parent_job_id=parent, profile=profile)
+                data_sources={k: str(v) for k, v in _parse_pairs(data, "--data").items()}, parent_job_id=parent, profile=profile,
+                resume_job_id=resume, pretrained_model=pretrained)
 
 
 # ----------------------------------------------------------------------------- skills
@@ -145,10 +149,11 @@ def spec_template(skill: str, action: str) -> None:
 @spec_app.command("build")
 def spec_build(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
                parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
+               resume: Optional[str] = RESUME, pretrained: Optional[str] = PTM,
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
                as_json: bool = JSON) -> None:
     """Build a spec from the template, shorthand, overrides, data sources and a parent job."""
-    result = _service().build_spec(skill, action, **_build_kwargs(set_, shorthand, data, parent, profile))
+    result = _service().build_spec(skill, action, **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained))
     if output:
         output.write_text(result.spec_yaml)
         err.print(f"spec written to {output}")
@@ -202,6 +207,7 @@ def render(skill: str, action: str, spec: Path, engine: str = "builtin", platfor
 @app.command()
 def run(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
         parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
+        resume: Optional[str] = RESUME, pretrained: Optional[str] = PTM,
         automl_policy: Optional[str] = typer.Option(None, help="on | off | auto (train only; default on)"),
         request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
         engine: str = "builtin", platform: str = "local",
@@ -210,7 +216,7 @@ def run(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = S
     """Launch a job (and follow it with a progress bar)."""
     svc = _service()
     handle = svc.launch_job(skill, action, automl_policy=automl_policy, request_text=request, engine=engine, platform=platform,
-                            **_build_kwargs(set_, shorthand, data, parent, profile))
+                            **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained))
     err.print(f"launched [bold]{handle.job_id}[/] ({handle.skill} {handle.action}, engine {handle.engine}); log: {handle.log_path}")
     if not follow:
         return _emit(handle, as_json)
