@@ -18,7 +18,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
+
+from typing_extensions import Unpack
 
 import yaml
 from pydantic import BaseModel, Field
@@ -39,6 +41,29 @@ from taoskills.specs.builder import ENCRYPTION_KEY_ENV, BuiltSpec, ParentJob, bu
 
 TERMINAL = ("COMPLETE", "ERROR", "CANCELED")
 Engine = Literal["builtin", "tao"]
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class SpecRequest(TypedDict, total=False):
+    """What a spec is built from (build_spec and launch_job take the same keys).
+
+    ``overrides``: dotted key -> value. ``shorthand``: skill shorthand name -> value
+    (``num_epochs``). ``data_sources``: dataset role (``train_datasets``, ``eval_dataset``,
+    ``inference_dataset``, ``calibration_dataset``) -> local root folder. ``parent_job_id``:
+    the job whose checkpoint and structure this action consumes (train for export).
+    ``resume_job_id``: a train job to resume. ``pretrained_model``: PTM file used when not
+    resuming. ``profile``: ``"smoke"`` for the skill's small, representative settings.
+    """
+
+    overrides: dict[str, Any] | None
+    shorthand: dict[str, Any] | None
+    data_sources: dict[str, str] | None
+    parent_job_id: str | None
+    resume_job_id: str | None
+    pretrained_model: str | None
+    profile: str | None
 
 
 # ----------------------------------------------------------------------------- results
@@ -214,32 +239,20 @@ class Service:
         """The packaged spec template (defaults from TAO Core 7.3.0) of ``skill`` ``action``."""
         return copy.deepcopy(self.catalog.get(skill).template(action))
 
-    def build_spec(
-        self,
-        skill: str,
-        action: str,
-        *,
-        overrides: dict[str, Any] | None = None,
-        shorthand: dict[str, Any] | None = None,
-        data_sources: dict[str, str] | None = None,
-        parent_job_id: str | None = None,
-        resume_job_id: str | None = None,
-        pretrained_model: str | None = None,
-        profile: str | None = None,
-        results_dir: str | None = None,
-        stage: bool = True,
-    ) -> SpecResult:
-        """Build and validate a spec. Returns the spec and every inferred/staged value.
+    def build_spec(self, skill: str, action: str, *, results_dir: str | None = None, stage: bool = True,
+                   **request: Unpack[SpecRequest]) -> SpecResult:
+        """Build and validate a spec from a :class:`SpecRequest` (template, overrides, shorthand,
+        data sources, parent/resume job, pretrained model, profile). Returns the spec and every
+        inferred/staged value. ``results_dir`` defaults to a preview folder; ``stage=False``
+        extracts no archives (a preview with no side effects).
 
         Validation problems come back in ``issues`` (``valid`` false) rather than raising,
         so an agent sees the whole spec and all problems at once; structural problems
         (unknown shorthand, missing parent, bad archive) raise.
         """
         sk = self.catalog.get(skill)
-        built = self._build(sk, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
-                            parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
-                            profile=profile, results_dir=Path(results_dir) if results_dir else self.home / "preview" / "results",
-                            stage=stage)
+        built = self._build(sk, action, results_dir=Path(results_dir) if results_dir else self.home / "preview" / "results",
+                            stage=stage, **request)
         issues = validator.validate_spec(sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action)
         errors = [i for i in issues if i.code != "warning"]
         return SpecResult(
@@ -368,24 +381,10 @@ class Service:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def launch_job(
-        self,
-        skill: str,
-        action: str,
-        *,
-        overrides: dict[str, Any] | None = None,
-        shorthand: dict[str, Any] | None = None,
-        data_sources: dict[str, str] | None = None,
-        parent_job_id: str | None = None,
-        resume_job_id: str | None = None,
-        pretrained_model: str | None = None,
-        profile: str | None = None,
-        automl_policy: str | None = None,
-        request_text: str = "",
-        engine: Engine = "builtin",
-        platform: str = "local",
-    ) -> JobHandle:
-        """Build, validate, preflight, record and launch a job; returns at once with a handle.
+    def launch_job(self, skill: str, action: str, *, automl_policy: str | None = None, request_text: str = "",
+                   engine: Engine = "builtin", platform: str = "local", **request: Unpack[SpecRequest]) -> JobHandle:
+        """Build (from a :class:`SpecRequest`), validate, preflight, record and launch a job;
+        returns at once with a handle.
 
         Train with automl_policy on (the default for AutoML-enabled skills) is refused with
         a PolicyRefusal until the AutoML runner lands: pass automl_policy='off' (or say
@@ -409,9 +408,7 @@ class Service:
         job_id = "job-" + uuid.uuid4().hex[:12]
         workdir = self.home / "jobs" / job_id
         results_dir = workdir / "results"
-        built = self._build(sk, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
-                            parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
-                            profile=profile, results_dir=results_dir, stage=True)
+        built = self._build(sk, action, results_dir=results_dir, stage=True, **request)
         # Data first (a missing or empty folder is a preflight error), then the spec itself,
         # then what the host and engine can run.
         pf.run_preflight(self._data_checks(sk, action, built.spec, platform)).raise_if_failed()
@@ -424,7 +421,7 @@ class Service:
         script_path = workdir / "run.sh"
         record = JobRecord(
             job_id=job_id, skill=sk.name, network_arch=sk.info.network_arch, action=action, platform=platform,
-            engine=engine, status="PENDING", parent_job_id=parent_job_id, spec=built.spec,
+            engine=engine, status="PENDING", parent_job_id=request.get("parent_job_id"), spec=built.spec,
             results_dir=str(results_dir), workdir=str(workdir), script_path=str(script_path),
             log_path=str(workdir / "log.txt"), automl_policy=decision.policy,
         )
