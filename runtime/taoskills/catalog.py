@@ -265,38 +265,30 @@ class Skill:
                 self._cache[key] = loader()
             return self._cache[key]
 
-    def _read_json(self, rel: str) -> Any:
+    def _read_generated(self, rel: str) -> Any:
+        """A generated file of the skill: ``.json`` schemas (``Infinity`` allowed, as json reads it)
+        or ``.yaml`` templates. Missing -> NotFound, unparsable -> SkillError; both say to regenerate."""
         p = self.dir / rel
         if not p.is_file():
             raise NotFound(f"skill {self.name}: {rel} does not exist", field=str(p),
-                           fix="regenerate schemas from TAO Core (scripts/generate_schemas.py)")
+                           fix="regenerate schemas and spec templates from TAO Core (scripts/generate_schemas.py)")
+        text = p.read_text(encoding="utf-8")
         try:
-            return json.loads(p.read_text(encoding="utf-8"))  # TAO schemas use Infinity; json accepts it
-        except json.JSONDecodeError as exc:
-            raise SkillError(f"skill {self.name}: {rel} is not valid JSON: {exc}", field=str(p),
-                             fix="regenerate the file") from None
-
-    def _read_yaml(self, rel: str) -> Any:
-        p = self.dir / rel
-        if not p.is_file():
-            raise NotFound(f"skill {self.name}: {rel} does not exist", field=str(p),
-                           fix="regenerate spec templates from TAO Core (scripts/generate_schemas.py)")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise SkillError(f"skill {self.name}: {rel} is not valid YAML: {exc}", field=str(p),
-                             fix="regenerate the file") from None
+            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise SkillError(f"skill {self.name}: {rel} cannot be parsed: {exc}", field=str(p),
+                             fix="regenerate the file (scripts/generate_schemas.py)") from None
         return {} if data is None else data
 
     @property
     def manifest(self) -> dict[str, Any]:
         """``schemas/manifest.json`` (actions -> schema path, template, AutoML parameters). NotFound if absent."""
-        return self._cached(("manifest", ""), lambda: self._read_json(MANIFEST))
+        return self._cached(("manifest", ""), lambda: self._read_generated(MANIFEST))
 
     def schema(self, action: str) -> dict[str, Any]:
         """TAO-dialect JSON schema of ``action`` (``schemas/<schema_file>``), cached."""
         act = self.action(action)
-        return self._cached(("schema", action), lambda: self._read_json(f"schemas/{act.schema_file}"))
+        return self._cached(("schema", action), lambda: self._read_generated(f"schemas/{act.schema_file}"))
 
     def template(self, action: str) -> dict[str, Any]:
         """Spec template of ``action`` (``references/<spec_template>``) as a nested dict, cached.
@@ -306,7 +298,7 @@ class Skill:
         act = self.action(action)
 
         def load() -> dict[str, Any]:
-            data = self._read_yaml(f"references/{act.spec_template}")
+            data = self._read_generated(f"references/{act.spec_template}")
             if not isinstance(data, dict):
                 raise SkillError(f"skill {self.name}: references/{act.spec_template} is not a mapping",
                                  field=str(self.dir / "references" / act.spec_template), fix="regenerate the template")

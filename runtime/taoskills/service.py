@@ -445,9 +445,10 @@ class Service:
         """State (PENDING/RUNNING/COMPLETE/ERROR/CANCELED/UNKNOWN), epoch/max_epoch, ETA, KPIs,
         and a failure analysis from the skill's error patterns when the job failed."""
         rec = self.store.get(job_id)
-        if rec.status not in TERMINAL:
-            rec = self._refresh(rec)
-        summary = monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_"))
+        state = get_platform(rec.platform).poll(rec) if rec.status not in TERMINAL else None
+        summary = _progress(rec)  # read once, after the poll, so a finished job's last lines are in
+        if state is not None:
+            rec = self._record_state(rec, state, summary)
         return JobStatus(
             job_id=rec.job_id, skill=rec.skill, network_arch=rec.network_arch, action=rec.action, status=rec.status,
             parent_job_id=rec.parent_job_id, results_dir=rec.results_dir, log_path=rec.log_path, exit_code=rec.exit_code,
@@ -456,24 +457,20 @@ class Service:
             next=_next_step(rec),
         )
 
-    def _refresh(self, rec: JobRecord) -> JobRecord:
-        state = get_platform(rec.platform).poll(rec)
+    def _record_state(self, rec: JobRecord, state, summary: monitor.StatusSummary) -> JobRecord:
+        """Persist what the platform saw (monotonic in the store), with a failure analysis on ERROR."""
         if state.state == rec.status and state.state not in TERMINAL:
             return rec
-        fields: dict[str, Any] = {"exit_code": state.exit_code}
         status = state.state
-        if status == "COMPLETE" and monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_")).failed:
+        if status == "COMPLETE" and summary.failed:
             status = "ERROR"  # exit 0 but TAO logged FAILURE: trust status.json
+        fields: dict[str, Any] = {"exit_code": state.exit_code}
         if status == "ERROR":
-            fields["failure"] = self._analyze(rec, state.exit_code, lost=state.lost).model_dump()
+            sk = self.catalog.get(rec.skill)
+            fields["failure"] = failure_mod.analyze_failure(
+                _log_tail(rec.log_path), list(sk.info.error_patterns), rec.action, state.exit_code, lost=state.lost,
+                status_message=summary.failure_message).model_dump()
         return self.store.update_status(rec.job_id, status, **fields)
-
-    def _analyze(self, rec: JobRecord, exit_code: int | None, *, lost: bool = False):
-        sk = self.catalog.get(rec.skill)
-        log = Path(rec.log_path).read_text(errors="replace") if Path(rec.log_path).exists() else ""
-        status = monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_"))
-        return failure_mod.analyze_failure(log, list(sk.info.error_patterns), rec.action, exit_code, lost=lost,
-                                           status_message=status.failure_message)
 
     def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> JobLogs:
         """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most
@@ -546,6 +543,22 @@ def _get(spec: dict, key: str) -> Any:
     from taoskills.dotted import get_dotted
 
     return get_dotted(spec, key, default=None)
+
+
+def _progress(rec: JobRecord) -> monitor.StatusSummary:
+    """The job's status.json summary (deploy actions write under their TAO action name)."""
+    return monitor.progress(Path(rec.results_dir), rec.action.removeprefix("deploy_"))
+
+
+def _log_tail(path: str) -> str:
+    """The last :data:`failure_mod.SCAN_BYTES` of a log (all failure analysis looks at)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - failure_mod.SCAN_BYTES))
+            return fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def _next_step(rec: JobRecord) -> str:

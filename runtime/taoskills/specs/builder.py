@@ -309,8 +309,8 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
         for item in values:
             if isinstance(item, str) and "://" in item:
                 new_values.append(item)  # remote URI: staged by the platform that runs the job
-            elif isinstance(item, str) and ds_folder_sibling(item):
-                new_values.append(ds_folder_sibling(item))  # already extracted beside the archive name
+            elif isinstance(item, str) and (sibling := ds_folder_sibling(item)):
+                new_values.append(sibling)  # already extracted beside the archive name
             elif stage and isinstance(item, str) and staging.is_archive(item) and Path(item).exists():
                 # (a missing archive is left as it is: preflight reports missing data)
                 staged = staging.stage(item, field=key, cache_dir=cache_dir)
