@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark the tao-skills MCP server over stdio with the MCP Python SDK client.
 
-Starts ``python -m taoskills.mcp_server`` as a subprocess (``TAO_SKILLS_HOME`` in a temp
+Starts ``python -m taoskills.surfaces.mcp`` as a subprocess (``TAO_SKILLS_HOME`` in a temp
 dir), warms up, then times N sequential calls of each tool:
 
 - ``ping`` — the baseline: a tool that does nothing, so its latency is the transport +
@@ -47,12 +47,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _bench(n: int, warmup: int, workdir: Path) -> dict:
-    from taoskills.sample_data import write_sample_images
+    from taoskills.data.sample_data import write_sample_images
 
     data_root = workdir / "data"
     write_sample_images(data_root / "images_train", n=8)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "taoskills.mcp_server"],
-                                   env={"TAO_SKILLS_HOME": str(workdir / "home")})
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "taoskills.surfaces.mcp"], env={"TAO_SKILLS_HOME": str(workdir / "home")}
+    )
     t0 = time.perf_counter()
     async with Client(params) as client:
         connect_ms = (time.perf_counter() - t0) * 1000
@@ -78,8 +79,13 @@ async def _bench(n: int, warmup: int, workdir: Path) -> dict:
                 times.append((time.perf_counter() - start) * 1000)
                 if res.is_error:
                     raise SystemExit(f"{tool} failed: {res.content[0].text}")
-            results[tool] = {"n": n, "p50_ms": _pct(times, 50), "p95_ms": _pct(times, 95),
-                             "mean_ms": statistics.fmean(times), "max_ms": max(times)}
+            results[tool] = {
+                "n": n,
+                "p50_ms": _pct(times, 50),
+                "p95_ms": _pct(times, 95),
+                "mean_ms": statistics.fmean(times),
+                "max_ms": max(times),
+            }
     base = results["ping"]
     for r in results.values():
         r["p50_x_ping"] = r["p50_ms"] / base["p50_ms"]
@@ -109,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"MCP stdio benchmark: {args.calls} calls per tool after {args.warmup} warm-up calls "
-          f"(connect {report['connect_ms']:.0f} ms)")
+    print(
+        f"MCP stdio benchmark: {args.calls} calls per tool after {args.warmup} warm-up calls "
+        f"(connect {report['connect_ms']:.0f} ms)"
+    )
     print(f"{'tool':<15}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}{'p50/ping':>10}{'p95/ping':>10}")
     for tool, r in report["tools"].items():
-        print(f"{tool:<15}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['mean_ms']:>9.2f}"
-              f"{r['p50_x_ping']:>10.2f}{r['p95_x_ping']:>10.2f}")
+        print(
+            f"{tool:<15}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['mean_ms']:>9.2f}"
+            f"{r['p50_x_ping']:>10.2f}{r['p95_x_ping']:>10.2f}"
+        )
     return 0
 
 

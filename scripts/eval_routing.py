@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Routing evals: run evals/routing_cases.yaml through taoskills.routing.route().
+"""Routing evals: run evals/routing_cases.yaml through taoskills.bank.routing.route().
 
 Prints per-skill precision/recall, overall micro precision/recall (over skill predictions;
 a null expectation counts as a negative case), negative accuracy (null expected -> null
@@ -50,10 +50,10 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
 
 
 def load_catalog(skills_dir: Path | None, skill_info_only: bool) -> Any:
-    """The real catalog (taoskills.catalog.Catalog.load), or, with ``skill_info_only``,
+    """The real catalog (taoskills.bank.catalog.Catalog.load), or, with ``skill_info_only``,
     just each folder's references/skill_info.yaml (for a bank under construction)."""
     if skill_info_only:
-        from taoskills.skill_info import SkillInfo
+        from taoskills.bank.skill_info import SkillInfo
 
         root = skills_dir or REPO / "skills"
         skills = {}
@@ -61,15 +61,15 @@ def load_catalog(skills_dir: Path | None, skill_info_only: bool) -> Any:
             info = SkillInfo.model_validate(yaml.safe_load((folder / "references/skill_info.yaml").read_text(encoding="utf-8")))
             skills[folder.name] = SimpleNamespace(name=folder.name, dir=folder, info=info)
         return SimpleNamespace(skills=skills)
-    from taoskills.catalog import Catalog
+    from taoskills.bank.catalog import Catalog
 
     return Catalog.load(skills_dir, strict=False) if skills_dir else Catalog.load(strict=False)
 
 
 def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
     """Run every case; return metrics and misses (see module docstring)."""
+    from taoskills.bank.routing import route
     from taoskills.errors import TaoSkillsError
-    from taoskills.routing import route
 
     skills = sorted(catalog.skills)
     per = {s: {"tp": 0, "fp": 0, "fn": 0} for s in skills}
@@ -87,8 +87,16 @@ def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
         except TaoSkillsError as exc:
             got = got_action = got_policy = got_nm = None
             reason = f"error: {exc}"
-        row = {"text": case["text"], "expected": expected, "got": got, "action": got_action,
-               "policy": got_policy, "near_miss": got_nm, "reason": reason, "problems": []}
+        row = {
+            "text": case["text"],
+            "expected": expected,
+            "got": got,
+            "action": got_action,
+            "policy": got_policy,
+            "near_miss": got_nm,
+            "reason": reason,
+            "problems": [],
+        }
         if got is not None:
             per.setdefault(got, {"tp": 0, "fp": 0, "fn": 0})
         if expected is not None:
@@ -131,8 +139,12 @@ def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
         return round(a / b, 4) if b else 1.0
 
     per_skill = {
-        s: {"precision": ratio(v["tp"], v["tp"] + v["fp"]), "recall": ratio(v["tp"], v["tp"] + v["fn"]),
-            "support": v["tp"] + v["fn"], **v}
+        s: {
+            "precision": ratio(v["tp"], v["tp"] + v["fp"]),
+            "recall": ratio(v["tp"], v["tp"] + v["fn"]),
+            "support": v["tp"] + v["fn"],
+            **v,
+        }
         for s, v in sorted(per.items())
     }
     tp = sum(v["tp"] for v in per.values())
@@ -197,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         for skill, m in report["per_skill"].items():
             print(f"{skill:34} {m['precision']:9.3f} {m['recall']:7.3f} {m['support']:8d}")
         print(f"micro precision {report['micro_precision']:.3f}  micro recall {report['micro_recall']:.3f}")
-        print(f"negatives {report['negative_accuracy']:.3f} ({report['negatives']})  "
-              f"action {report['action_accuracy']:.3f} ({report['actions_checked']})  "
-              f"policy {report['policy_accuracy']:.3f} ({report['policies_checked']})  "
-              f"near miss {report['near_miss_accuracy']:.3f} ({report['near_misses_checked']})")
+        print(
+            f"negatives {report['negative_accuracy']:.3f} ({report['negatives']})  "
+            f"action {report['action_accuracy']:.3f} ({report['actions_checked']})  "
+            f"policy {report['policy_accuracy']:.3f} ({report['policies_checked']})  "
+            f"near miss {report['near_miss_accuracy']:.3f} ({report['near_misses_checked']})"
+        )
         for miss in report["misses"]:
             print(f"MISS {miss['text']!r}: {'; '.join(miss['problems'])} -- {miss['reason']}")
         for f in failed:

@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
-from taoskills.automl_policy import (
+from taoskills.bank.automl_policy import (
     ACCEPTED_OFF_PHRASES,
     AUTOML_SKILL,
     NOT_RUNNABLE_REASON,
@@ -20,8 +21,8 @@ from taoskills.automl_policy import (
     policy_from_text,
     resolve_automl_policy,
 )
+from taoskills.bank.skill_info import SkillInfo
 from taoskills.errors import SpecError
-from taoskills.skill_info import SkillInfo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +115,9 @@ def test_accepted_phrase_list_is_documented() -> None:
         assert policy_from_text(phrase)[0] == "off", phrase
 
 
-@pytest.mark.parametrize("text", ["run HPO on it", "use AutoML", "do a hyperparameter search", "tune the hyperparameters", "automl_policy: auto"])
+@pytest.mark.parametrize(
+    "text", ["run HPO on it", "use AutoML", "do a hyperparameter search", "tune the hyperparameters", "automl_policy: auto"]
+)
 def test_on_phrases_come_from_request_text(skill_dir: Path, text: str) -> None:
     d = resolve_automl_policy(_info(), "train", text=text, skill_dir=skill_dir)
     assert (d.policy, d.source) == ("on", "request text")
@@ -131,7 +134,9 @@ def test_extra_off_phrases_from_the_automl_skill() -> None:
 
 @pytest.mark.parametrize("value,expected", [("on", "on"), ("off", "off"), ("auto", "on"), (" AUTO ", "on"), ("Off", "off")])
 def test_explicit_values(skill_dir: Path, value: str, expected: str) -> None:
-    d = resolve_automl_policy(_info(), "train", explicit=value, text="no HPO" if expected == "on" else "run HPO", skill_dir=skill_dir)
+    d = resolve_automl_policy(
+        _info(), "train", explicit=value, text="no HPO" if expected == "on" else "run HPO", skill_dir=skill_dir
+    )
     assert (d.policy, d.source, d.phrase) == (expected, "explicit", None)
 
 
@@ -200,5 +205,5 @@ def test_unknown_skill_dir_reports_every_required_file() -> None:
 def test_explicit_off_on_non_enabled_and_decision_is_frozen(skill_dir: Path) -> None:
     dec = resolve_automl_policy(_info(), "train", explicit="off", skill_dir=skill_dir)
     assert isinstance(dec, PolicyDecision) and dec.policy == "off" and dec.automl_runnable
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         dec.policy = "on"  # type: ignore[misc]

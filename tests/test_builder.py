@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from taoskills.catalog import Catalog
-from taoskills.dotted import get_dotted
+from taoskills.bank.catalog import Catalog
 from taoskills.errors import NotFound, SpecError
 from taoskills.specs import validator
 from taoskills.specs.builder import ENCRYPTION_KEY_REF, ParentJob, build_spec
+from taoskills.specs.dotted import get_dotted
 
 CATALOG = Catalog.load()
 MODEL_SKILLS = sorted(n for n, s in CATALOG.skills.items() if s.info.kind == "model")
@@ -68,8 +68,14 @@ def test_every_built_spec_validates_and_loads_into_tao_core(tmp_path, skill_name
     skill = CATALOG.get(skill_name)
     act = skill.action(action)
     short = {k: v for k, v in SHORTHAND_VALUES.items() if k in skill.info.shorthand} if shorthand else None
-    built = build_spec(skill, action, results_dir=tmp_path / "results", data_sources=_dataset_roots(tmp_path, act),
-                       parent=_parent_for(tmp_path, skill, action), shorthand=short)
+    built = build_spec(
+        skill,
+        action,
+        results_dir=tmp_path / "results",
+        data_sources=_dataset_roots(tmp_path, act),
+        parent=_parent_for(tmp_path, skill, action),
+        shorthand=short,
+    )
     spec = built.spec
     assert spec["results_dir"] == str(tmp_path / "results")
     if "encryption_key" in act.spec_params:
@@ -79,8 +85,11 @@ def test_every_built_spec_validates_and_loads_into_tao_core(tmp_path, skill_name
     for key, fn in act.spec_params.items():
         if fn == "parent_model":
             assert Path(get_dotted(spec, key)).exists(), key
-    issues = [i for i in validator.validate_spec(skill.schema(action), spec, network_arch=skill.info.network_arch, action=action)
-              if i.code != "warning"]
+    issues = [
+        i
+        for i in validator.validate_spec(skill.schema(action), spec, network_arch=skill.info.network_arch, action=action)
+        if i.code != "warning"
+    ]
     assert issues == [], [str(i) for i in issues]
     load_into_experiment_config(skill.info.network_arch, spec)
 
@@ -89,8 +98,12 @@ def test_parent_job_carries_structure_and_picks_student_checkpoint(tmp_path):
     skill = CATALOG.get("tao-train-nvdinov2")
     train_dir = tmp_path / "parent" / "results" / "train"
     train_dir.mkdir(parents=True)
-    for name in ("model_epoch_001_step_00008.pth", "student_epoch_000_step_00004.pth",
-                 "student_epoch_001_step_00008.pth", "teacher_epoch_001_step_00008.pth"):
+    for name in (
+        "model_epoch_001_step_00008.pth",
+        "student_epoch_000_step_00004.pth",
+        "student_epoch_001_step_00008.pth",
+        "teacher_epoch_001_step_00008.pth",
+    ):
         (train_dir / name).write_bytes(b"x")
     (train_dir / "nvdinov2_model_latest.pth").symlink_to(train_dir / "model_epoch_001_step_00008.pth")
     parent_spec = copy.deepcopy(skill.template("train"))
@@ -128,18 +141,34 @@ def test_parent_without_student_checkpoint_names_what_is_there(tmp_path):
     (train_dir / "model_epoch_000_step_00004.pth").write_bytes(b"x")
     (train_dir / "nvdinov2_model_latest.pth").symlink_to(train_dir / "model_epoch_000_step_00004.pth")
     with pytest.raises(NotFound) as exc:
-        build_spec(skill, "inference", results_dir=tmp_path / "r", parent=ParentJob("job-p", {}, tmp_path / "p", "train"),
-                   overrides={"dataset.test_dataset.images_dir": str(tmp_path)})
+        build_spec(
+            skill,
+            "inference",
+            results_dir=tmp_path / "r",
+            parent=ParentJob("job-p", {}, tmp_path / "p", "train"),
+            overrides={"dataset.test_dataset.images_dir": str(tmp_path)},
+        )
     assert "model_epoch_000_step_00004.pth" in str(exc.value)
 
 
 def test_unknown_shorthand_and_section_get_did_you_mean(tmp_path):
     skill = CATALOG.get("tao-train-nvdinov2")
     with pytest.raises(SpecError) as exc:
-        build_spec(skill, "train", results_dir=tmp_path, shorthand={"num_epoch": 2}, overrides={"dataset.train_dataset.images_dir": str(tmp_path)})
+        build_spec(
+            skill,
+            "train",
+            results_dir=tmp_path,
+            shorthand={"num_epoch": 2},
+            overrides={"dataset.train_dataset.images_dir": str(tmp_path)},
+        )
     assert "num_epochs" in str(exc.value)
     with pytest.raises(SpecError) as exc:
-        build_spec(skill, "train", results_dir=tmp_path, overrides={"trian.num_epochs": 2, "dataset.train_dataset.images_dir": str(tmp_path)})
+        build_spec(
+            skill,
+            "train",
+            results_dir=tmp_path,
+            overrides={"trian.num_epochs": 2, "dataset.train_dataset.images_dir": str(tmp_path)},
+        )
     assert exc.value.field == "trian.num_epochs" and "train" in exc.value.fix
 
 
@@ -185,8 +214,14 @@ def test_resume_model_and_ptm_if_no_resume_model(tmp_path):
     for name in ("model_epoch_000_step_00004.pth", "model_epoch_001_step_00008.pth", "student_epoch_001_step_00008.pth"):
         (old / name).write_bytes(b"x")
     (old / "nvdinov2_model_latest.pth").symlink_to(old / "model_epoch_001_step_00008.pth")
-    built = build_spec(skill, "train", results_dir=tmp_path / "r", overrides=ds, resume_from=tmp_path / "old",
-                       pretrained_model="/ptm/student.pth")
+    built = build_spec(
+        skill,
+        "train",
+        results_dir=tmp_path / "r",
+        overrides=ds,
+        resume_from=tmp_path / "old",
+        pretrained_model="/ptm/student.pth",
+    )
     assert built.spec["train"]["resume_training_checkpoint_path"] == str(old / "model_epoch_001_step_00008.pth")
     assert built.spec["train"]["pretrained_model_path"] == ""  # a resume checkpoint exists: no PTM
     fresh = build_spec(skill, "train", results_dir=tmp_path / "r", overrides=ds, pretrained_model="/ptm/student.pth")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from taoskills import paths
-from taoskills.catalog import Catalog, load_skill
+from taoskills.bank.catalog import Catalog, load_skill
 from taoskills.errors import NotFound, SkillError
 
 BANK = paths.skills_dir()
@@ -38,9 +38,18 @@ def _copy_skill(tmp_path: Path, name: str = SKILL, *, with_files: bool = False) 
         (dst / "schemas" / "manifest.json").write_text(json.dumps({"actions": sorted(info["actions"])}))
         for action, spec in info["actions"].items():
             (dst / "schemas" / spec["schema_file"]).write_text(
-                json.dumps({"type": "object", "x_action": action, "properties": {"train": {"type": "object"}},
-                            "maximum_demo": float("inf")}))
-            (dst / "references" / spec["spec_template"]).write_text(yaml.safe_dump({"action": action, "train": {"num_epochs": 10}}))
+                json.dumps(
+                    {
+                        "type": "object",
+                        "x_action": action,
+                        "properties": {"train": {"type": "object"}},
+                        "maximum_demo": float("inf"),
+                    }
+                )
+            )
+            (dst / "references" / spec["spec_template"]).write_text(
+                yaml.safe_dump({"action": action, "train": {"num_epochs": 10}})
+            )
     return dst
 
 
@@ -53,11 +62,15 @@ def _edit_info(folder: Path, fn) -> None:
 
 # --- the real bank -------------------------------------------------------------------------
 
+
 def test_real_bank_loads_every_skill():
     cat = Catalog.load(strict=False)
     assert set(cat.names()) == {
-        "tao-train-nvdinov2", "tao-train-dino", "tao-train-mask-auto-encoder",
-        "tao-train-grounding-dino", "tao-run-automl",
+        "tao-train-nvdinov2",
+        "tao-train-dino",
+        "tao-train-mask-auto-encoder",
+        "tao-train-grounding-dino",
+        "tao-run-automl",
     }
     for skill in cat:
         assert skill.name == skill.dir.name == skill.info.name == skill.frontmatter["name"]
@@ -71,18 +84,21 @@ def test_load_is_cached_per_path_and_reloadable():
     assert Catalog.load(strict=False, reload=True) is not a
 
 
-@pytest.mark.parametrize("alias,expected", [
-    ("dino", "tao-train-dino"),
-    ("DINO", "tao-train-dino"),
-    ("nvdinov2", "tao-train-nvdinov2"),
-    ("mae", "tao-train-mask-auto-encoder"),
-    ("mask-auto-encoder", "tao-train-mask-auto-encoder"),
-    ("grounding_dino", "tao-train-grounding-dino"),
-    ("Grounding DINO", "tao-train-grounding-dino"),
-    ("grounding-dino", "tao-train-grounding-dino"),
-    ("automl", "tao-run-automl"),
-    ("tao-run-automl", "tao-run-automl"),
-])
+@pytest.mark.parametrize(
+    "alias,expected",
+    [
+        ("dino", "tao-train-dino"),
+        ("DINO", "tao-train-dino"),
+        ("nvdinov2", "tao-train-nvdinov2"),
+        ("mae", "tao-train-mask-auto-encoder"),
+        ("mask-auto-encoder", "tao-train-mask-auto-encoder"),
+        ("grounding_dino", "tao-train-grounding-dino"),
+        ("Grounding DINO", "tao-train-grounding-dino"),
+        ("grounding-dino", "tao-train-grounding-dino"),
+        ("automl", "tao-run-automl"),
+        ("tao-run-automl", "tao-run-automl"),
+    ],
+)
 def test_get_accepts_names_archs_and_short_names(alias, expected):
     assert Catalog.load(strict=False).get(alias).name == expected
 
@@ -122,6 +138,7 @@ def test_automl_skill_is_the_application():
 
 
 # --- strictness, lazy files ------------------------------------------------------------------
+
 
 def test_strict_load_reports_missing_generated_files(tmp_path):
     _copy_skill(tmp_path)
@@ -175,6 +192,7 @@ def test_broken_json_schema_is_a_skill_error(tmp_path):
 
 # --- validation errors name the file and the field -------------------------------------------
 
+
 def test_unknown_key_in_skill_info_names_the_field(tmp_path):
     folder = _copy_skill(tmp_path)
     _edit_info(folder, lambda d: d["actions"]["train"].__setitem__("commnd", "x"))
@@ -218,11 +236,14 @@ def test_folder_name_mismatch_rejected(tmp_path):
     assert "SKILL.md:name" in exc.value.field
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda t: t.replace("license: Apache-2.0", "license: Apache-2.0\ntags: detection"), "frontmatter.tags"),
-    (lambda t: t.replace("description: ", "description: use <this> ", 1), "frontmatter.description"),
-    (lambda t: t.replace('version: "0.1.0"', "version: 0.1"), "frontmatter.metadata.version"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda t: t.replace("license: Apache-2.0", "license: Apache-2.0\ntags: detection"), "frontmatter.tags"),
+        (lambda t: t.replace("description: ", "description: use <this> ", 1), "frontmatter.description"),
+        (lambda t: t.replace('version: "0.1.0"', "version: 0.1"), "frontmatter.metadata.version"),
+    ],
+)
 def test_frontmatter_rules(tmp_path, mutate, field):
     folder = _copy_skill(tmp_path)
     md = folder / "SKILL.md"

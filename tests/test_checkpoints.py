@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from taoskills.checkpoints import (
+from taoskills.bank.skill_info import CheckpointRule, SkillInfo
+from taoskills.errors import NotFound
+from taoskills.jobs.checkpoints import (
     DEFAULT_RESUME_RULE,
     list_checkpoints,
     parse_checkpoint_name,
@@ -15,8 +17,6 @@ from taoskills.checkpoints import (
     select_checkpoint,
     select_for_action,
 )
-from taoskills.errors import NotFound
-from taoskills.skill_info import CheckpointRule, SkillInfo
 
 ALIAS = "nvdinov2_model_latest.pth"
 STUDENT = CheckpointRule(from_action="train", prefer=["student_epoch_*.pth"], avoid=["teacher_epoch_*", "model_epoch_*"])
@@ -160,23 +160,29 @@ def _info(train_resume: dict | None = None) -> SkillInfo:
     train = dict(base, command=cmd.replace("{action}", "train"))
     if train_resume:
         train["resume"] = train_resume
-    return SkillInfo.model_validate({
-        "name": "tao-train-nvdinov2",
-        "description": "x",
-        "network_arch": "nvdinov2",
-        "gpu_spec_key": "train.num_gpus",
-        "multi_gpu": {"launcher": "lightning"},
-        "metrics": [{"name": "train_loss", "direction": "minimize"}],
-        "latest_checkpoint_alias": ALIAS,
-        "routing": {"triggers": ["nvdinov2"]},
-        "actions": {
-            "train": train,
-            "inference": dict(base, command=cmd.replace("{action}", "inference"), parent_action="train",
-                              spec_params={"inference.checkpoint": "parent_model"},
-                              checkpoint=STUDENT.model_dump()),
-            "export": dict(base, command=cmd.replace("{action}", "export")),
-        },
-    })
+    return SkillInfo.model_validate(
+        {
+            "name": "tao-train-nvdinov2",
+            "description": "x",
+            "network_arch": "nvdinov2",
+            "gpu_spec_key": "train.num_gpus",
+            "multi_gpu": {"launcher": "lightning"},
+            "metrics": [{"name": "train_loss", "direction": "minimize"}],
+            "latest_checkpoint_alias": ALIAS,
+            "routing": {"triggers": ["nvdinov2"]},
+            "actions": {
+                "train": train,
+                "inference": dict(
+                    base,
+                    command=cmd.replace("{action}", "inference"),
+                    parent_action="train",
+                    spec_params={"inference.checkpoint": "parent_model"},
+                    checkpoint=STUDENT.model_dump(),
+                ),
+                "export": dict(base, command=cmd.replace("{action}", "export")),
+            },
+        }
+    )
 
 
 def test_select_for_action_reads_rules_from_skill_info(results):

@@ -34,7 +34,7 @@ def cli_json(env, *args):
 
 @pytest.mark.slow
 def test_cli_chain_train_inference_export(tmp_path, env):
-    from taoskills.sample_data import write_sample_images
+    from taoskills.data.sample_data import write_sample_images
 
     data = tmp_path / "data"
     write_sample_images(data / "train" / "images_train", n=8)
@@ -49,15 +49,38 @@ def test_cli_chain_train_inference_export(tmp_path, env):
 
     sets = [f"--set={k}={v}" for k, v in TINY_TRAIN_OVERRIDES.items()]
     spec_file = tmp_path / "train.yaml"
-    cli(env, "spec", "build", "tao-train-nvdinov2", "train", "--profile", "smoke", "-d", f"train_datasets={data / 'train'}",
-        *sets, "-o", str(spec_file))
+    cli(
+        env,
+        "spec",
+        "build",
+        "tao-train-nvdinov2",
+        "train",
+        "--profile",
+        "smoke",
+        "-d",
+        f"train_datasets={data / 'train'}",
+        *sets,
+        "-o",
+        str(spec_file),
+    )
     assert cli_json(env, "spec", "validate", "tao-train-nvdinov2", "train", str(spec_file))["valid"] is True
     assert cli_json(env, "preflight", "tao-train-nvdinov2", "train", str(spec_file))["ok"] is True
     script = cli(env, "render", "tao-train-nvdinov2", "train", str(spec_file)).stdout
     assert script.startswith("#!") and "taoskills.engine" in script
 
-    train = cli_json(env, "run", "tao-train-nvdinov2", "train", "--automl-policy", "off", "--profile", "smoke",
-                     "-d", f"train_datasets={data / 'train'}", *sets)
+    train = cli_json(
+        env,
+        "run",
+        "tao-train-nvdinov2",
+        "train",
+        "--automl-policy",
+        "off",
+        "--profile",
+        "smoke",
+        "-d",
+        f"train_datasets={data / 'train'}",
+        *sets,
+    )
     assert train["status"] == "COMPLETE", train
     assert "train_loss" in train["kpis"]
     job = train["job_id"]

@@ -11,8 +11,12 @@ import yaml
 from taoskills.specs.constraints import check_constraints, packaged_schema
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH_SKILL = {"nvdinov2": "tao-train-nvdinov2", "dino": "tao-train-dino",
-              "grounding_dino": "tao-train-grounding-dino", "mae": "tao-train-mask-auto-encoder"}
+ARCH_SKILL = {
+    "nvdinov2": "tao-train-nvdinov2",
+    "dino": "tao-train-dino",
+    "grounding_dino": "tao-train-grounding-dino",
+    "mae": "tao-train-mask-auto-encoder",
+}
 
 
 def template(arch: str, key: str) -> dict:
@@ -85,16 +89,21 @@ def test_c6_intervals_within_epochs(arch):
 def test_c7_gpu_count():
     assert fields(run("nvdinov2", "train", {"train": {"num_gpus": 2}}), "constraint") == {"train.num_gpus"}
     assert fields(run("nvdinov2", "train", {"train": {"num_gpus": 2, "gpu_ids": [0, 1]}}), "constraint") == set()
-    assert fields(run("dino", "evaluate", {"evaluate": {"num_gpus": 1, "gpu_ids": [0, 1]}}), "constraint") == {"evaluate.num_gpus"}
+    assert fields(run("dino", "evaluate", {"evaluate": {"num_gpus": 1, "gpu_ids": [0, 1]}}), "constraint") == {
+        "evaluate.num_gpus"
+    }
 
 
-@pytest.mark.parametrize("arch,key,value", [
-    ("dino", "train.optim.lr", 0.0),
-    ("dino", "model.fix_refpoints_hw", 0),
-    ("grounding_dino", "model.focal_gamma", 0.0),
-    ("mae", "train.optim.warmup_epochs", -1),
-    ("mae", "train.optim.gamma", -0.5),
-])
+@pytest.mark.parametrize(
+    "arch,key,value",
+    [
+        ("dino", "train.optim.lr", 0.0),
+        ("dino", "model.fix_refpoints_hw", 0),
+        ("grounding_dino", "model.focal_gamma", 0.0),
+        ("mae", "train.optim.warmup_epochs", -1),
+        ("mae", "train.optim.gamma", -0.5),
+    ],
+)
 def test_c8_math_cond_from_schema(arch, key, value):
     head, _, leaf = key.rpartition(".")
     spec: dict = {}
@@ -144,13 +153,23 @@ def test_c12_gdino_text_len():
     assert run("grounding_dino", "train", {"model": {"max_text_len": 256}}) == []
 
 
-@pytest.mark.parametrize("arch,spec,field", [
-    ("dino", {"dataset": {"train_data_sources": [{"image_dir": "/d/images.tar.gz", "json_file": "/d/a.json"}]}},
-     "dataset.train_data_sources[0].image_dir"),
-    ("dino", {"dataset": {"infer_data_sources": {"image_dir": ["/d/ok", "/d/more.zip"]}}}, "dataset.infer_data_sources.image_dir[1]"),
-    ("nvdinov2", {"dataset": {"train_dataset": {"images_dir": "/d/images_train.tgz"}}}, "dataset.train_dataset.images_dir"),
-    ("mae", {"dataset": {"train_data_sources": "/d/images_train.tar"}}, "dataset.train_data_sources"),
-])
+@pytest.mark.parametrize(
+    "arch,spec,field",
+    [
+        (
+            "dino",
+            {"dataset": {"train_data_sources": [{"image_dir": "/d/images.tar.gz", "json_file": "/d/a.json"}]}},
+            "dataset.train_data_sources[0].image_dir",
+        ),
+        (
+            "dino",
+            {"dataset": {"infer_data_sources": {"image_dir": ["/d/ok", "/d/more.zip"]}}},
+            "dataset.infer_data_sources.image_dir[1]",
+        ),
+        ("nvdinov2", {"dataset": {"train_dataset": {"images_dir": "/d/images_train.tgz"}}}, "dataset.train_dataset.images_dir"),
+        ("mae", {"dataset": {"train_data_sources": "/d/images_train.tar"}}, "dataset.train_data_sources"),
+    ],
+)
 def test_c13_archives_are_errors(arch, spec, field):
     issues = run(arch, "train", spec)
     (issue,) = [i for i in issues if i.code == "constraint"]

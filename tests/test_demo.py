@@ -12,7 +12,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_runs_and_loss_decreases(tmp_path, monkeypatch, capsys):
-    from taoskills.demo import run_demo
+    from taoskills.surfaces.demo import run_demo
 
     monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "unused-home"))
     assert run_demo(tmp_path / "demo", epochs=4, n_train=16, n_test=4) == 0

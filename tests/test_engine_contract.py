@@ -15,9 +15,11 @@ from taoskills.errors import SpecError
 
 
 def test_capabilities_import_without_torch():
-    code = ("import sys, taoskills.engine, taoskills.engine.capabilities as c; "
-            "assert 'torch' not in sys.modules, 'torch imported'; "
-            "print(c.supports('nvdinov2','train'), c.supports('nvdinov2','evaluate'), c.supports('dino','train'))")
+    code = (
+        "import sys, taoskills.engine, taoskills.engine.capabilities as c; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "print(c.supports('nvdinov2','train'), c.supports('nvdinov2','evaluate'), c.supports('dino','train'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
     assert capabilities.SUPPORTED["nvdinov2"] == ("train", "inference", "export")
@@ -26,8 +28,15 @@ def test_capabilities_import_without_torch():
 def test_status_logger_format(tmp_path):
     log = contract.StatusLogger(tmp_path / "status.json")
     log.write("STARTED", "Starting X train.")
-    log.write("RUNNING", "Training loop in progress", kpi={"train_loss": 1}, epoch=0, max_epoch=3,
-              time_per_epoch=contract.format_duration(1.5), eta=contract.format_duration(3.0))
+    log.write(
+        "RUNNING",
+        "Training loop in progress",
+        kpi={"train_loss": 1},
+        epoch=0,
+        max_epoch=3,
+        time_per_epoch=contract.format_duration(1.5),
+        eta=contract.format_duration(3.0),
+    )
     with pytest.raises(ValueError):
         log.write("DONE")
     lines = [json.loads(x) for x in (tmp_path / "status.json").read_text().splitlines()]

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import yaml
 
+from taoskills.data.sample_data import write_sample_archive, write_sample_images
 from taoskills.engine.cli import main
-from taoskills.sample_data import write_sample_archive, write_sample_images
 
 pytestmark = pytest.mark.slow
 
@@ -26,18 +26,29 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "skills" / "tao-train-nvdinov2" / "references"
 
 TINY = [
-    "model.backbone.student_type=vit_s", "model.backbone.teacher_type=vit_s", "model.backbone.img_size=56",
-    "model.backbone.drop_path_rate=0.1", "model.head.hidden_dim=64", "model.head.bottleneck_dim=32",
-    "train.num_prototypes=64", "train.precision=32-true",
+    "model.backbone.student_type=vit_s",
+    "model.backbone.teacher_type=vit_s",
+    "model.backbone.img_size=56",
+    "model.backbone.drop_path_rate=0.1",
+    "model.head.hidden_dim=64",
+    "model.head.bottleneck_dim=32",
+    "train.num_prototypes=64",
+    "train.precision=32-true",
 ]
 TRAIN = [
-    "dataset.batch_size=4", "dataset.workers=1", "dataset.transform.global_crops_size=42",
-    "dataset.transform.local_crops_size=28", "dataset.transform.n_local_crops=1", "train.num_epochs=2",
+    "dataset.batch_size=4",
+    "dataset.workers=1",
+    "dataset.transform.global_crops_size=42",
+    "dataset.transform.local_crops_size=28",
+    "dataset.transform.n_local_crops=1",
+    "train.num_epochs=2",
     "train.checkpoint_interval=2",
-    "train.schedulers.learning_rate.val_base=1e-4", "train.schedulers.learning_rate.warm_up_steps=2",
+    "train.schedulers.learning_rate.val_base=1e-4",
+    "train.schedulers.learning_rate.warm_up_steps=2",
     "train.schedulers.learning_rate.max_decay_steps=4",
     "train.schedulers.last_layer_learning_rate.freeze_steps=1",
-    "train.schedulers.teacher_temperature.warm_up_steps=2", "train.schedulers.teacher_temperature.max_decay_steps=2",
+    "train.schedulers.teacher_temperature.warm_up_steps=2",
+    "train.schedulers.teacher_temperature.max_decay_steps=2",
 ]
 
 
@@ -72,9 +83,20 @@ def trained(work):
     tmp, images = work
     results = tmp / "results"
     env = dict(os.environ, TS_ENGINE_TEST_KEY="not-a-real-key")
-    cmd = [sys.executable, "-m", "taoskills.engine", "nvdinov2", "train", "-e", str(_spec(tmp, "train")),
-           f"results_dir={results}", f"dataset.train_dataset.images_dir={images}",
-           "encryption_key=${oc.env:TS_ENGINE_TEST_KEY}", *TINY, *TRAIN]
+    cmd = [
+        sys.executable,
+        "-m",
+        "taoskills.engine",
+        "nvdinov2",
+        "train",
+        "-e",
+        str(_spec(tmp, "train")),
+        f"results_dir={results}",
+        f"dataset.train_dataset.images_dir={images}",
+        "encryption_key=${oc.env:TS_ENGINE_TEST_KEY}",
+        *TINY,
+        *TRAIN,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     return proc, results / "train"
 
@@ -119,10 +141,22 @@ def test_resume_from_model_epoch(work, trained):
     tmp, images = work
     _, out = trained
     results = tmp / "resumed"
-    code = main(["nvdinov2", "train", "-e", str(_spec(tmp, "train")), f"results_dir={results}",
-                 f"dataset.train_dataset.images_dir={images}", "wandb.enable=false", *TINY, *TRAIN,
-                 "train.num_epochs=3", "train.checkpoint_interval=1",
-                 f"train.resume_training_checkpoint_path={out / 'nvdinov2_model_latest.pth'}"])
+    code = main(
+        [
+            "nvdinov2",
+            "train",
+            "-e",
+            str(_spec(tmp, "train")),
+            f"results_dir={results}",
+            f"dataset.train_dataset.images_dir={images}",
+            "wandb.enable=false",
+            *TINY,
+            *TRAIN,
+            "train.num_epochs=3",
+            "train.checkpoint_interval=1",
+            f"train.resume_training_checkpoint_path={out / 'nvdinov2_model_latest.pth'}",
+        ]
+    )
     assert code == 0
     epochs = [line for line in _status(results / "train" / "status.json") if "epoch" in line]
     assert [e["epoch"] for e in epochs] == [2]  # epochs 0-1 came from the checkpoint
@@ -134,9 +168,19 @@ def test_inference_embeddings(work, trained):
     tmp, images = work
     _, out = trained
     results = tmp / "results"
-    code = main(["nvdinov2", "inference", "-e", str(_spec(tmp, "inference")), f"results_dir={results}",
-                 f"inference.checkpoint={out / 'student_epoch_001_step_00004.pth'}",
-                 f"dataset.test_dataset.images_dir={images}", "inference.batch_size=3", *TINY])
+    code = main(
+        [
+            "nvdinov2",
+            "inference",
+            "-e",
+            str(_spec(tmp, "inference")),
+            f"results_dir={results}",
+            f"inference.checkpoint={out / 'student_epoch_001_step_00004.pth'}",
+            f"dataset.test_dataset.images_dir={images}",
+            "inference.batch_size=3",
+            *TINY,
+        ]
+    )
     assert code == 0
     inf = results / "inference"
     emb = np.load(inf / "embeddings.npy")
@@ -155,9 +199,21 @@ def test_export_onnx_matches_pytorch(work, trained):
     _, out = trained
     results = tmp / "results"
     onnx_file = tmp / "onnx" / "nvdinov2.onnx"
-    code = main(["nvdinov2", "export", "-e", str(_spec(tmp, "export")), f"results_dir={results}",
-                 f"export.checkpoint={out / 'student_epoch_001_step_00004.pth'}", f"export.onnx_file={onnx_file}",
-                 "export.input_width=56", "export.input_height=56", "export.opset_version=17", *TINY])
+    code = main(
+        [
+            "nvdinov2",
+            "export",
+            "-e",
+            str(_spec(tmp, "export")),
+            f"results_dir={results}",
+            f"export.checkpoint={out / 'student_epoch_001_step_00004.pth'}",
+            f"export.onnx_file={onnx_file}",
+            "export.input_width=56",
+            "export.input_height=56",
+            "export.opset_version=17",
+            *TINY,
+        ]
+    )
     assert code == 0
     final = _status(results / "export" / "status.json")[-1]
     assert final["status"] == "SUCCESS" and final["kpi"]["onnx_max_abs_diff"] < 1e-3
@@ -184,12 +240,25 @@ def test_export_register_model_needs_dynamo_opset(work):
     cfg["model"]["backbone"].update(student_type="vit_s", teacher_type="vit_s", img_size=28, num_register_tokens=4)
     weights = tmp / "student_reg.pth"
     torch.save(M.build_backbone(cfg).state_dict(), weights)
-    reg = ["model.backbone.num_register_tokens=4", "model.backbone.img_size=28",
-           "model.backbone.student_type=vit_s", "model.backbone.teacher_type=vit_s"]
+    reg = [
+        "model.backbone.num_register_tokens=4",
+        "model.backbone.img_size=28",
+        "model.backbone.student_type=vit_s",
+        "model.backbone.teacher_type=vit_s",
+    ]
     results = tmp / "reg"
-    base = ["nvdinov2", "export", "-e", str(_spec(tmp, "export")), f"results_dir={results}",
-            f"export.checkpoint={weights}", f"export.onnx_file={tmp / 'reg.onnx'}", "export.input_width=28",
-            "export.input_height=28", *reg]
+    base = [
+        "nvdinov2",
+        "export",
+        "-e",
+        str(_spec(tmp, "export")),
+        f"results_dir={results}",
+        f"export.checkpoint={weights}",
+        f"export.onnx_file={tmp / 'reg.onnx'}",
+        "export.input_width=28",
+        "export.input_height=28",
+        *reg,
+    ]
     assert main([*base, "export.opset_version=12"]) == 1
     failure = _status(results / "export" / "status.json")[-1]
     assert failure["status"] == "FAILURE" and "export.opset_version" in failure["message"]
@@ -199,6 +268,7 @@ def test_export_register_model_needs_dynamo_opset(work):
 
 
 # ---------------------------------------------------------------- failures
+
 
 def _fail(tmp: Path, action: str, *args: str) -> str:
     results = tmp / f"fail_{abs(hash(args))}"
@@ -253,16 +323,16 @@ def test_full_checkpoint_and_engine_file_to_inference(work, trained):
     for ckpt in (out / "nvdinov2_model_latest.pth", out / "model_epoch_001_step_00004.pth"):
         msg = _fail(tmp, "inference", f"inference.checkpoint={ckpt}", f"dataset.test_dataset.images_dir={images}", *TINY)
         assert "unexpected keys such as state_dict, optimizer state" in msg and "student_epoch_" in msg
-    msg = _fail(tmp, "inference", f"inference.checkpoint={tmp / 'model.engine'}",
-                f"dataset.test_dataset.images_dir={images}", *TINY)
+    msg = _fail(
+        tmp, "inference", f"inference.checkpoint={tmp / 'model.engine'}", f"dataset.test_dataset.images_dir={images}", *TINY
+    )
     assert "TensorRT engine passed to PyT inference" in msg
 
 
 def test_structure_mismatch_and_distill(work, trained):
     tmp, images = work
     _, out = trained
-    args = [f"inference.checkpoint={out / 'student_epoch_001_step_00004.pth'}",
-            f"dataset.test_dataset.images_dir={images}"]
+    args = [f"inference.checkpoint={out / 'student_epoch_001_step_00004.pth'}", f"dataset.test_dataset.images_dir={images}"]
     msg = _fail(tmp, "inference", *args, *TINY, "model.backbone.student_type=vit_b", "model.backbone.teacher_type=vit_b")
     assert "vit_s (embed_dim 384" in msg and "model.backbone" in msg
     msg = _fail(tmp, "train", f"dataset.train_dataset.images_dir={images}", *TINY, *TRAIN, "model.distill.enable=true")
@@ -275,6 +345,11 @@ def test_wrong_checkpoint_kinds_for_train(work, trained):
     base = [f"dataset.train_dataset.images_dir={images}", *TINY, *TRAIN]
     msg = _fail(tmp, "train", *base, f"train.resume_training_checkpoint_path={out / 'student_epoch_001_step_00004.pth'}")
     assert "not a full training checkpoint" in msg and "pretrained_model_path" in msg
-    msg = _fail(tmp, "train", *base, f"train.pretrained_model_path={out / 'student_epoch_001_step_00004.pth'}",
-                "model.backbone.num_register_tokens=4")
+    msg = _fail(
+        tmp,
+        "train",
+        *base,
+        f"train.pretrained_model_path={out / 'student_epoch_001_step_00004.pth'}",
+        "model.backbone.num_register_tokens=4",
+    )
     assert "train.pretrained_model_path" in msg and "num_register_tokens 0" in msg

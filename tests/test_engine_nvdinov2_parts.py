@@ -38,13 +38,26 @@ def _cfg(**over):
 def test_check_accepts_defaults_and_names_bad_keys():
     S.check(_cfg(), "train")
     with pytest.raises(SpecError) as err:
-        S.check(_cfg(**{"dataset.workers": 0, "train.checkpoint_interval": 20,
-                        "dataset.transform.global_crops_scale": [0.9, 0.1],
-                        "train.schedulers.learning_rate.max_decay_steps": 5, "train.precision": "fp16"}), "train")
+        S.check(
+            _cfg(
+                **{
+                    "dataset.workers": 0,
+                    "train.checkpoint_interval": 20,
+                    "dataset.transform.global_crops_scale": [0.9, 0.1],
+                    "train.schedulers.learning_rate.max_decay_steps": 5,
+                    "train.precision": "fp16",
+                }
+            ),
+            "train",
+        )
     fields = {i.field: i for i in err.value.issues}
     assert "persistent_workers option needs num_workers > 0" in fields["dataset.workers"].reason
-    assert {"train.checkpoint_interval", "dataset.transform.global_crops_scale",
-            "train.schedulers.learning_rate.max_decay_steps", "train.precision"} <= set(fields)
+    assert {
+        "train.checkpoint_interval",
+        "dataset.transform.global_crops_scale",
+        "train.schedulers.learning_rate.max_decay_steps",
+        "train.precision",
+    } <= set(fields)
     with pytest.raises(NotSupported) as err:
         S.check(_cfg(**{"model.distill.enable": True}), "train")
     assert err.value.field == "model.distill.enable"
@@ -55,8 +68,7 @@ def test_check_accepts_defaults_and_names_bad_keys():
 
 def test_check_inference_engine_file_and_trt():
     with pytest.raises(SpecError) as err:
-        S.check(_cfg(**{"inference.checkpoint": "/m/model.engine", "dataset.test_dataset.images_dir": "/d"}),
-                "inference")
+        S.check(_cfg(**{"inference.checkpoint": "/m/model.engine", "dataset.test_dataset.images_dir": "/d"}), "inference")
     assert "TensorRT engine passed to PyT inference" in str(err.value)
     with pytest.raises(NotSupported):
         S.check(_cfg(**{"inference.checkpoint": "/m/s.pth", "inference.trt_engine": "/m/x.engine"}), "inference")
@@ -105,8 +117,14 @@ def test_losses_behave():
 
 
 def test_head_and_param_groups():
-    cfg = _cfg(**{"model.backbone.student_type": "vit_s", "model.backbone.teacher_type": "vit_s",
-                  "model.backbone.img_size": 56, "train.layerwise_decay": 0.5})
+    cfg = _cfg(
+        **{
+            "model.backbone.student_type": "vit_s",
+            "model.backbone.teacher_type": "vit_s",
+            "model.backbone.img_size": 56,
+            "train.layerwise_decay": 0.5,
+        }
+    )
     bb = M.build_backbone(cfg)
     assert bb.config.hidden_size == 384 and bb.config.num_hidden_layers == 12
     assert bb.config._attn_implementation == "sdpa"
@@ -116,7 +134,7 @@ def test_head_and_param_groups():
     assert out.shape == (5, 32) and out.abs().max() <= 1.0 + 1e-5  # unit-norm prototypes, unit-norm input
     groups = M.param_groups(bb, head, 0.5)
     mults = sorted({g["lr_multiplier"] for g in groups})
-    assert mults[0] == pytest.approx(0.5 ** 13) and mults[-1] == 1.0
+    assert mults[0] == pytest.approx(0.5**13) and mults[-1] == 1.0
     assert any(g["is_last_layer"] for g in groups)
     names = {id(p): n for n, p in bb.named_parameters()}
     for g in groups:
@@ -127,8 +145,14 @@ def test_head_and_param_groups():
 
 
 def test_register_backbone_and_weight_mismatch_message():
-    cfg = _cfg(**{"model.backbone.student_type": "vit_s", "model.backbone.teacher_type": "vit_s",
-                  "model.backbone.img_size": 56, "model.backbone.num_register_tokens": 4})
+    cfg = _cfg(
+        **{
+            "model.backbone.student_type": "vit_s",
+            "model.backbone.teacher_type": "vit_s",
+            "model.backbone.img_size": 56,
+            "model.backbone.num_register_tokens": 4,
+        }
+    )
     reg = M.build_backbone(cfg)
     assert type(reg).__name__ == "Dinov2WithRegistersModel" and M.num_prefix_tokens(reg) == 5
     plain = M.build_backbone(_cfg(**{"model.backbone.student_type": "vit_s", "model.backbone.img_size": 56}))
@@ -150,11 +174,17 @@ def test_block_mask_and_collate():
 
 
 def test_multicrop_sizes(tmp_path):
-    from taoskills.sample_data import write_sample_images
+    from taoskills.data.sample_data import write_sample_images
 
     files = write_sample_images(tmp_path, n=2, size=64)
-    tf = {"n_global_crops": 2, "global_crops_scale": [0.32, 1.0], "global_crops_size": 42,
-          "n_local_crops": 3, "local_crops_scale": [0.05, 0.32], "local_crops_size": 28}
+    tf = {
+        "n_global_crops": 2,
+        "global_crops_scale": [0.32, 1.0],
+        "global_crops_size": 42,
+        "n_local_crops": 3,
+        "local_crops_scale": [0.05, 0.32],
+        "local_crops_size": 28,
+    }
     item = D.MultiCropDataset(files, tf)[0]
     assert [t.shape for t in item["global"]] == [(3, 42, 42)] * 2
     assert [t.shape for t in item["local"]] == [(3, 28, 28)] * 3

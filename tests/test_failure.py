@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from taoskills.bank.skill_info import ErrorPattern
 from taoskills.jobs.failure import SCAN_BYTES, analyze_failure, last_exception
-from taoskills.skill_info import ErrorPattern
 
 SKILL_PATTERNS = [
     ErrorPattern(
@@ -96,7 +96,7 @@ def test_terminated_lost_and_generic_oom():
 
 
 def test_signal_beats_traceback():
-    log = "Traceback (most recent call last):\n  File \"x\", line 1\nKeyboardInterrupt\n"
+    log = 'Traceback (most recent call last):\n  File "x", line 1\nKeyboardInterrupt\n'
     fa = analyze_failure(log, [], exit_code=143)
     assert [m.id for m in fa.matched] == ["terminated"]
 
@@ -112,7 +112,7 @@ def test_last_exception_picks_the_final_traceback():
     log = (
         "Traceback (most recent call last):\n  File \"a\"\nKeyError: 'x'\n\n"
         "During handling of the above exception, another exception occurred:\n\n"
-        "Traceback (most recent call last):\n  File \"b\"\n    foo()\n"
+        'Traceback (most recent call last):\n  File "b"\n    foo()\n'
         "omegaconf.errors.ConfigKeyError: Key 'workers' not in 'DatasetConfig'\n"
     )
     assert last_exception(log) == "omegaconf.errors.ConfigKeyError: Key 'workers' not in 'DatasetConfig'"
@@ -132,7 +132,7 @@ def test_scan_is_bounded_to_the_log_end():
 
 def test_status_failure_message_explains_when_no_pattern_does():
     log = "ERROR: NVDINOv2 train failed: boom\nExecution status: FAIL\n"
-    msg = "train.precision=16-mixed needs a CUDA GPU. Fix: set train.precision to \"32-true\"."
+    msg = 'train.precision=16-mixed needs a CUDA GPU. Fix: set train.precision to "32-true".'
     fa = analyze_failure(log, [], "train", 1, status_message=msg)
     assert fa.primary.id == "status_failure"
     assert fa.primary.cause.startswith("train.precision=16-mixed needs a CUDA GPU")

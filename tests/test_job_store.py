@@ -131,11 +131,33 @@ def test_update_fields(store):
 
 
 def test_secret_rule_helpers():
-    for key in ("aws_secret_access_key", "password", "db_passwd", "ngc_key", "ngc_api_key", "api_key",
-                "hf_token", "HF_TOKEN", "access_token", "token", "encryption_key", "client_secret", "wandb_api_key"):
+    for key in (
+        "aws_secret_access_key",
+        "password",
+        "db_passwd",
+        "ngc_key",
+        "ngc_api_key",
+        "api_key",
+        "hf_token",
+        "HF_TOKEN",
+        "access_token",
+        "token",
+        "encryption_key",
+        "client_secret",
+        "wandb_api_key",
+    ):
         assert is_secret_key(key), key
-    for key in ("max_tokens", "num_tokens", "text_encoder_type", "tokenizer", "key_frames", "aws_access_key_id",
-                "num_classes", "results_dir", "keypoints"):
+    for key in (
+        "max_tokens",
+        "num_tokens",
+        "text_encoder_type",
+        "tokenizer",
+        "key_frames",
+        "aws_access_key_id",
+        "num_classes",
+        "results_dir",
+        "keypoints",
+    ):
         assert not is_secret_key(key), key
     for ref in ("${oc.env:NGC_KEY}", "$HF_TOKEN", "${AWS_SECRET_ACCESS_KEY}", "${oc.env:TAO_ENCRYPTION_KEY,tlt_encode}"):
         assert is_env_reference(ref)
@@ -181,7 +203,9 @@ def test_record_survives_process_exit(home):
         print(r.job_id)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "TAO_SKILLS_HOME": str(home)})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "TAO_SKILLS_HOME": str(home)}
+    )
     job_id = out.stdout.strip()
     got = JobStore().get(job_id)
     assert got.status == "RUNNING" and got.backend_id == "42" and got.skill == "tao-train-mae"
@@ -206,7 +230,10 @@ def test_concurrent_writers_from_two_processes(store, home):
         """
     )
     env = {**os.environ, "TAO_SKILLS_HOME": str(home)}
-    procs = [subprocess.Popen([sys.executable, "-c", code, tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for tag in ("a", "b")
+    ]
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from taoskills.bank.skill_info import ErrorPattern
 from taoskills.errors import JobError, NotFound, NotSupported
 from taoskills.jobs.failure import analyze_failure
 from taoskills.jobs.monitor import progress
 from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import LocalPlatform, Platform, get_platform, read_log
-from taoskills.render import RunnerContext, write_runner
-from taoskills.skill_info import ErrorPattern
+from taoskills.platforms.render import RunnerContext, write_runner
 
 TERMINAL = ("COMPLETE", "ERROR", "CANCELED")
 
@@ -48,8 +48,14 @@ FAKE_TRAIN = textwrap.dedent(
 )
 
 PATTERNS = [
-    ErrorPattern(id="num_classes_mismatch", regex=r"category id \d+ >= num_classes", cause="category id too large",
-                 fix="set dataset.num_classes to max(category_id) + 1", fault="program", actions=["train"]),
+    ErrorPattern(
+        id="num_classes_mismatch",
+        regex=r"category id \d+ >= num_classes",
+        cause="category id too large",
+        fix="set dataset.num_classes to max(category_id) + 1",
+        fault="program",
+        actions=["train"],
+    ),
 ]
 
 
@@ -59,15 +65,26 @@ def platform():
 
 
 def make_job(store: JobStore, tmp_path: Path, command: list[str], action: str = "train") -> JobRecord:
-    record = JobRecord(skill="tao-train-dino", network_arch="dino", action=action, engine="builtin", spec={"train": {"num_epochs": 2}})
+    record = JobRecord(
+        skill="tao-train-dino", network_arch="dino", action=action, engine="builtin", spec={"train": {"num_epochs": 2}}
+    )
     workdir = tmp_path / "jobs" / record.job_id
     ctx = RunnerContext(
-        job_id=record.job_id, skill=record.skill, network_arch="dino", action=action, engine="builtin",
-        workdir=str(workdir), results_dir=str(workdir / "results"), spec_path=str(workdir / "spec.yaml"),
-        spec_yaml="train:\n  num_epochs: 2\n", command=command,
+        job_id=record.job_id,
+        skill=record.skill,
+        network_arch="dino",
+        action=action,
+        engine="builtin",
+        workdir=str(workdir),
+        results_dir=str(workdir / "results"),
+        spec_path=str(workdir / "spec.yaml"),
+        spec_yaml="train:\n  num_epochs: 2\n",
+        command=command,
     )
     script = write_runner(ctx, workdir / "runner.sh")
-    record = record.model_copy(update=dict(workdir=str(workdir), results_dir=ctx.results_dir, script_path=str(script), log_path=str(workdir / "job.log")))
+    record = record.model_copy(
+        update=dict(workdir=str(workdir), results_dir=ctx.results_dir, script_path=str(script), log_path=str(workdir / "job.log"))
+    )
     return store.create(record)
 
 
@@ -95,7 +112,7 @@ def live_group_members(pgid: int) -> list[int]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        rest = raw[raw.rfind(")") + 2:].split()
+        rest = raw[raw.rfind(")") + 2 :].split()
         if int(rest[2]) == pgid and rest[0] not in ("Z", "X"):
             out.append(int(entry.name))
     return out
@@ -111,7 +128,9 @@ def sync(store, platform, record):
     st = platform.poll(record)
     fields = {"exit_code": st.exit_code}
     if st.state == "ERROR":
-        fields["failure"] = analyze_failure(Path(record.log_path).read_text(), PATTERNS, record.action, st.exit_code, lost=st.lost).model_dump()
+        fields["failure"] = analyze_failure(
+            Path(record.log_path).read_text(), PATTERNS, record.action, st.exit_code, lost=st.lost
+        ).model_dump()
     return store.update_status(record.job_id, st.state, **fields)
 
 
@@ -182,8 +201,7 @@ def test_cancel_escalates_to_sigkill(store, tmp_path):
     platform = LocalPlatform(term_timeout=0.5)
     ready = tmp_path / "ready"
     code = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        f"open({str(ready)!r}, 'w').close(); time.sleep(120)"
+        f"import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open({str(ready)!r}, 'w').close(); time.sleep(120)"
     )
     rec = submit(store, platform, make_job(store, tmp_path, [sys.executable, "-c", code]))
     wait_for(ready.exists)
@@ -239,7 +257,9 @@ def test_reused_pid_leading_another_group_is_not_ours(store, platform, tmp_path)
     rec = make_job(store, tmp_path, [sys.executable, "-c", "pass"])
     other = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        (Path(rec.workdir) / "pid").write_text(json.dumps({"pid": other.pid, "pgid": other.pid, "start_ticks": 1, "boot_id": None}))
+        (Path(rec.workdir) / "pid").write_text(
+            json.dumps({"pid": other.pid, "pgid": other.pid, "start_ticks": 1, "boot_id": None})
+        )
         rec = store.update_fields(rec.job_id, backend_id=str(other.pid))
         st = platform.poll(rec)
         assert st.state == "ERROR" and st.lost
@@ -278,7 +298,9 @@ def test_submit_errors(store, platform, tmp_path):
     with pytest.raises(JobError) as ei:
         platform.submit(rec)
     assert ei.value.field == "workdir"
-    rec = rec.model_copy(update=dict(workdir=str(tmp_path / "w"), script_path=str(tmp_path / "missing.sh"), log_path=str(tmp_path / "w" / "log")))
+    rec = rec.model_copy(
+        update=dict(workdir=str(tmp_path / "w"), script_path=str(tmp_path / "missing.sh"), log_path=str(tmp_path / "w" / "log"))
+    )
     with pytest.raises(JobError) as ei:
         platform.submit(rec)
     assert ei.value.field == "script_path"

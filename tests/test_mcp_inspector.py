@@ -1,7 +1,7 @@
 """The MCP server seen by an independent client: the MCP Inspector CLI (Node).
 
 ``npx -y @modelcontextprotocol/inspector@2.12.0 --cli <server command> --method ...`` starts
-``python -m taoskills.mcp_server`` over stdio and prints the JSON reply on stdout (exit
+``python -m taoskills.surfaces.mcp`` over stdio and prints the JSON reply on stdout (exit
 codes differ across Inspector versions, so the JSON is what is checked; infra_probe.md).
 Version pinned: plain ``npx`` on Node 20 silently picks an old 0.x release. Skipped only
 when ``npx`` is missing or the package cannot be fetched from the npm registry.
@@ -19,12 +19,33 @@ import pytest
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 SKILL = "tao-train-nvdinov2"
 EXPECTED_TOOLS = {
-    "ping", "list_skills", "get_skill", "route_request", "get_spec_template", "build_spec", "validate_spec",
-    "preflight", "render_runner", "launch_job", "job_status", "job_logs", "cancel_job", "list_jobs",
+    "ping",
+    "list_skills",
+    "get_skill",
+    "route_request",
+    "get_spec_template",
+    "build_spec",
+    "validate_spec",
+    "preflight",
+    "render_runner",
+    "launch_job",
+    "job_status",
+    "job_logs",
+    "cancel_job",
+    "list_jobs",
     "resolve_checkpoint",
 }
-FETCH_FAILURES = ("E404", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "network request",
-                  "npm error code", "npm ERR!")
+FETCH_FAILURES = (
+    "E404",
+    "ENOTFOUND",
+    "EAI_AGAIN",
+    "ETIMEDOUT",
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "network request",
+    "npm error code",
+    "npm ERR!",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +56,27 @@ def inspect(tmp_path_factory):
     home = tmp_path_factory.mktemp("inspector-home")
 
     def _inspect(*method_args: str) -> dict:
-        cmd = ["npx", "-y", INSPECTOR, "--cli", "-e", f"TAO_SKILLS_HOME={home}",
-               sys.executable, "-m", "taoskills.mcp_server", *method_args]
+        cmd = [
+            "npx",
+            "-y",
+            INSPECTOR,
+            "--cli",
+            "-e",
+            f"TAO_SKILLS_HOME={home}",
+            sys.executable,
+            "-m",
+            "taoskills.surfaces.mcp",
+            *method_args,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         try:
             return json.loads(proc.stdout)
         except json.JSONDecodeError:
             if any(marker in proc.stderr for marker in FETCH_FAILURES):
                 pytest.skip(f"could not fetch {INSPECTOR} from the npm registry: {proc.stderr.strip()[-400:]}")
-            raise AssertionError(f"Inspector printed no JSON (rc={proc.returncode})\nstdout: {proc.stdout[-2000:]}\n"
-                                 f"stderr: {proc.stderr[-2000:]}")
+            raise AssertionError(
+                f"Inspector printed no JSON (rc={proc.returncode})\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}"
+            )
 
     return _inspect
 

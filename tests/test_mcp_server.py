@@ -1,6 +1,6 @@
 """The MCP server driven by the MCP Python SDK client over real transports.
 
-stdio: ``python -m taoskills.mcp_server`` as a subprocess with ``TAO_SKILLS_HOME`` in a tmp
+stdio: ``python -m taoskills.surfaces.mcp`` as a subprocess with ``TAO_SKILLS_HOME`` in a tmp
 dir. The main chain trains NVDINOv2 for real (tiny settings from ``engine_settings.py``),
 then runs inference and ONNX export from the train job. Also: JSON error replies with a
 ``fix``, skill files as resources (and reads outside a skill refused), tool annotations,
@@ -26,15 +26,28 @@ from engine_settings import TINY_TRAIN_OVERRIDES
 SKILL = "tao-train-nvdinov2"
 TERMINAL = {"COMPLETE", "ERROR", "CANCELED"}
 EXPECTED_TOOLS = {
-    "ping", "list_skills", "get_skill", "route_request", "get_spec_template", "build_spec", "validate_spec",
-    "preflight", "render_runner", "launch_job", "job_status", "job_logs", "cancel_job", "list_jobs",
+    "ping",
+    "list_skills",
+    "get_skill",
+    "route_request",
+    "get_spec_template",
+    "build_spec",
+    "validate_spec",
+    "preflight",
+    "render_runner",
+    "launch_job",
+    "job_status",
+    "job_logs",
+    "cancel_job",
+    "list_jobs",
     "resolve_checkpoint",
 }
 
 
 def _params(home: Path) -> StdioServerParameters:
     return StdioServerParameters(
-        command=sys.executable, args=["-m", "taoskills.mcp_server"],
+        command=sys.executable,
+        args=["-m", "taoskills.surfaces.mcp"],
         env={"TAO_SKILLS_HOME": str(home), "PYTHONUNBUFFERED": "1"},
     )
 
@@ -74,7 +87,7 @@ async def wait_terminal(client: Client, job_id: str, timeout: float = 420.0) -> 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """A data-source root holding ``images_train/`` and ``images_test/`` with real photographs."""
-    from taoskills.sample_data import write_sample_images
+    from taoskills.data.sample_data import write_sample_images
 
     root = tmp_path_factory.mktemp("mcp-data")
     write_sample_images(root / "images_train", n=8)
@@ -104,8 +117,13 @@ def test_train_inference_export_chain_over_stdio(home, photos):
             assert route["skill"] == SKILL and route["action"] == "train"
             assert route["automl_policy"]["policy"] == "off"
 
-            job_args = dict(skill=SKILL, action="train", profile="smoke", overrides=TINY_TRAIN_OVERRIDES,
-                            data_sources={"train_datasets": str(photos)})
+            job_args = dict(
+                skill=SKILL,
+                action="train",
+                profile="smoke",
+                overrides=TINY_TRAIN_OVERRIDES,
+                data_sources={"train_datasets": str(photos)},
+            )
             built = await call(client, "build_spec", **job_args)
             assert built["valid"], built["issues"]
             images_dir = built["spec"]["dataset"]["train_dataset"]["images_dir"]
@@ -127,8 +145,9 @@ def test_train_inference_export_chain_over_stdio(home, photos):
             logs = await call(client, "job_logs", job_id=train_id, tail=5, max_bytes=2048)
             assert 0 < logs["lines"] <= 5 and len(logs["text"].encode()) <= 2048 and logs["truncated"]
             grepped = await call(client, "job_logs", job_id=train_id, grep="running:")
-            assert grepped["lines"] >= 1 and all("running:" in ln for ln in grepped["text"].splitlines()
-                                                  if not ln.startswith("[..."))
+            assert grepped["lines"] >= 1 and all(
+                "running:" in ln for ln in grepped["text"].splitlines() if not ln.startswith("[...")
+            )
             err = await call_error(client, "job_logs", job_id=train_id, grep="([")
             assert err["field"] == "grep"
 
@@ -137,8 +156,14 @@ def test_train_inference_export_chain_over_stdio(home, photos):
             resume = await call(client, "resolve_checkpoint", job_id=train_id, for_action="resume")
             assert Path(resume["path"]).is_file() and not Path(resume["path"]).name.startswith("student_")
 
-            inf = await call(client, "launch_job", skill=SKILL, action="inference", parent_job_id=train_id,
-                             data_sources={"inference_dataset": str(photos)})
+            inf = await call(
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="inference",
+                parent_job_id=train_id,
+                data_sources={"inference_dataset": str(photos)},
+            )
             inf_status = await wait_terminal(client, inf["job_id"])
             assert inf_status["status"] == "COMPLETE", inf_status
             assert inf_status["parent_job_id"] == train_id
@@ -169,20 +194,38 @@ def test_error_replies_are_json_with_a_fix(home, photos):
             assert err["error"] == "not_found"
             assert SKILL in err["message"] + err["fix"]  # did-you-mean
 
-            err = await call_error(client, "launch_job", skill=SKILL, action="train",
-                                   data_sources={"train_datasets": str(photos)}, overrides=TINY_TRAIN_OVERRIDES)
+            err = await call_error(
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="train",
+                data_sources={"train_datasets": str(photos)},
+                overrides=TINY_TRAIN_OVERRIDES,
+            )
             assert err["error"] == "policy_refused" and err["field"] == "automl_policy"
             assert "automl_policy='off'" in err["fix"]
 
             # unknown spec key: build_spec reports it as an issue, launch_job refuses with it
-            built = await call(client, "build_spec", skill=SKILL, action="train",
-                               data_sources={"train_datasets": str(photos)}, overrides={"train.num_epoch": 3})
+            built = await call(
+                client,
+                "build_spec",
+                skill=SKILL,
+                action="train",
+                data_sources={"train_datasets": str(photos)},
+                overrides={"train.num_epoch": 3},
+            )
             assert built["valid"] is False
             issue = next(i for i in built["issues"] if i["field"] == "train.num_epoch")
             assert "train.num_epochs" in issue["fix"]
-            err = await call_error(client, "launch_job", skill=SKILL, action="train", automl_policy="off",
-                                   data_sources={"train_datasets": str(photos)},
-                                   overrides={**TINY_TRAIN_OVERRIDES, "train.num_epoch": 3})
+            err = await call_error(
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="train",
+                automl_policy="off",
+                data_sources={"train_datasets": str(photos)},
+                overrides={**TINY_TRAIN_OVERRIDES, "train.num_epoch": 3},
+            )
             assert err["error"] == "spec_invalid"
             assert "train.num_epochs" in json.dumps(err)  # did-you-mean for the unknown key
 
@@ -202,8 +245,8 @@ def test_error_replies_are_json_with_a_fix(home, photos):
 
 
 def test_unexpected_exception_becomes_a_generic_error_without_details(home):
-    from taoskills.mcp_server import build_server
     from taoskills.service import Service
+    from taoskills.surfaces.mcp import build_server
 
     class Broken(Service):
         def list_skills(self):
@@ -235,8 +278,11 @@ def test_skill_files_are_resources_confined_to_the_skill(home):
             listed = {str(r.uri) for r in (await client.list_resources()).resources}
             for rel in ("SKILL.md", "references/skill_info.yaml", "schemas/train.schema.json"):
                 assert f"skill://{SKILL}/{rel}" in listed
-            on_disk = {p.relative_to(skill_dir).as_posix() for p in skill_dir.rglob("*")
-                       if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")}
+            on_disk = {
+                p.relative_to(skill_dir).as_posix()
+                for p in skill_dir.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
+            }
             assert {u.removeprefix(f"skill://{SKILL}/") for u in listed if u.startswith(f"skill://{SKILL}/")} == on_disk
 
             body = (await client.read_resource(f"skill://{SKILL}/SKILL.md")).contents[0].text
@@ -249,9 +295,13 @@ def test_skill_files_are_resources_confined_to_the_skill(home):
             templates = (await client.list_resource_templates()).resource_templates
             assert any(t.uri_template == "skill://{skill}/{+path}" for t in templates)
 
-            for uri in (f"skill://{SKILL}/../../pyproject.toml", f"skill://{SKILL}/%2E%2E/%2E%2E/pyproject.toml",
-                        f"skill://{SKILL}//etc/passwd", f"skill://{SKILL}/references/nope.yaml",
-                        "skill://no-such-skill/SKILL.md"):
+            for uri in (
+                f"skill://{SKILL}/../../pyproject.toml",
+                f"skill://{SKILL}/%2E%2E/%2E%2E/pyproject.toml",
+                f"skill://{SKILL}//etc/passwd",
+                f"skill://{SKILL}/references/nope.yaml",
+                "skill://no-such-skill/SKILL.md",
+            ):
                 with pytest.raises(Exception) as exc:
                     await client.read_resource(uri)
                 assert "tool.setuptools" not in str(exc.value) and "root:" not in str(exc.value)
@@ -262,8 +312,8 @@ def test_skill_files_are_resources_confined_to_the_skill(home):
 def test_symlink_leaving_the_skill_folder_is_neither_listed_nor_readable(home, tmp_path):
     import shutil
 
-    from taoskills.mcp_server import build_server
     from taoskills.service import Service
+    from taoskills.surfaces.mcp import build_server
 
     bank = tmp_path / "bank"
     shutil.copytree(Path(__file__).resolve().parents[1] / "skills" / SKILL, bank / SKILL)
@@ -292,8 +342,20 @@ def test_tools_have_schemas_and_annotations(home):
                 assert tool.description and len(tool.description) > 60, name
                 assert tool.output_schema is not None, name
                 assert tool.annotations is not None, name
-            for name in ("ping", "list_skills", "get_skill", "route_request", "get_spec_template", "validate_spec",
-                         "preflight", "render_runner", "job_status", "job_logs", "list_jobs", "resolve_checkpoint"):
+            for name in (
+                "ping",
+                "list_skills",
+                "get_skill",
+                "route_request",
+                "get_spec_template",
+                "validate_spec",
+                "preflight",
+                "render_runner",
+                "job_status",
+                "job_logs",
+                "list_jobs",
+                "resolve_checkpoint",
+            ):
                 assert tools[name].annotations.read_only_hint is True, name
                 assert tools[name].annotations.idempotent_hint is True, name
             assert tools["build_spec"].annotations.read_only_hint is False  # it may stage archives
@@ -323,9 +385,12 @@ def _free_port() -> int:
 def test_streamable_http_on_loopback(home, tmp_path):
     port = _free_port()
     errlog = (tmp_path / "server.err").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "taoskills.mcp_server", "--transport", "streamable-http",
-                             "--port", str(port)], env={**os.environ, "TAO_SKILLS_HOME": str(home)},
-                            stdout=subprocess.DEVNULL, stderr=errlog)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taoskills.surfaces.mcp", "--transport", "streamable-http", "--port", str(port)],
+        env={**os.environ, "TAO_SKILLS_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=errlog,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -350,10 +415,14 @@ def test_streamable_http_on_loopback(home, tmp_path):
 
 
 def test_http_refuses_non_loopback_host_without_allow_remote():
-    from taoskills import mcp_server
+    from taoskills.surfaces import mcp as mcp_server
 
     with pytest.raises(ValueError, match="allow_remote"):
         mcp_server.run("streamable-http", host="0.0.0.0", port=_free_port())
-    proc = subprocess.run([sys.executable, "-m", "taoskills.mcp_server", "--transport", "streamable-http",
-                           "--host", "192.0.2.1"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "taoskills.surfaces.mcp", "--transport", "streamable-http", "--host", "192.0.2.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "non-loopback" in proc.stderr and proc.stdout == ""

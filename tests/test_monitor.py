@@ -18,13 +18,25 @@ def line(**kw) -> str:
 
 TRAIN_LINES = [
     line(status="STARTED", message="Starting DINO training."),
-    line(epoch=0, max_epoch=3, time_per_epoch="0:01:02.500000", eta="0:02:05.000000",
-         message="Training loop in progress", graphical={"train_loss": 3.5}),
+    line(
+        epoch=0,
+        max_epoch=3,
+        time_per_epoch="0:01:02.500000",
+        eta="0:02:05.000000",
+        message="Training loop in progress",
+        graphical={"train_loss": 3.5},
+    ),
     line(epoch=0, max_epoch=3, kpi={"val_mAP50": 0.10, "val_mAP": 0.05}),
     "",
     "Epoch 1: 100%|#####| 10/10 [00:01<00:00]",  # stray stdout in the file
-    line(epoch=1, max_epoch=3, time_per_epoch="0:01:01.000000", eta="0:01:01.000000",
-         message="Training loop in progress", graphical={"train_loss": 2.25}),
+    line(
+        epoch=1,
+        max_epoch=3,
+        time_per_epoch="0:01:01.000000",
+        eta="0:01:01.000000",
+        message="Training loop in progress",
+        graphical={"train_loss": 2.25},
+    ),
     line(epoch=1, max_epoch=3, kpi={"val_mAP50": {"value": 0.31}, "val_mAP": "0.12", "bogus": "n/a", "flag": True}),
     line(epoch=2, max_epoch=3, kpi={"val_mAP50": 0.42, "val_mAP": float("nan")}),
 ]
@@ -57,7 +69,13 @@ def test_success_and_failure_lines(tmp_path):
     assert s.message == "Train finished successfully."
 
     bad = tmp_path / "bad.json"
-    bad.write_text("\n".join(TRAIN_LINES[:3] + [line(status="FAILURE", verbosity="ERROR", message="CUDA out of memory. Tried to allocate 2.00 GiB")]) + "\n")
+    bad.write_text(
+        "\n".join(
+            TRAIN_LINES[:3]
+            + [line(status="FAILURE", verbosity="ERROR", message="CUDA out of memory. Tried to allocate 2.00 GiB")]
+        )
+        + "\n"
+    )
     s = read_status(bad)
     assert s.failed and not s.finished
     assert s.last_status == "FAILURE"
@@ -65,20 +83,26 @@ def test_success_and_failure_lines(tmp_path):
     assert s.kpis["val_mAP50"] == pytest.approx(0.10)
 
     succ = tmp_path / "succ.json"
-    succ.write_text(line(status="STARTED", message="Starting evaluate.") + "\n"
-                    + line(status="SUCCESS", message="Evaluation done", kpi={"test_mAP50": 0.5}) + "\n")
+    succ.write_text(
+        line(status="STARTED", message="Starting evaluate.")
+        + "\n"
+        + line(status="SUCCESS", message="Evaluation done", kpi={"test_mAP50": 0.5})
+        + "\n"
+    )
     s = read_status(succ)
     assert s.finished and s.last_status == "SUCCESS" and s.kpis == {"test_mAP50": 0.5}
     assert s.kpi_history == {"test_mAP50": [(None, 0.5)]}
 
 
 def test_restart_resets_finished_and_failed():
-    text = "\n".join([
-        line(status="STARTED", message="Starting train."),
-        line(status="FAILURE", message="boom"),
-        line(status="STARTED", message="Starting train."),
-        line(epoch=0, max_epoch=1, kpi={"loss": 1.0}),
-    ])
+    text = "\n".join(
+        [
+            line(status="STARTED", message="Starting train."),
+            line(status="FAILURE", message="boom"),
+            line(status="STARTED", message="Starting train."),
+            line(epoch=0, max_epoch=1, kpi={"loss": 1.0}),
+        ]
+    )
     s = parse_status_lines(text)
     assert not s.failed and not s.finished
     assert s.failure_message == "boom"  # the last failure stays visible
@@ -90,17 +114,19 @@ def test_missing_empty_and_garbage_files(tmp_path):
     (tmp_path / "empty.json").write_text("")
     s = read_status(tmp_path / "empty.json")
     assert s.exists and not s.started and s.last_status is None
-    (tmp_path / "junk.json").write_bytes(b"\xff\xfe garbage\n[1, 2]\n\"str\"\nnull\n{not json}\n")
+    (tmp_path / "junk.json").write_bytes(b'\xff\xfe garbage\n[1, 2]\n"str"\nnull\n{not json}\n')
     s = read_status(tmp_path / "junk.json")
     assert not s.started and s.bad_lines == 5
 
 
 def test_iteration_and_hf_style_lines():
-    text = "\n".join([
-        line(cur_iter=100, max_iter=1000, kpi={"loss": 0.9}),
-        line(cur_iter=200, max_iter=1000, kpi={"loss": 0.7}),
-        line(epoch=0.5, step=20, max_step=40, max_epoch=1, kpi={"eval_loss": 1.5}),
-    ])
+    text = "\n".join(
+        [
+            line(cur_iter=100, max_iter=1000, kpi={"loss": 0.9}),
+            line(cur_iter=200, max_iter=1000, kpi={"loss": 0.7}),
+            line(epoch=0.5, step=20, max_step=40, max_epoch=1, kpi={"eval_loss": 1.5}),
+        ]
+    )
     s = parse_status_lines(text)
     assert s.kpi_history["loss"] == [(100, 0.9), (200, 0.7)]
     assert s.kpi_history["eval_loss"] == [(0.5, 1.5)]
@@ -150,8 +176,10 @@ def test_lines_written_by_tao_core_status_logger(tmp_path):
     slog.write(status_level=logging_mod.Status.STARTED, message="Starting nvdinov2 train.")
     for epoch in range(3):
         slog.kpi = {"train_loss": 1.0 / (epoch + 1)}
-        slog.write(data={"epoch": epoch, "max_epoch": 3, "time_per_epoch": "0:00:10", "eta": f"0:00:{30 - 10 * epoch}"},
-                   message="Training loop in progress")
+        slog.write(
+            data={"epoch": epoch, "max_epoch": 3, "time_per_epoch": "0:00:10", "eta": f"0:00:{30 - 10 * epoch}"},
+            message="Training loop in progress",
+        )
     slog.kpi = {}
     slog.write(status_level=logging_mod.Status.RUNNING, message="Train finished successfully.")
     s = progress(tmp_path, "train")
@@ -164,11 +192,13 @@ def test_lines_written_by_tao_core_status_logger(tmp_path):
 def test_closing_line_updates_latest_kpi_without_duplicating_history():
     from taoskills.jobs.monitor import parse_status_lines
 
-    text = "\n".join([
-        '{"status": "RUNNING", "epoch": 0, "max_epoch": 2, "kpi": {"train_loss": 3.0}}',
-        '{"status": "RUNNING", "epoch": 1, "max_epoch": 2, "kpi": {"train_loss": 2.0}}',
-        '{"status": "SUCCESS", "message": "Train finished successfully.", "kpi": {"train_loss": 2.0}}',
-    ])
+    text = "\n".join(
+        [
+            '{"status": "RUNNING", "epoch": 0, "max_epoch": 2, "kpi": {"train_loss": 3.0}}',
+            '{"status": "RUNNING", "epoch": 1, "max_epoch": 2, "kpi": {"train_loss": 2.0}}',
+            '{"status": "SUCCESS", "message": "Train finished successfully.", "kpi": {"train_loss": 2.0}}',
+        ]
+    )
     s = parse_status_lines(text)
     assert s.kpi_history["train_loss"] == [(0, 3.0), (1, 2.0)]
     assert s.kpis["train_loss"] == 2.0

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from taoskills import preflight
-from taoskills.errors import NotSupported, PreflightError
-from taoskills.preflight import (
+from taoskills.data import preflight
+from taoskills.data.preflight import (
     CheckResult,
     check_credentials,
     check_dataset,
@@ -18,6 +17,7 @@ from taoskills.preflight import (
     check_image_folder,
     run_preflight,
 )
+from taoskills.errors import NotSupported, PreflightError
 
 FIELD = "dataset.train_dataset.images_dir"
 PIL = pytest.importorskip("PIL.Image")

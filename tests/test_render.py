@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from taoskills.render import RenderError, RunnerContext, render_runner, template_env, write_runner
+from taoskills.platforms.render import RenderError, RunnerContext, render_runner, template_env, write_runner
 
 EVIL = [
     "a b",
@@ -48,8 +48,15 @@ def make_ctx(root: Path, **kw) -> RunnerContext:
 
 
 def run_script(path: Path, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(path)], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["bash", str(path)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_script_runs_by_hand(tmp_path):
@@ -85,10 +92,10 @@ def test_injection_through_every_field_is_inert(tmp_path):
     # the workdir under it), and the name fits in a directory name (no '/')
     canary = "CANARY"
     evil = [e.format(canary=canary) for e in EVIL]
-    odd_dir = tmp_path / "w o'r\"k $(touch {c}) `touch {c}`\nnl".format(c=canary)
+    odd_dir = tmp_path / f"w o'r\"k $(touch {canary}) `touch {canary}`\nnl"
     argv_out = tmp_path / "argv.json"
-    spec = "name: '$(touch {c})'\nnote: `touch {c}`\nTAO_SKILLS_SPEC_EOF\n".format(c=canary)
-    staged = tmp_path / "staged $(touch {c})".format(c=canary)
+    spec = f"name: '$(touch {canary})'\nnote: `touch {canary}`\nTAO_SKILLS_SPEC_EOF\n"
+    staged = tmp_path / f"staged $(touch {canary})"
     staged.mkdir()
     ctx = RunnerContext(
         job_id=evil[3],
@@ -119,10 +126,18 @@ def test_injection_through_every_field_is_inert(tmp_path):
 
 def test_env_values_reach_the_command_verbatim(tmp_path):
     canary = tmp_path / "CANARY"
-    value = "a 'b' \"c\" $(touch {c}) `touch {c}`\nnext".format(c=canary)
+    value = f"a 'b' \"c\" $(touch {canary}) `touch {canary}`\nnext"
     out_file = tmp_path / "env.txt"
-    ctx = make_ctx(tmp_path, env={"TAO_SKILLS_TEST_VALUE": value},
-                   command=[sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write(os.environ['TAO_SKILLS_TEST_VALUE'])", str(out_file)])
+    ctx = make_ctx(
+        tmp_path,
+        env={"TAO_SKILLS_TEST_VALUE": value},
+        command=[
+            sys.executable,
+            "-c",
+            "import os, sys; open(sys.argv[1], 'w').write(os.environ['TAO_SKILLS_TEST_VALUE'])",
+            str(out_file),
+        ],
+    )
     res = run_script(write_runner(ctx, tmp_path / "run.sh"), tmp_path)
     assert res.returncode == 0, res.stderr
     assert out_file.read_text() == value
@@ -130,8 +145,11 @@ def test_env_values_reach_the_command_verbatim(tmp_path):
 
 
 def test_secret_env_names_checked_never_written(tmp_path):
-    ctx = make_ctx(tmp_path, secret_env_names=["TAO_SKILLS_TEST_SECRET"],
-                   command=[sys.executable, "-c", "import os; print('len', len(os.environ['TAO_SKILLS_TEST_SECRET']))"])
+    ctx = make_ctx(
+        tmp_path,
+        secret_env_names=["TAO_SKILLS_TEST_SECRET"],
+        command=[sys.executable, "-c", "import os; print('len', len(os.environ['TAO_SKILLS_TEST_SECRET']))"],
+    )
     script = write_runner(ctx, tmp_path / "run.sh")
     env = {k: v for k, v in os.environ.items() if k != "TAO_SKILLS_TEST_SECRET"}
     missing = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
@@ -145,8 +163,11 @@ def test_secret_env_names_checked_never_written(tmp_path):
 
 def test_missing_staged_input_stops_before_the_command(tmp_path):
     marker = tmp_path / "ran"
-    ctx = make_ctx(tmp_path, staged_inputs=[("/data/images.tar.gz", str(tmp_path / "staged" / "images"))],
-                   command=[sys.executable, "-c", f"open({str(marker)!r}, 'w')"])
+    ctx = make_ctx(
+        tmp_path,
+        staged_inputs=[("/data/images.tar.gz", str(tmp_path / "staged" / "images"))],
+        command=[sys.executable, "-c", f"open({str(marker)!r}, 'w')"],
+    )
     res = run_script(write_runner(ctx, tmp_path / "run.sh"), tmp_path)
     assert res.returncode == 3
     assert "staged input is missing" in res.stderr and "images.tar.gz" in res.stderr
@@ -179,7 +200,7 @@ def test_unquoted_interpolation_is_refused():
 
 
 def test_template_undefined_variable_is_an_error(tmp_path, monkeypatch):
-    import taoskills.render as render
+    import taoskills.platforms.render as render
 
     (tmp_path / "bad.j2").write_text("echo {{ nope|q }}\n")
     monkeypatch.setattr(render, "TEMPLATES_DIR", tmp_path)

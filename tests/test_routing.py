@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from taoskills.bank.routing import RouteResult, extract_parameters, extract_paths, load_near_misses, route
+from taoskills.bank.skill_info import SkillInfo
 from taoskills.errors import SpecError
-from taoskills.routing import RouteResult, extract_parameters, extract_paths, load_near_misses, route
-from taoskills.skill_info import SkillInfo
 
 
 def _action(net: str, name: str, container: str = "train") -> dict:
@@ -44,34 +44,72 @@ def _model(name: str, arch: str, actions: list[str], routing: dict, shorthand: d
 
 INFOS = [
     _model(
-        "tao-train-nvdinov2", "nvdinov2", ["train", "inference", "export", "deploy_gen_trt_engine"],
-        {"triggers": ["NVDINOv2", "DINOv2", "DINOv2 backbone", "self-supervised ViT pretraining"],
-         "keywords": ["self-supervised", "unlabeled images", "ViT"],
-         "negatives": ["object detection", "MAE"],
-         "action_words": {"inference": ["embeddings"]}},
-        {"num_epochs": "train.num_epochs", "batch_size": "dataset.batch_size", "image_size": "model.backbone.img_size",
-         "teacher_type": "model.backbone.teacher_type", "student_type": "model.backbone.student_type"},
+        "tao-train-nvdinov2",
+        "nvdinov2",
+        ["train", "inference", "export", "deploy_gen_trt_engine"],
+        {
+            "triggers": ["NVDINOv2", "DINOv2", "DINOv2 backbone", "self-supervised ViT pretraining"],
+            "keywords": ["self-supervised", "unlabeled images", "ViT"],
+            "negatives": ["object detection", "MAE"],
+            "action_words": {"inference": ["embeddings"]},
+        },
+        {
+            "num_epochs": "train.num_epochs",
+            "batch_size": "dataset.batch_size",
+            "image_size": "model.backbone.img_size",
+            "teacher_type": "model.backbone.teacher_type",
+            "student_type": "model.backbone.student_type",
+        },
     ),
     _model(
-        "tao-train-dino", "dino",
-        ["train", "evaluate", "inference", "export", "distill", "quantize", "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"],
-        {"triggers": ["DINO", "DETR object detection"], "keywords": ["object detection", "detector", "COCO"],
-         "negatives": ["Grounding DINO", "DINOv2", "open-vocabulary"]},
-        {"num_epochs": "train.num_epochs", "batch_size": "dataset.batch_size", "num_gpus": "train.num_gpus",
-         "learning_rate": "train.optim.lr", "num_classes": "dataset.num_classes", "backbone": "model.backbone",
-         "pretrained_model": "train.pretrained_model_path"},
+        "tao-train-dino",
+        "dino",
+        [
+            "train",
+            "evaluate",
+            "inference",
+            "export",
+            "distill",
+            "quantize",
+            "deploy_gen_trt_engine",
+            "deploy_evaluate",
+            "deploy_inference",
+        ],
+        {
+            "triggers": ["DINO", "DETR object detection"],
+            "keywords": ["object detection", "detector", "COCO"],
+            "negatives": ["Grounding DINO", "DINOv2", "open-vocabulary"],
+        },
+        {
+            "num_epochs": "train.num_epochs",
+            "batch_size": "dataset.batch_size",
+            "num_gpus": "train.num_gpus",
+            "learning_rate": "train.optim.lr",
+            "num_classes": "dataset.num_classes",
+            "backbone": "model.backbone",
+            "pretrained_model": "train.pretrained_model_path",
+        },
     ),
     _model(
-        "tao-train-mask-auto-encoder", "mae", ["train", "evaluate", "inference", "export", "deploy_gen_trt_engine"],
-        {"triggers": ["MAE", "Masked Autoencoder", "Mask Auto-Encoder"], "keywords": ["fine-tune", "image classification"],
-         "negatives": ["DINO", "object detection"]},
+        "tao-train-mask-auto-encoder",
+        "mae",
+        ["train", "evaluate", "inference", "export", "deploy_gen_trt_engine"],
+        {
+            "triggers": ["MAE", "Masked Autoencoder", "Mask Auto-Encoder"],
+            "keywords": ["fine-tune", "image classification"],
+            "negatives": ["DINO", "object detection"],
+        },
         {"stage": "train.stage", "arch": "model.arch", "num_classes": "model.num_classes"},
     ),
     _model(
-        "tao-train-grounding-dino", "grounding_dino",
+        "tao-train-grounding-dino",
+        "grounding_dino",
         ["train", "evaluate", "inference", "export", "quantize", "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"],
-        {"triggers": ["Grounding DINO", "GroundingDINO", "open-vocabulary detection"], "keywords": ["captions", "BERT", "object detection"],
-         "negatives": ["DINOv2", "MAE"]},
+        {
+            "triggers": ["Grounding DINO", "GroundingDINO", "open-vocabulary detection"],
+            "keywords": ["captions", "BERT", "object detection"],
+            "negatives": ["DINOv2", "MAE"],
+        },
     ),
 ]
 AUTOML = SkillInfo.model_validate(
@@ -293,8 +331,17 @@ def test_automl_without_model(catalog) -> None:
     assert {a.skill for a in res.alternatives} == {i.name for i in INFOS}
 
 
-@pytest.mark.parametrize("text", ["train DINO, no HPO", "train DINO, plain training", "train DINO without AutoML",
-                                  "train DINO, disable AutoML", "turn off AutoML and train DINO", "train DINO as a one-shot run"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "train DINO, no HPO",
+        "train DINO, plain training",
+        "train DINO without AutoML",
+        "train DINO, disable AutoML",
+        "turn off AutoML and train DINO",
+        "train DINO as a one-shot run",
+    ],
+)
 def test_policy_off_phrases_through_route(catalog, text: str) -> None:
     res = r(text, catalog)
     assert res.skill == "tao-train-dino" and res.action == "train", res.reason
@@ -327,8 +374,10 @@ def test_missing_schema_through_route(catalog) -> None:
 
 # --- parameters --------------------------------------------------------------------------------
 def test_parameters_with_shorthand_keys(catalog) -> None:
-    text = ("Train DINO on s3://acme/coco/images.tar.gz with val data in /data/coco/val/ for 12 epochs, "
-            "batch size 4, on 8 GPUs, lr 2e-4, 5 classes, resnet_50, pretrained weights /models/dino.pth")
+    text = (
+        "Train DINO on s3://acme/coco/images.tar.gz with val data in /data/coco/val/ for 12 epochs, "
+        "batch size 4, on 8 GPUs, lr 2e-4, 5 classes, resnet_50, pretrained weights /models/dino.pth"
+    )
     res = r(text, catalog)
     p = {x.name: x for x in res.parameters}
     assert p["num_epochs"].value == 12 and p["num_epochs"].keys == ["train.num_epochs"]
@@ -338,11 +387,14 @@ def test_parameters_with_shorthand_keys(catalog) -> None:
     assert p["num_classes"].value == 5 and p["num_classes"].keys == ["dataset.num_classes"]
     assert p["backbone"].value == "resnet_50" and p["backbone"].keys == ["model.backbone"]
     datasets = [x for x in res.parameters if x.name == "dataset"]
-    assert [(d.value, d.role) for d in datasets] == [("s3://acme/coco/images.tar.gz", "train_datasets"), ("/data/coco/val/", "eval_dataset")]
+    assert [(d.value, d.role) for d in datasets] == [
+        ("s3://acme/coco/images.tar.gz", "train_datasets"),
+        ("/data/coco/val/", "eval_dataset"),
+    ]
     assert p["checkpoint"].value == "/models/dino.pth" and p["checkpoint"].role == "pretrained_model"
     assert p["checkpoint"].keys == ["train.pretrained_model_path"]
     for x in res.parameters:
-        assert text[x.span[0]:x.span[1]] == x.text
+        assert text[x.span[0] : x.span[1]] == x.text
 
 
 def test_vit_shorthand_maps_to_teacher_and_student(catalog) -> None:
@@ -395,6 +447,19 @@ def test_near_miss_table_is_well_formed() -> None:
     table = load_near_misses()
     names = [e["name"] for e in table]
     assert len(names) == len(set(names))
-    for required in ("dinov3", "rtdetr", "deformable_detr", "mask_grounding_dino", "segformer", "classification_pyt",
-                     "ocdnet", "pointpillars", "yolo", "stable_diffusion", "llm", "whisper", "bert"):
+    for required in (
+        "dinov3",
+        "rtdetr",
+        "deformable_detr",
+        "mask_grounding_dino",
+        "segformer",
+        "classification_pyt",
+        "ocdnet",
+        "pointpillars",
+        "yolo",
+        "stable_diffusion",
+        "llm",
+        "whisper",
+        "bert",
+    ):
         assert required in names

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from taoskills.routing import load_near_misses
+from taoskills.bank.routing import load_near_misses
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "eval_routing.py"
@@ -42,7 +42,7 @@ def _skill_infos() -> dict[str, dict]:
 def _catalog_ready() -> str | None:
     """None when the real catalog loads with all five skills, else why not."""
     try:
-        from taoskills.catalog import Catalog
+        from taoskills.bank.catalog import Catalog
 
         catalog = Catalog.load(strict=False, reload=True)
     except Exception as exc:  # noqa: BLE001 - any load failure means "not ready yet"
@@ -62,7 +62,16 @@ def test_cases_file_shape() -> None:
     assert len(texts) == len(set(texts)), "duplicate case text"
     near = {e["name"] for e in load_near_misses()}
     for c in cases:
-        assert set(c) <= {"text", "skill", "action", "automl_policy", "near_miss", "explicit_action", "explicit_policy", "tags"}, c
+        assert set(c) <= {
+            "text",
+            "skill",
+            "action",
+            "automl_policy",
+            "near_miss",
+            "explicit_action",
+            "explicit_policy",
+            "tags",
+        }, c
         assert "action" in c, c["text"]
         if c.get("near_miss"):
             assert c["near_miss"] in near and c["skill"] is None
@@ -109,8 +118,10 @@ def test_threshold_failure_exits_nonzero(tmp_path: Path) -> None:
     if not _skill_infos():
         pytest.skip("no skill_info.yaml in skills/ yet")
     # one deliberately wrong case: precision cannot reach 1.0
-    bad = [{"text": "train DINO on COCO", "skill": "tao-train-mask-auto-encoder", "action": "train"},
-           {"text": "train YOLOv8", "skill": None, "action": None, "near_miss": "yolo"}]
+    bad = [
+        {"text": "train DINO on COCO", "skill": "tao-train-mask-auto-encoder", "action": "train"},
+        {"text": "train YOLOv8", "skill": None, "action": None, "near_miss": "yolo"},
+    ]
     f = tmp_path / "cases.yaml"
     f.write_text(yaml.safe_dump(bad))
     proc = _run("--cases", str(f), "--skill-info-only", "--min-precision", "1.0")
@@ -132,8 +143,15 @@ def test_held_out_cases_route_well() -> None:
     why = _catalog_ready()
     if why:
         pytest.skip(why)
-    proc = _run("--json", "--cases", str(REPO / "evals" / "routing_holdout.yaml"), "--min-precision=0.9",
-                "--min-recall=0.9", "--min-negative-accuracy=0.9", "--min-action-accuracy=0.85")
+    proc = _run(
+        "--json",
+        "--cases",
+        str(REPO / "evals" / "routing_holdout.yaml"),
+        "--min-precision=0.9",
+        "--min-recall=0.9",
+        "--min-negative-accuracy=0.9",
+        "--min-action-accuracy=0.85",
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["cases"] >= 20 and report["negatives"] >= 5

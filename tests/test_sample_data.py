@@ -1,4 +1,4 @@
-"""Sample photographs from the scikit-image wheel (taoskills.sample_data)."""
+"""Sample photographs from the scikit-image wheel (taoskills.data.sample_data)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from taoskills import sample_data as sd
+from taoskills.data import sample_data as sd
 
 
 def test_photos_present_and_licensed():
@@ -17,7 +17,7 @@ def test_photos_present_and_licensed():
     for p in photos:
         assert p.name in sd.PHOTOS
         assert sd.PHOTOS[p.name][1]  # every photo has a credit/licence line
-    for name, (title, credit) in sd.PHOTOS.items():
+    for name, (_title, credit) in sd.PHOTOS.items():
         assert name in sd.SAMPLE_ATTRIBUTION and credit in sd.SAMPLE_ATTRIBUTION
     # drawn / synthetic images are not used
     for drawn in ("logo.png", "horse.png", "text.png", "chessboard_RGB.png", "page.png"):

@@ -127,10 +127,27 @@ def test_schema_provenance_matches_manifest(skill, key, entry):
 def test_actions_per_network_match_tao_7_3():
     keys = {skill: set(_manifest(skill)["actions"]) for skill in SKILLS}
     assert keys["tao-train-nvdinov2"] == {"train", "inference", "export", "deploy_gen_trt_engine"}
-    assert keys["tao-train-dino"] == {"train", "evaluate", "inference", "export", "distill", "quantize",
-                                      "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"}
-    assert keys["tao-train-grounding-dino"] == {"train", "evaluate", "inference", "export", "quantize",
-                                                "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"}
+    assert keys["tao-train-dino"] == {
+        "train",
+        "evaluate",
+        "inference",
+        "export",
+        "distill",
+        "quantize",
+        "deploy_gen_trt_engine",
+        "deploy_evaluate",
+        "deploy_inference",
+    }
+    assert keys["tao-train-grounding-dino"] == {
+        "train",
+        "evaluate",
+        "inference",
+        "export",
+        "quantize",
+        "deploy_gen_trt_engine",
+        "deploy_evaluate",
+        "deploy_inference",
+    }
     assert keys["tao-train-mask-auto-encoder"] == {"train", "evaluate", "inference", "export", "deploy_gen_trt_engine"}
 
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from engine_settings import TINY_TRAIN_OVERRIDES
 from taoskills.errors import NotSupported, PolicyRefusal, PreflightError, SpecError
 from taoskills.service import Service
-
-from engine_settings import TINY_TRAIN_OVERRIDES
 
 
 @pytest.fixture()
@@ -24,7 +23,7 @@ def svc(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from taoskills.sample_data import write_sample_images
+    from taoskills.data.sample_data import write_sample_images
 
     root = tmp_path_factory.mktemp("data")
     write_sample_images(root / "images_train", n=8)
@@ -46,8 +45,14 @@ def test_train_with_automl_on_is_refused_with_the_way_out(svc, photos):
 
 
 def test_policy_phrase_in_request_turns_automl_off(svc, photos):
-    handle = svc.launch_job("tao-train-nvdinov2", "train", request_text="train NVDINOv2, plain training please",
-                            data_sources={"train_datasets": str(photos)}, profile="smoke", overrides=TINY_TRAIN_OVERRIDES)
+    handle = svc.launch_job(
+        "tao-train-nvdinov2",
+        "train",
+        request_text="train NVDINOv2, plain training please",
+        data_sources={"train_datasets": str(photos)},
+        profile="smoke",
+        overrides=TINY_TRAIN_OVERRIDES,
+    )
     assert handle.automl_policy == "off"
     status = svc.cancel_job(handle.job_id)
     assert status.status == "CANCELED"
@@ -65,8 +70,13 @@ def test_missing_or_empty_image_folder_fails_preflight_and_launches_nothing(svc,
     if make == "empty":
         (root / "images_train").mkdir(parents=True)
     with pytest.raises(PreflightError) as exc:
-        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(root)},
-                       overrides=TINY_TRAIN_OVERRIDES)
+        svc.launch_job(
+            "tao-train-nvdinov2",
+            "train",
+            automl_policy="off",
+            data_sources={"train_datasets": str(root)},
+            overrides=TINY_TRAIN_OVERRIDES,
+        )
     assert exc.value.issues and exc.value.issues[0].field == "dataset.train_dataset.images_dir"
     assert exc.value.issues[0].fix
     _nothing_launched(svc)
@@ -74,8 +84,13 @@ def test_missing_or_empty_image_folder_fails_preflight_and_launches_nothing(svc,
 
 def test_unknown_spec_key_launches_nothing(svc, photos):
     with pytest.raises(SpecError) as exc:
-        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
-                       overrides={**TINY_TRAIN_OVERRIDES, "train.num_epoch": 3})
+        svc.launch_job(
+            "tao-train-nvdinov2",
+            "train",
+            automl_policy="off",
+            data_sources={"train_datasets": str(photos)},
+            overrides={**TINY_TRAIN_OVERRIDES, "train.num_epoch": 3},
+        )
     assert "num_epochs" in str(exc.value)
     _nothing_launched(svc)
 
@@ -89,8 +104,14 @@ def test_builtin_engine_refuses_networks_it_cannot_run(svc):
 
 def test_killed_engine_process_is_error_with_failure_analysis(svc, photos):
     overrides = {**TINY_TRAIN_OVERRIDES, "train.num_epochs": 200}
-    handle = svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
-                            overrides=overrides, profile="smoke")
+    handle = svc.launch_job(
+        "tao-train-nvdinov2",
+        "train",
+        automl_policy="off",
+        data_sources={"train_datasets": str(photos)},
+        overrides=overrides,
+        profile="smoke",
+    )
     engine_pid = _wait_for_engine_pid(int(svc.store.get(handle.job_id).backend_id))
     os.kill(engine_pid, signal.SIGKILL)
     status = svc.wait_job(handle.job_id, timeout_s=60, poll_s=0.5)
@@ -137,7 +158,12 @@ def test_fp16_on_a_cpu_host_is_caught_before_launch(svc, photos):
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU: 16-mixed is fine here")
     with pytest.raises(PreflightError) as exc:
-        svc.launch_job("tao-train-nvdinov2", "train", automl_policy="off", data_sources={"train_datasets": str(photos)},
-                       overrides={**TINY_TRAIN_OVERRIDES, "train.precision": "16-mixed"})
+        svc.launch_job(
+            "tao-train-nvdinov2",
+            "train",
+            automl_policy="off",
+            data_sources={"train_datasets": str(photos)},
+            overrides={**TINY_TRAIN_OVERRIDES, "train.precision": "16-mixed"},
+        )
     assert [i.field for i in exc.value.issues] == ["train.precision"]
     _nothing_launched(svc)

@@ -18,13 +18,12 @@ from pathlib import Path
 import pytest
 
 from taoskills import paths
-from taoskills.catalog import BODY_MAX_LINES, Catalog
-from taoskills.dotted import has_dotted, split_dotted
+from taoskills.bank.catalog import BODY_MAX_LINES, Catalog
+from taoskills.bank.skill_info import CheckpointRule, SkillInfo
 from taoskills.errors import NotFound
-from taoskills.skill_info import CheckpointRule, SkillInfo
+from taoskills.specs.dotted import has_dotted, split_dotted
 
-SKILLS = ["tao-train-nvdinov2", "tao-train-dino", "tao-train-mask-auto-encoder",
-          "tao-train-grounding-dino", "tao-run-automl"]
+SKILLS = ["tao-train-nvdinov2", "tao-train-dino", "tao-train-mask-auto-encoder", "tao-train-grounding-dino", "tao-run-automl"]
 MODELS = SKILLS[:4]
 OFF_PHRASES = ["turn off AutoML", "disable AutoML", "no HPO", "plain training"]
 
@@ -43,6 +42,7 @@ def _agentskills() -> list[str]:
 
 
 # --- Agent Skills format -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", SKILLS)
 def test_agentskills_validate_passes(name):
@@ -68,13 +68,26 @@ def test_frontmatter_and_body_budget(cat, name):
 @pytest.mark.parametrize("name", SKILLS)
 def test_description_carries_the_seed_trigger_phrases(cat, name):
     seed_triggers = {
-        "tao-train-nvdinov2": ["train NVDINOv2", "self-supervised ViT pretraining", "DINOv2 backbone",
-                               "visual representation learning"],
+        "tao-train-nvdinov2": [
+            "train NVDINOv2",
+            "self-supervised ViT pretraining",
+            "DINOv2 backbone",
+            "visual representation learning",
+        ],
         "tao-train-dino": ["train DINO", "DETR object detection", "TAO 2D detection", "DINO with distillation"],
-        "tao-train-grounding-dino": ["train Grounding DINO", "open-vocabulary detection", "text-prompted detector",
-                                     "language-guided object detection"],
-        "tao-train-mask-auto-encoder": ["pretrain MAE", "self-supervised vision pretraining", "Masked Autoencoder",
-                                        "Mask Auto-Encoder", "MAE fine-tune"],
+        "tao-train-grounding-dino": [
+            "train Grounding DINO",
+            "open-vocabulary detection",
+            "text-prompted detector",
+            "language-guided object detection",
+        ],
+        "tao-train-mask-auto-encoder": [
+            "pretrain MAE",
+            "self-supervised vision pretraining",
+            "Masked Autoencoder",
+            "Mask Auto-Encoder",
+            "MAE fine-tune",
+        ],
         "tao-run-automl": ["run AutoML", "hyperparameter search", "HPO"],
     }[name]
     desc = cat.get(name).frontmatter["description"]
@@ -104,10 +117,27 @@ def test_automl_contract(cat):
 
 EXPECTED_ACTIONS = {
     "tao-train-nvdinov2": ["train", "inference", "export", "deploy_gen_trt_engine"],
-    "tao-train-dino": ["train", "evaluate", "inference", "export", "distill", "quantize",
-                       "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"],
-    "tao-train-grounding-dino": ["train", "evaluate", "inference", "export", "quantize",
-                                 "deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"],
+    "tao-train-dino": [
+        "train",
+        "evaluate",
+        "inference",
+        "export",
+        "distill",
+        "quantize",
+        "deploy_gen_trt_engine",
+        "deploy_evaluate",
+        "deploy_inference",
+    ],
+    "tao-train-grounding-dino": [
+        "train",
+        "evaluate",
+        "inference",
+        "export",
+        "quantize",
+        "deploy_gen_trt_engine",
+        "deploy_evaluate",
+        "deploy_inference",
+    ],
     "tao-train-mask-auto-encoder": ["train", "evaluate", "inference", "export", "deploy_gen_trt_engine"],
 }
 
@@ -152,13 +182,31 @@ SEED_ROWS = {
     "tao-train-grounding-dino": [
         ("evaluate", "dataset.test_data_sources", "eval_dataset", None, ["images.tar.gz", "annotations.json"], False),
         ("inference", "dataset.infer_data_sources.image_dir", "inference_dataset", None, ["images.tar.gz"], True),
-        ("quantize", "dataset.train_data_sources", "train_datasets", None,
-         ["images.tar.gz", "annotations_odvg.jsonl", "annotations_odvg_labelmap.json"], True),
+        (
+            "quantize",
+            "dataset.train_data_sources",
+            "train_datasets",
+            None,
+            ["images.tar.gz", "annotations_odvg.jsonl", "annotations_odvg_labelmap.json"],
+            True,
+        ),
         ("quantize", "dataset.val_data_sources", "eval_dataset", None, ["images.tar.gz", "annotations.json"], False),
-        ("quantize", "dataset.quant_calibration_data_sources", "calibration_dataset", "eval_dataset",
-         ["images.tar.gz", "annotations.json"], False),
-        ("train", "dataset.train_data_sources", "train_datasets", None,
-         ["images.tar.gz", "annotations_odvg.jsonl", "annotations_odvg_labelmap.json"], True),
+        (
+            "quantize",
+            "dataset.quant_calibration_data_sources",
+            "calibration_dataset",
+            "eval_dataset",
+            ["images.tar.gz", "annotations.json"],
+            False,
+        ),
+        (
+            "train",
+            "dataset.train_data_sources",
+            "train_datasets",
+            None,
+            ["images.tar.gz", "annotations_odvg.jsonl", "annotations_odvg_labelmap.json"],
+            True,
+        ),
         ("train", "dataset.val_data_sources", "eval_dataset", None, ["images.tar.gz", "annotations.json"], False),
     ],
     # DINO's seed defers its table to TAO Core dino.config.json + the standard artifact rule
@@ -169,8 +217,14 @@ SEED_ROWS = {
         ("evaluate", "dataset.test_data_sources", "eval_dataset", None, ["images.tar.gz", "annotations.json"], False),
         ("inference", "dataset.infer_data_sources.image_dir", "inference_dataset", None, ["images.tar.gz"], True),
         ("inference", "dataset.infer_data_sources.classmap", "inference_dataset", None, ["label_map.txt"], False),
-        ("deploy_gen_trt_engine", "gen_trt_engine.tensorrt.calibration.cal_image_dir", "calibration_dataset", None,
-         ["images.tar.gz"], True),
+        (
+            "deploy_gen_trt_engine",
+            "gen_trt_engine.tensorrt.calibration.cal_image_dir",
+            "calibration_dataset",
+            None,
+            ["images.tar.gz"],
+            True,
+        ),
     ],
 }
 
@@ -217,57 +271,158 @@ def test_optional_sources(cat):
 # (skill, expected id, action, a representative log excerpt)
 SEED_ERRORS = [
     ("tao-train-nvdinov2", "cuda_oom", "train", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"),
-    ("tao-train-nvdinov2", "unexpected_lightning_keys_inference", "inference",
-     'RuntimeError: Error(s) in loading state_dict: Unexpected key(s) in state_dict: "state_dict", "optimizer_states", "lr_schedulers".'),
-    ("tao-train-nvdinov2", "unexpected_lightning_keys_export", "export",
-     'RuntimeError: Error(s) in loading state_dict: Unexpected key(s) in state_dict: "state_dict", "optimizer_states".'),
-    ("tao-train-nvdinov2", "trt_engine_to_pyt_inference", "inference",
-     "Loading checkpoint /results/e1/gen_trt_engine/nvdinov2.engine\n_pickle.UnpicklingError: invalid load key, 'f'."),
-    ("tao-train-nvdinov2", "distill_not_available", "train",
-     "nvdinov2: error: argument subtask: invalid choice: 'distill' (choose from 'default_specs', 'export', 'inference', 'train')"),
-    ("tao-train-nvdinov2", "automl_metric_not_found", "train", "MetricExtractorError: metric 'val_loss' not found in the job logs"),
+    (
+        "tao-train-nvdinov2",
+        "unexpected_lightning_keys_inference",
+        "inference",
+        'RuntimeError: Error(s) in loading state_dict: Unexpected key(s) in state_dict: "state_dict", "optimizer_states", "lr_schedulers".',
+    ),
+    (
+        "tao-train-nvdinov2",
+        "unexpected_lightning_keys_export",
+        "export",
+        'RuntimeError: Error(s) in loading state_dict: Unexpected key(s) in state_dict: "state_dict", "optimizer_states".',
+    ),
+    (
+        "tao-train-nvdinov2",
+        "trt_engine_to_pyt_inference",
+        "inference",
+        "Loading checkpoint /results/e1/gen_trt_engine/nvdinov2.engine\n_pickle.UnpicklingError: invalid load key, 'f'.",
+    ),
+    (
+        "tao-train-nvdinov2",
+        "distill_not_available",
+        "train",
+        "nvdinov2: error: argument subtask: invalid choice: 'distill' (choose from 'default_specs', 'export', 'inference', 'train')",
+    ),
+    (
+        "tao-train-nvdinov2",
+        "automl_metric_not_found",
+        "train",
+        "MetricExtractorError: metric 'val_loss' not found in the job logs",
+    ),
     ("tao-train-nvdinov2", "slow_convergence", "train", "WARNING: train_loss not decreasing after 10 epochs"),
     ("tao-train-nvdinov2", "persistent_workers_zero", "train", "ValueError: persistent_workers option needs num_workers > 0"),
     ("tao-train-dino", "cuda_oom", "train", "RuntimeError: CUDA out of memory. Tried to allocate 1.2 GiB"),
     ("tao-train-dino", "num_select_too_large", "train", "AssertionError: num_select (300) must be < num_queries * num_classes"),
-    ("tao-train-dino", "spec_merge_error", "train", "Error merging 'spec.yaml' with schema\nKey 'num_epochs' not in 'ExperimentConfig'"),
-    ("tao-train-dino", "dataset_smaller_than_batch", "train",
-     "ValueError: num_samples should be a positive integer value, but got num_samples=0"),
-    ("tao-train-dino", "interm_indices_mismatch", "train",
-     "AssertionError: len(return_interm_indices) must match num_feature_levels"),
-    ("tao-train-dino", "images_not_found", "train", "FileNotFoundError: [Errno 2] No such file or directory: '/data/images/000123.jpg'"),
-    ("tao-train-dino", "val_data_missing", "train",
-     "FileNotFoundError: [Errno 2] No such file or directory: '/workspace/dataset/annotations.json'"),
-    ("tao-train-dino", "device_side_assert", "train",
-     "RuntimeError: CUDA error: device-side assert triggered\n[rank1] NCCL error in ProcessGroupNCCL.cpp"),
-    ("tao-train-dino", "s3_inputs_not_downloaded", "train",
-     "FileNotFoundError: [Errno 2] No such file or directory: 's3://bucket/data/train/annotations.json'"),
-    ("tao-train-dino", "checkpoint_not_found", "evaluate",
-     "FileNotFoundError: [Errno 2] No such file or directory: '/results/j1/dino_model_latest.pth'"),
+    (
+        "tao-train-dino",
+        "spec_merge_error",
+        "train",
+        "Error merging 'spec.yaml' with schema\nKey 'num_epochs' not in 'ExperimentConfig'",
+    ),
+    (
+        "tao-train-dino",
+        "dataset_smaller_than_batch",
+        "train",
+        "ValueError: num_samples should be a positive integer value, but got num_samples=0",
+    ),
+    (
+        "tao-train-dino",
+        "interm_indices_mismatch",
+        "train",
+        "AssertionError: len(return_interm_indices) must match num_feature_levels",
+    ),
+    (
+        "tao-train-dino",
+        "images_not_found",
+        "train",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/data/images/000123.jpg'",
+    ),
+    (
+        "tao-train-dino",
+        "val_data_missing",
+        "train",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/workspace/dataset/annotations.json'",
+    ),
+    (
+        "tao-train-dino",
+        "device_side_assert",
+        "train",
+        "RuntimeError: CUDA error: device-side assert triggered\n[rank1] NCCL error in ProcessGroupNCCL.cpp",
+    ),
+    (
+        "tao-train-dino",
+        "s3_inputs_not_downloaded",
+        "train",
+        "FileNotFoundError: [Errno 2] No such file or directory: 's3://bucket/data/train/annotations.json'",
+    ),
+    (
+        "tao-train-dino",
+        "checkpoint_not_found",
+        "evaluate",
+        "FileNotFoundError: [Errno 2] No such file or directory: '/results/j1/dino_model_latest.pth'",
+    ),
     ("tao-train-dino", "pyt_gen_trt_engine_rejected", "export", "dino: error: invalid choice: 'gen_trt_engine'"),
-    ("tao-train-dino", "trt_eval_index_error", "deploy_evaluate", "IndexError: index 150 is out of bounds for axis 0 with size 100"),
+    (
+        "tao-train-dino",
+        "trt_eval_index_error",
+        "deploy_evaluate",
+        "IndexError: index 150 is out of bounds for axis 0 with size 100",
+    ),
     ("tao-train-grounding-dino", "cuda_oom", "train", "torch.cuda.OutOfMemoryError: CUDA out of memory."),
-    ("tao-train-grounding-dino", "val_category_ids", "train", "ValueError: category_id must start from 0 to compute the validation loss"),
-    ("tao-train-grounding-dino", "text_encoder_load", "train",
-     "OSError: We couldn't connect to 'https://huggingface.co' to load this file; bert-base-uncased is not a local folder"),
-    ("tao-train-grounding-dino", "quantize_pyt_checkpoint_blocked", "quantize",
-     "File \"post_process.py\", line 40, in forward\nTypeError: 'NoneType' object is not iterable (cap_lists)"),
-    ("tao-train-grounding-dino", "quantize_pyt_checkpoint_blocked", "quantize",
-     "ModuleNotFoundError: No module named 'modelopt.onnx.quantization'"),
-    ("tao-train-grounding-dino", "mat1_mat2_text_len", "inference",
-     'File "post_process.py", line 88\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (900x256 and 128x256)'),
-    ("tao-train-grounding-dino", "criterion_index_out_of_bounds", "train",
-     'File "/opt/nvidia_tao_pytorch/cv/grounding_dino/model/criterion.py", line 120, in loss_labels\n'
-     "IndexError: index 5 is out of bounds for dimension 0 with size 3"),
-    ("tao-train-grounding-dino", "archive_as_image_dir", "train",
-     "NotADirectoryError: [Errno 20] Not a directory: '/data/train/images.tar.gz/000001.jpg'"),
-    ("tao-train-mask-auto-encoder", "stage_mismatch", "train",
-     "WARNING: train.pretrained_model_path not set; training from scratch"),
-    ("tao-train-mask-auto-encoder", "pretrain_checkpoint_inference", "inference",
-     'File "mae/pl_data_module.py", line 80, in predict_dataloader\n    raise NotImplementedError'),
+    (
+        "tao-train-grounding-dino",
+        "val_category_ids",
+        "train",
+        "ValueError: category_id must start from 0 to compute the validation loss",
+    ),
+    (
+        "tao-train-grounding-dino",
+        "text_encoder_load",
+        "train",
+        "OSError: We couldn't connect to 'https://huggingface.co' to load this file; bert-base-uncased is not a local folder",
+    ),
+    (
+        "tao-train-grounding-dino",
+        "quantize_pyt_checkpoint_blocked",
+        "quantize",
+        "File \"post_process.py\", line 40, in forward\nTypeError: 'NoneType' object is not iterable (cap_lists)",
+    ),
+    (
+        "tao-train-grounding-dino",
+        "quantize_pyt_checkpoint_blocked",
+        "quantize",
+        "ModuleNotFoundError: No module named 'modelopt.onnx.quantization'",
+    ),
+    (
+        "tao-train-grounding-dino",
+        "mat1_mat2_text_len",
+        "inference",
+        'File "post_process.py", line 88\nRuntimeError: mat1 and mat2 shapes cannot be multiplied (900x256 and 128x256)',
+    ),
+    (
+        "tao-train-grounding-dino",
+        "criterion_index_out_of_bounds",
+        "train",
+        'File "/opt/nvidia_tao_pytorch/cv/grounding_dino/model/criterion.py", line 120, in loss_labels\n'
+        "IndexError: index 5 is out of bounds for dimension 0 with size 3",
+    ),
+    (
+        "tao-train-grounding-dino",
+        "archive_as_image_dir",
+        "train",
+        "NotADirectoryError: [Errno 20] Not a directory: '/data/train/images.tar.gz/000001.jpg'",
+    ),
+    (
+        "tao-train-mask-auto-encoder",
+        "stage_mismatch",
+        "train",
+        "WARNING: train.pretrained_model_path not set; training from scratch",
+    ),
+    (
+        "tao-train-mask-auto-encoder",
+        "pretrain_checkpoint_inference",
+        "inference",
+        'File "mae/pl_data_module.py", line 80, in predict_dataloader\n    raise NotImplementedError',
+    ),
     ("tao-train-mask-auto-encoder", "num_classes_mismatch", "train", "IndexError: Target 10 is out of bounds."),
-    ("tao-train-mask-auto-encoder", "zero_sample_dataloader", "train",
-     "ValueError: num_samples should be a positive integer value, but got num_samples=0"),
+    (
+        "tao-train-mask-auto-encoder",
+        "zero_sample_dataloader",
+        "train",
+        "ValueError: num_samples should be a positive integer value, but got num_samples=0",
+    ),
     ("tao-train-mask-auto-encoder", "unknown_dataset_key_workers", "train", "Key 'workers' not in 'MAEDatasetConfig'"),
     ("tao-train-mask-auto-encoder", "unsupported_arch", "train", "RuntimeError: Unknown model (vit_tiny_patch16)"),
 ]
@@ -322,6 +477,7 @@ def test_automl_error_patterns(cat):
 
 # --- metrics ----------------------------------------------------------------------------------
 
+
 def test_metric_contracts(cat):
     nv = cat.get("nvdinov2").info.metric_for({})
     assert (nv.name, nv.direction, nv.aliases) == ("train_loss", "minimize", ["train_loss_epoch"])
@@ -337,6 +493,7 @@ def test_metric_contracts(cat):
 
 # --- checkpoint rules ----------------------------------------------------------------------------
 
+
 def pick(rule: CheckpointRule, files: list[str]) -> str | None:
     """Reference reading of CheckpointRule: first glob with a non-avoided match, newest name wins."""
     for glob in rule.prefer:
@@ -347,10 +504,21 @@ def pick(rule: CheckpointRule, files: list[str]) -> str | None:
     return None
 
 
-NV_FILES = ["model_epoch_009.pth", "student_epoch_009.pth", "teacher_epoch_009.pth", "student_epoch_004.pth",
-            "nvdinov2_model_latest.pth"]
-STEP_FILES = ["model_epoch_000_step_00025.pth", "model_epoch_001_step_00050.pth", "dino_model_latest.pth",
-              "gdino_model_latest.pth", "convnextv2_atto_latest.pth", "status.json"]
+NV_FILES = [
+    "model_epoch_009.pth",
+    "student_epoch_009.pth",
+    "teacher_epoch_009.pth",
+    "student_epoch_004.pth",
+    "nvdinov2_model_latest.pth",
+]
+STEP_FILES = [
+    "model_epoch_000_step_00025.pth",
+    "model_epoch_001_step_00050.pth",
+    "dino_model_latest.pth",
+    "gdino_model_latest.pth",
+    "convnextv2_atto_latest.pth",
+    "status.json",
+]
 
 
 def test_nvdinov2_checkpoint_rules(cat):
@@ -364,8 +532,9 @@ def test_nvdinov2_checkpoint_rules(cat):
     assert skill.info.latest_checkpoint_alias == "nvdinov2_model_latest.pth"
 
 
-@pytest.mark.parametrize("name,alias", [("dino", "dino_model_latest.pth"), ("grounding_dino", "gdino_model_latest.pth"),
-                                        ("mae", "*_latest.pth")])
+@pytest.mark.parametrize(
+    "name,alias", [("dino", "dino_model_latest.pth"), ("grounding_dino", "gdino_model_latest.pth"), ("mae", "*_latest.pth")]
+)
 def test_epoch_step_checkpoint_rules(cat, name, alias):
     skill = cat.get(name)
     assert skill.info.latest_checkpoint_alias == alias
@@ -383,12 +552,29 @@ def test_epoch_step_checkpoint_rules(cat, name, alias):
 # --- carried and dropped keys -------------------------------------------------------------------
 
 CARRY = {
-    "tao-train-nvdinov2": ["model.backbone.teacher_type", "model.backbone.student_type", "model.backbone.img_size",
-                           "model.backbone.patch_size", "model.backbone.num_register_tokens", "train.use_custom_attention"],
-    "tao-train-dino": ["model.backbone", "model.num_queries", "model.num_select", "model.num_feature_levels",
-                       "model.dropout_ratio", "dataset.num_classes"],
-    "tao-train-grounding-dino": ["model.backbone", "model.num_queries", "model.num_select", "model.num_feature_levels",
-                                 "model.max_text_len"],
+    "tao-train-nvdinov2": [
+        "model.backbone.teacher_type",
+        "model.backbone.student_type",
+        "model.backbone.img_size",
+        "model.backbone.patch_size",
+        "model.backbone.num_register_tokens",
+        "train.use_custom_attention",
+    ],
+    "tao-train-dino": [
+        "model.backbone",
+        "model.num_queries",
+        "model.num_select",
+        "model.num_feature_levels",
+        "model.dropout_ratio",
+        "dataset.num_classes",
+    ],
+    "tao-train-grounding-dino": [
+        "model.backbone",
+        "model.num_queries",
+        "model.num_select",
+        "model.num_feature_levels",
+        "model.max_text_len",
+    ],
     "tao-train-mask-auto-encoder": ["train.stage", "model.arch", "model.num_classes", "dataset.augmentation.input_size"],
 }
 
@@ -410,6 +596,7 @@ def test_drop_keys_anchor_c16(cat, name):
 
 
 # --- cross-check against the generated templates (when the generator has run) -----------------------
+
 
 def _schema_has(schema: dict, key: str) -> bool:
     """Key path exists in a TAO-dialect schema (list/collection nodes are opaque: accept below them)."""
@@ -442,16 +629,20 @@ def test_every_contract_key_exists_in_its_template(cat, name):
         template = skill.template(action)
         schema = skill.schema(action) if (skill.dir / "schemas" / spec.schema_file).is_file() else {}
         for key in sorted(_action_keys(spec)):
-            assert has_dotted(template, key) or _schema_has(schema, key), \
+            assert has_dotted(template, key) or _schema_has(schema, key), (
                 f"{name} {action}: {key} in neither {spec.spec_template} nor {spec.schema_file}"
+            )
         checked += 1
     train_template = skill.dir / "references" / "spec_template_train.yaml"
     if train_template.is_file():
         for key in skill.info.smoke_overrides:
             assert has_dotted(skill.template("train"), key), f"smoke override {key}"
         for short, key in skill.info.shorthand.items():
-            assert any(has_dotted(skill.template(a), key) for a in skill.info.actions
-                       if (skill.dir / "references" / skill.info.actions[a].spec_template).is_file()), short
+            assert any(
+                has_dotted(skill.template(a), key)
+                for a in skill.info.actions
+                if (skill.dir / "references" / skill.info.actions[a].spec_template).is_file()
+            ), short
     if checked == 0:
         pytest.skip("spec templates not generated yet (scripts/generate_schemas.py)")
 
@@ -463,16 +654,28 @@ def test_multi_gpu_and_hardware(cat, name):
     assert info.multi_gpu.keys["num_gpus"] == info.gpu_spec_key == "train.num_gpus"
     assert info.multi_gpu.keys["gpu_ids"] == "train.gpu_ids"
     assert info.multi_gpu.keys["num_nodes"] == info.node_spec_key == "train.num_nodes"
-    expected = {"tao-train-nvdinov2": (4, 8, 40), "tao-train-dino": (1, 4, 24),
-                "tao-train-grounding-dino": (1, 4, 24), "tao-train-mask-auto-encoder": (2, 8, 24)}[name]
+    expected = {
+        "tao-train-nvdinov2": (4, 8, 40),
+        "tao-train-dino": (1, 4, 24),
+        "tao-train-grounding-dino": (1, 4, 24),
+        "tao-train-mask-auto-encoder": (2, 8, 24),
+    }[name]
     hw = info.hardware
     assert (hw.min_gpus, hw.recommended_gpus, hw.min_gpu_memory_gb) == expected
 
 
 def test_nvdinov2_smoke_profile_is_the_seed_profile(cat):
     assert cat.get("nvdinov2").info.smoke_overrides == {
-        "wandb.enable": False, "model.backbone.teacher_type": "vit_s", "model.backbone.student_type": "vit_s",
-        "model.backbone.img_size": 224, "dataset.batch_size": 8, "dataset.workers": 2, "train.num_epochs": 1,
-        "train.checkpoint_interval": 1, "train.num_prototypes": 1024, "train.precision": "32-true",
-        "train.use_custom_attention": False, "train.num_gpus": 1,
+        "wandb.enable": False,
+        "model.backbone.teacher_type": "vit_s",
+        "model.backbone.student_type": "vit_s",
+        "model.backbone.img_size": 224,
+        "dataset.batch_size": 8,
+        "dataset.workers": 2,
+        "train.num_epochs": 1,
+        "train.checkpoint_interval": 1,
+        "train.num_prototypes": 1024,
+        "train.precision": "32-true",
+        "train.use_custom_attention": False,
+        "train.num_gpus": 1,
     }

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from taoskills.bank.skill_info import DataSource
+from taoskills.data.staging import MARKER_NAME, StagedPath, archive_stem, is_archive, resolve_data_source, stage
 from taoskills.errors import NotSupported, StagingError
-from taoskills.skill_info import DataSource
-from taoskills.staging import MARKER_NAME, StagedPath, archive_stem, is_archive, resolve_data_source, stage
 
 FIELD = "dataset.train_dataset.images_dir"
 
@@ -213,12 +213,13 @@ def test_zip_traversal_absolute_symlink_refused(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     _assert_refused(data, _zip(data / "t.zip", {"ok.jpg": b"1", "../evil.txt": b"x"}), "..", [tmp_path / "evil.txt"])
-    _assert_refused(data, _zip(data / "a.zip", {"/tmp/abs_evil_taoskills.txt": b"x"}), "absolute",
-                    [Path("/tmp/abs_evil_taoskills.txt")])
+    _assert_refused(
+        data, _zip(data / "a.zip", {"/tmp/abs_evil_taoskills.txt": b"x"}), "absolute", [Path("/tmp/abs_evil_taoskills.txt")]
+    )
     archive = data / "l.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         info = zipfile.ZipInfo("link")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "../../outside")
     _assert_refused(data, archive, "link", [tmp_path / "outside"])
 
@@ -260,8 +261,7 @@ def test_readonly_folder_uses_cache_dir(tmp_path, monkeypatch):
     ro.chmod(0o555)
     if os.geteuid() == 0:  # root ignores folder permissions: make os.access tell the truth for 0o555
         real_access = os.access
-        monkeypatch.setattr("taoskills.staging.os.access",
-                            lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+        monkeypatch.setattr("taoskills.data.staging.os.access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
     try:
         got = stage(archive, field=FIELD, cache_dir=tmp_path / "cache")
         assert got.path.name == "images_train"

@@ -134,7 +134,10 @@ def test_int_is_strict_but_float_takes_ints(dino_train):
     fields = by_field(validate_spec(dino_train, {"train": {"num_epochs": 10.0, "optim": {"lr": 1}}}))
     assert fields["train.num_epochs"].code == "type"
     assert "train.optim.lr" not in fields
-    assert by_field(validate_spec(dino_train, {"train": {"activation_checkpoint": 1.5}}))["train.activation_checkpoint"].code == "type"
+    assert (
+        by_field(validate_spec(dino_train, {"train": {"activation_checkpoint": 1.5}}))["train.activation_checkpoint"].code
+        == "type"
+    )
 
 
 def test_numeric_string_is_a_warning_like_omegaconf(dino_train):

@@ -1,6 +1,6 @@
 """The service API: the one place where the runtime's steps are composed.
 
-The CLI (:mod:`taoskills.cli`) and the MCP server (:mod:`taoskills.mcp_server`) are thin
+The CLI (:mod:`taoskills.surfaces.cli`) and the MCP server (:mod:`taoskills.surfaces.mcp`) are thin
 skins over :class:`Service`; no logic lives in them. Every method returns a pydantic
 model (MCP structured output) or raises a :class:`taoskills.errors.TaoSkillsError` whose
 ``fix`` says what to do next.
@@ -20,22 +20,23 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-from typing_extensions import Unpack
-
 import yaml
 from pydantic import BaseModel, Field
+from typing_extensions import Unpack
 
-from taoskills import checkpoints, paths, preflight as pf, routing
-from taoskills.automl_policy import resolve_automl_policy
-from taoskills.catalog import Catalog
+from taoskills import paths
+from taoskills.bank import routing
+from taoskills.bank.automl_policy import resolve_automl_policy
+from taoskills.bank.catalog import Catalog
+from taoskills.data import preflight as pf
 from taoskills.engine import capabilities
 from taoskills.errors import Issue, JobError, NotFound, NotSupported, PolicyRefusal, SpecError
+from taoskills.jobs import checkpoints, monitor
 from taoskills.jobs import failure as failure_mod
-from taoskills.jobs import monitor
 from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import get_platform
 from taoskills.platforms.base import TRUNCATION_MARKER
-from taoskills.render import RunnerContext, render_runner, write_runner
+from taoskills.platforms.render import RunnerContext, render_runner, write_runner
 from taoskills.specs import validator
 from taoskills.specs.builder import ENCRYPTION_KEY_ENV, BuiltSpec, ParentJob, build_spec
 
@@ -239,8 +240,9 @@ class Service:
         """The packaged spec template (defaults from TAO Core 7.3.0) of ``skill`` ``action``."""
         return copy.deepcopy(self.catalog.get(skill).template(action))
 
-    def build_spec(self, skill: str, action: str, *, results_dir: str | None = None, stage: bool = True,
-                   **request: Unpack[SpecRequest]) -> SpecResult:
+    def build_spec(
+        self, skill: str, action: str, *, results_dir: str | None = None, stage: bool = True, **request: Unpack[SpecRequest]
+    ) -> SpecResult:
         """Build and validate a spec from a :class:`SpecRequest` (template, overrides, shorthand,
         data sources, parent/resume job, pretrained model, profile). Returns the spec and every
         inferred/staged value. ``results_dir`` defaults to a preview folder; ``stage=False``
@@ -251,13 +253,25 @@ class Service:
         (unknown shorthand, missing parent, bad archive) raise.
         """
         sk = self.catalog.get(skill)
-        built = self._build(sk, action, results_dir=Path(results_dir) if results_dir else self.home / "preview" / "results",
-                            stage=stage, **request)
+        built = self._build(
+            sk,
+            action,
+            results_dir=Path(results_dir) if results_dir else self.home / "preview" / "results",
+            stage=stage,
+            **request,
+        )
         issues = validator.validate_spec(sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action)
         errors = [i for i in issues if i.code != "warning"]
         return SpecResult(
-            skill=sk.name, action=action, spec=built.spec, spec_yaml=dump_yaml(built.spec), inferred=built.inferred,
-            staged=built.staged, notes=built.notes, issues=[i.as_dict() for i in issues], valid=not errors,
+            skill=sk.name,
+            action=action,
+            spec=built.spec,
+            spec_yaml=dump_yaml(built.spec),
+            inferred=built.inferred,
+            staged=built.staged,
+            notes=built.notes,
+            issues=[i.as_dict() for i in issues],
+            valid=not errors,
         )
 
     def _build(self, sk, action, *, results_dir: Path, parent_job_id=None, resume_job_id=None, **kw) -> BuiltSpec:
@@ -268,32 +282,40 @@ class Service:
             if act.parent_action and rec.action != act.parent_action:
                 raise SpecError(
                     f"parent job {parent_job_id} ran {rec.action}; {sk.name} {action} needs a {act.parent_action} job",
-                    field="parent_job_id", fix=f"pass the id of a {act.parent_action} job (tao-skills jobs list)")
+                    field="parent_job_id",
+                    fix=f"pass the id of a {act.parent_action} job (tao-skills jobs list)",
+                )
             if rec.status != "COMPLETE":
                 self.job_status(parent_job_id)
                 rec = self.store.get(parent_job_id)
             if rec.status != "COMPLETE":
-                raise SpecError(f"parent job {parent_job_id} is {rec.status}, not COMPLETE", field="parent_job_id",
-                                fix="wait for the parent job to finish (job_status) or pick a COMPLETE one")
+                raise SpecError(
+                    f"parent job {parent_job_id} is {rec.status}, not COMPLETE",
+                    field="parent_job_id",
+                    fix="wait for the parent job to finish (job_status) or pick a COMPLETE one",
+                )
             parent = ParentJob(job_id=rec.job_id, spec=rec.spec, results_dir=Path(rec.results_dir), action=rec.action)
         resume_from = Path(self.store.get(resume_job_id).results_dir) if resume_job_id else None
-        return build_spec(sk, action, results_dir=results_dir, parent=parent, resume_from=resume_from,
-                          cache_dir=self.home / "staging", **kw)
+        return build_spec(
+            sk, action, results_dir=results_dir, parent=parent, resume_from=resume_from, cache_dir=self.home / "staging", **kw
+        )
 
     def validate_spec(self, skill: str, action: str, spec: dict[str, Any], *, require_complete: bool = False) -> ValidationResult:
         """Check a spec against the action's schema and TAO's semantic constraints."""
         sk = self.catalog.get(skill)
         sk.action(action)
-        issues = validator.validate_spec(sk.schema(action), spec, network_arch=sk.info.network_arch, action=action,
-                                         require_complete=require_complete)
+        issues = validator.validate_spec(
+            sk.schema(action), spec, network_arch=sk.info.network_arch, action=action, require_complete=require_complete
+        )
         errors = [i.as_dict() for i in issues if i.code != "warning"]
         warnings = [i.as_dict() for i in issues if i.code == "warning"]
         return ValidationResult(skill=sk.name, action=action, valid=not errors, issues=errors, warnings=warnings)
 
     # -- preflight ----------------------------------------------------------------------
 
-    def preflight(self, skill: str, action: str, spec: dict[str, Any], *, engine: Engine = "builtin",
-                  platform: str = "local") -> pf.PreflightReport:
+    def preflight(
+        self, skill: str, action: str, spec: dict[str, Any], *, engine: Engine = "builtin", platform: str = "local"
+    ) -> pf.PreflightReport:
         """Data checks for every folder input of the action, plus host and engine checks.
 
         Image folders: exists, is a folder (not an archive), enough readable images for one
@@ -301,7 +323,9 @@ class Service:
         built-in engine cannot honour here (fp16 without a GPU). Never launches anything.
         """
         sk = self.catalog.get(skill)
-        return pf.run_preflight(self._data_checks(sk, action, spec, platform), self._host_checks(sk, action, spec, engine, platform))
+        return pf.run_preflight(
+            self._data_checks(sk, action, spec, platform), self._host_checks(sk, action, spec, engine, platform)
+        )
 
     def _data_checks(self, sk, action: str, spec: dict[str, Any], platform: str) -> list[pf.CheckResult]:
         act = sk.action(action)
@@ -316,10 +340,16 @@ class Service:
                 continue
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, str) and "://" in item:
-                    results.append(pf.CheckResult(
-                        name="remote_input", ok=False, field=key, severity="error",
-                        message=f"{item} is a remote URI; the {platform} platform reads local folders only",
-                        fix="download the data to a local folder (or its archive) and pass that path"))
+                    results.append(
+                        pf.CheckResult(
+                            name="remote_input",
+                            ok=False,
+                            field=key,
+                            severity="error",
+                            message=f"{item} is a remote URI; the {platform} platform reads local folders only",
+                            fix="download the data to a local folder (or its archive) and pass that path",
+                        )
+                    )
                     continue
                 results.extend(pf.check_image_folder(item, field=key, batch_size=batch))
         return results
@@ -328,16 +358,34 @@ class Service:
         results = pf.check_host(engine, platform, network=sk.info.network_arch)
         if engine == "builtin":
             gpu = next((c.details for c in results if c.name == "host.gpu"), {})
-            for issue in capabilities.host_issues(sk.info.network_arch, action, spec, cuda=bool(gpu.get("cuda")),
-                                                  gpus=int(gpu.get("gpus", 0))):
-                results.append(pf.CheckResult(name="engine.host", ok=False, severity="error", message=issue["reason"],
-                                              field=issue["field"], fix=issue["fix"]))
+            for issue in capabilities.host_issues(
+                sk.info.network_arch, action, spec, cuda=bool(gpu.get("cuda")), gpus=int(gpu.get("gpus", 0))
+            ):
+                results.append(
+                    pf.CheckResult(
+                        name="engine.host",
+                        ok=False,
+                        severity="error",
+                        message=issue["reason"],
+                        field=issue["field"],
+                        fix=issue["fix"],
+                    )
+                )
         return results
 
     # -- runner -------------------------------------------------------------------------
 
-    def render_runner(self, skill: str, action: str, spec: dict[str, Any], *, engine: Engine = "builtin",
-                      platform: str = "local", job_id: str = "job-preview", workdir: str | None = None) -> RunnerResult:
+    def render_runner(
+        self,
+        skill: str,
+        action: str,
+        spec: dict[str, Any],
+        *,
+        engine: Engine = "builtin",
+        platform: str = "local",
+        job_id: str = "job-preview",
+        workdir: str | None = None,
+    ) -> RunnerResult:
         """Render the runner script (bash) that writes the spec and runs the engine; not launched."""
         sk = self.catalog.get(skill)
         self._check_engine(sk, action, engine)
@@ -353,36 +401,61 @@ class Service:
         else:
             command = sk.action(action).command.format(config_path=str(spec_path)).split()
         return RunnerContext(
-            job_id=job_id, skill=sk.name, network_arch=arch, action=action, engine=engine, platform=platform,
-            workdir=str(workdir), results_dir=str(_get(spec, "results_dir") or workdir / "results"),
-            spec_path=str(spec_path), spec_yaml=dump_yaml(spec), command=command,
-            env={"PYTHONUNBUFFERED": "1"}, secret_env_names=[n for n in (ENCRYPTION_KEY_ENV,) if os.environ.get(n)],
+            job_id=job_id,
+            skill=sk.name,
+            network_arch=arch,
+            action=action,
+            engine=engine,
+            platform=platform,
+            workdir=str(workdir),
+            results_dir=str(_get(spec, "results_dir") or workdir / "results"),
+            spec_path=str(spec_path),
+            spec_yaml=dump_yaml(spec),
+            command=command,
+            env={"PYTHONUNBUFFERED": "1"},
+            secret_env_names=[n for n in (ENCRYPTION_KEY_ENV,) if os.environ.get(n)],
         )
 
     def _check_engine(self, sk, action: str, engine: str) -> None:
         arch = sk.info.network_arch
         if sk.info.kind != "model":
-            raise NotSupported(f"{sk.name} is an application skill; launch a model skill's train action",
-                               field="skill", fix="route the request to a model skill (route_request)")
+            raise NotSupported(
+                f"{sk.name} is an application skill; launch a model skill's train action",
+                field="skill",
+                fix="route the request to a model skill (route_request)",
+            )
         sk.action(action)
         if engine == "builtin":
             if not capabilities.supports(arch, action):
                 have = ", ".join(f"{n} {'/'.join(a)}" for n, a in capabilities.SUPPORTED.items())
                 raise NotSupported(
                     f"the built-in engine does not run {arch} {action} yet (it runs: {have})",
-                    field="engine", fix=f"use engine='tao' on a host with the TAO container/CLI for {arch} {action}")
+                    field="engine",
+                    fix=f"use engine='tao' on a host with the TAO container/CLI for {arch} {action}",
+                )
         elif engine == "tao":
             if shutil.which(arch) is None:
                 raise NotSupported(
                     f"engine 'tao' needs the TAO CLI entrypoint '{arch}' on PATH (TAO container); it is not here",
-                    field="engine", fix="run inside the TAO container, or use engine='builtin' where it supports the action")
+                    field="engine",
+                    fix="run inside the TAO container, or use engine='builtin' where it supports the action",
+                )
         else:
             raise SpecError(f"unknown engine {engine!r}", field="engine", fix="use 'builtin' or 'tao'")
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def launch_job(self, skill: str, action: str, *, automl_policy: str | None = None, request_text: str = "",
-                   engine: Engine = "builtin", platform: str = "local", **request: Unpack[SpecRequest]) -> JobHandle:
+    def launch_job(
+        self,
+        skill: str,
+        action: str,
+        *,
+        automl_policy: str | None = None,
+        request_text: str = "",
+        engine: Engine = "builtin",
+        platform: str = "local",
+        **request: Unpack[SpecRequest],
+    ) -> JobHandle:
         """Build (from a :class:`SpecRequest`), validate, preflight, record and launch a job;
         returns at once with a handle.
 
@@ -412,18 +485,29 @@ class Service:
         # Data first (a missing or empty folder is a preflight error), then the spec itself,
         # then what the host and engine can run.
         pf.run_preflight(self._data_checks(sk, action, built.spec, platform)).raise_if_failed()
-        validator.assert_valid(sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action,
-                               require_complete=True)
+        validator.assert_valid(
+            sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action, require_complete=True
+        )
         pf.run_preflight(self._host_checks(sk, action, built.spec, engine, platform)).raise_if_failed()
 
         workdir.mkdir(parents=True, exist_ok=False)
         ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)
         script_path = workdir / "run.sh"
         record = JobRecord(
-            job_id=job_id, skill=sk.name, network_arch=sk.info.network_arch, action=action, platform=platform,
-            engine=engine, status="PENDING", parent_job_id=request.get("parent_job_id"), spec=built.spec,
-            results_dir=str(results_dir), workdir=str(workdir), script_path=str(script_path),
-            log_path=str(workdir / "log.txt"), automl_policy=decision.policy,
+            job_id=job_id,
+            skill=sk.name,
+            network_arch=sk.info.network_arch,
+            action=action,
+            platform=platform,
+            engine=engine,
+            status="PENDING",
+            parent_job_id=request.get("parent_job_id"),
+            spec=built.spec,
+            results_dir=str(results_dir),
+            workdir=str(workdir),
+            script_path=str(script_path),
+            log_path=str(workdir / "log.txt"),
+            automl_policy=decision.policy,
         )
         self.store.create(record)
         try:
@@ -432,13 +516,24 @@ class Service:
             backend_id = platform_impl.submit(record)
         except Exception as exc:  # the record exists: mark it, never lose it
             self.store.update_status(job_id, "ERROR", failure={"summary": f"launch failed: {exc}", "fault": "infrastructure"})
-            raise JobError(f"launch of {job_id} failed: {exc}", field="platform",
-                           fix="check the platform (tao-skills preflight) and launch again") from exc
+            raise JobError(
+                f"launch of {job_id} failed: {exc}",
+                field="platform",
+                fix="check the platform (tao-skills preflight) and launch again",
+            ) from exc
         self.store.update_status(job_id, "RUNNING", backend_id=backend_id)
         return JobHandle(
-            job_id=job_id, skill=sk.name, action=action, status="RUNNING", engine=engine, platform=platform,
-            results_dir=str(results_dir), log_path=record.log_path, script_path=str(script_path),
-            automl_policy=decision.policy, next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
+            job_id=job_id,
+            skill=sk.name,
+            action=action,
+            status="RUNNING",
+            engine=engine,
+            platform=platform,
+            results_dir=str(results_dir),
+            log_path=record.log_path,
+            script_path=str(script_path),
+            automl_policy=decision.policy,
+            next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 
     def job_status(self, job_id: str) -> JobStatus:
@@ -450,10 +545,23 @@ class Service:
         if state is not None:
             rec = self._record_state(rec, state, summary)
         return JobStatus(
-            job_id=rec.job_id, skill=rec.skill, network_arch=rec.network_arch, action=rec.action, status=rec.status,
-            parent_job_id=rec.parent_job_id, results_dir=rec.results_dir, log_path=rec.log_path, exit_code=rec.exit_code,
-            epoch=summary.epoch, max_epoch=summary.max_epoch, eta=summary.eta, kpis=dict(summary.kpis),
-            message=summary.message, failure=rec.failure, created_at=rec.created_at, updated_at=rec.updated_at,
+            job_id=rec.job_id,
+            skill=rec.skill,
+            network_arch=rec.network_arch,
+            action=rec.action,
+            status=rec.status,
+            parent_job_id=rec.parent_job_id,
+            results_dir=rec.results_dir,
+            log_path=rec.log_path,
+            exit_code=rec.exit_code,
+            epoch=summary.epoch,
+            max_epoch=summary.max_epoch,
+            eta=summary.eta,
+            kpis=dict(summary.kpis),
+            message=summary.message,
+            failure=rec.failure,
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
             next=_next_step(rec),
         )
 
@@ -468,8 +576,13 @@ class Service:
         if status == "ERROR":
             sk = self.catalog.get(rec.skill)
             fields["failure"] = failure_mod.analyze_failure(
-                _log_tail(rec.log_path), list(sk.info.error_patterns), rec.action, state.exit_code, lost=state.lost,
-                status_message=summary.failure_message).model_dump()
+                _log_tail(rec.log_path),
+                list(sk.info.error_patterns),
+                rec.action,
+                state.exit_code,
+                lost=state.lost,
+                status_message=summary.failure_message,
+            ).model_dump()
         return self.store.update_status(rec.job_id, status, **fields)
 
     def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> JobLogs:
@@ -478,8 +591,15 @@ class Service:
         rec = self.store.get(job_id)
         text = get_platform(rec.platform).logs(rec, tail=tail, grep=grep, max_bytes=max_bytes)
         truncated = text.startswith(TRUNCATION_MARKER)
-        return JobLogs(job_id=job_id, tail=tail, grep=grep, max_bytes=max_bytes,
-                       lines=len(text.splitlines()) - int(truncated), truncated=truncated, text=text)
+        return JobLogs(
+            job_id=job_id,
+            tail=tail,
+            grep=grep,
+            max_bytes=max_bytes,
+            lines=len(text.splitlines()) - int(truncated),
+            truncated=truncated,
+            text=text,
+        )
 
     def cancel_job(self, job_id: str) -> JobStatus:
         """Stop a job (process group SIGTERM, then SIGKILL). A finished job is left as it is."""
@@ -490,8 +610,9 @@ class Service:
         get_platform(rec.platform).cancel(rec)
         return self.job_status(job_id)
 
-    def list_jobs(self, *, status: str | None = None, skill: str | None = None, action: str | None = None,
-                  limit: int = 50) -> list[JobStatus]:
+    def list_jobs(
+        self, *, status: str | None = None, skill: str | None = None, action: str | None = None, limit: int = 50
+    ) -> list[JobStatus]:
         """Jobs newest first, refreshed; filters by status, skill, action."""
         return [self.job_status(r.job_id) for r in self.store.list(status=status, skill=skill, action=action, limit=limit)]
 
@@ -508,8 +629,9 @@ class Service:
 
     # -- checkpoints --------------------------------------------------------------------
 
-    def resolve_checkpoint(self, job_id: str, for_action: str = "inference", *, epoch: int | None = None,
-                           allow_latest: bool = False) -> CheckpointResult:
+    def resolve_checkpoint(
+        self, job_id: str, for_action: str = "inference", *, epoch: int | None = None, allow_latest: bool = False
+    ) -> CheckpointResult:
         """The model file that ``for_action`` should consume from job ``job_id``'s results.
 
         Uses the skill's checkpoint rule for that action (NVDINOv2: ``student_epoch_*`` for
@@ -522,13 +644,22 @@ class Service:
         else:
             act = sk.action(for_action)
             if act.checkpoint is None:
-                raise NotFound(f"{sk.name} {for_action} takes no checkpoint from a parent job", field="for_action",
-                               fix=f"use one of: {', '.join(a for a, x in sk.info.actions.items() if x.checkpoint)} or 'resume'")
+                raise NotFound(
+                    f"{sk.name} {for_action} takes no checkpoint from a parent job",
+                    field="for_action",
+                    fix=f"use one of: {', '.join(a for a, x in sk.info.actions.items() if x.checkpoint)} or 'resume'",
+                )
             rule = act.checkpoint
-        choice = checkpoints.select_checkpoint(Path(rec.results_dir), rule, latest_alias=sk.info.latest_checkpoint_alias,
-                                               epoch=epoch, allow_latest=allow_latest)
-        return CheckpointResult(job_id=job_id, for_action=for_action, path=str(choice.path), reason=choice.reason,
-                                candidates=[str(c.path) for c in choice.candidates])
+        choice = checkpoints.select_checkpoint(
+            Path(rec.results_dir), rule, latest_alias=sk.info.latest_checkpoint_alias, epoch=epoch, allow_latest=allow_latest
+        )
+        return CheckpointResult(
+            job_id=job_id,
+            for_action=for_action,
+            path=str(choice.path),
+            reason=choice.reason,
+            candidates=[str(c.path) for c in choice.candidates],
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -540,7 +671,7 @@ def dump_yaml(spec: dict[str, Any]) -> str:
 
 
 def _get(spec: dict, key: str) -> Any:
-    from taoskills.dotted import get_dotted
+    from taoskills.specs.dotted import get_dotted
 
     return get_dotted(spec, key, default=None)
 

@@ -41,13 +41,28 @@ def host_issues(network: str, action: str, spec: dict, *, cuda: bool, gpus: int)
     issues = []
     precision = str(train.get("precision", ""))
     if not cuda and precision in CPU_BAD_PRECISIONS:
-        issues.append({"field": "train.precision", "reason": f"{precision} (fp16) needs a CUDA GPU and this host has none",
-                       "fix": "set train.precision to 32-true or bf16-mixed (or use --profile smoke), or run on a GPU host"})
+        issues.append(
+            {
+                "field": "train.precision",
+                "reason": f"{precision} (fp16) needs a CUDA GPU and this host has none",
+                "fix": "set train.precision to 32-true or bf16-mixed (or use --profile smoke), or run on a GPU host",
+            }
+        )
     n, nodes = train.get("num_gpus", 1), train.get("num_nodes", 1)
     if isinstance(n, int) and n > max(gpus, 1):
-        issues.append({"field": "train.num_gpus", "reason": f"num_gpus={n} but this host has {gpus} CUDA GPU(s)",
-                       "fix": f"set train.num_gpus to at most {max(gpus, 1)} (and gpu_ids to match) or run on a bigger host"})
+        issues.append(
+            {
+                "field": "train.num_gpus",
+                "reason": f"num_gpus={n} but this host has {gpus} CUDA GPU(s)",
+                "fix": f"set train.num_gpus to at most {max(gpus, 1)} (and gpu_ids to match) or run on a bigger host",
+            }
+        )
     if isinstance(nodes, int) and nodes > 1:
-        issues.append({"field": "train.num_nodes", "reason": f"num_nodes={nodes}: the local platform runs one node",
-                       "fix": "set train.num_nodes=1 on the local platform"})
+        issues.append(
+            {
+                "field": "train.num_nodes",
+                "reason": f"num_nodes={nodes}: the local platform runs one node",
+                "fix": "set train.num_nodes=1 on the local platform",
+            }
+        )
     return issues

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from taoskills.engine.capabilities import SUPPORTED, describe, supports
 from taoskills.errors import TaoSkillsError
@@ -66,11 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_PASS
     if not supports(args.network, args.action):
         if args.network in SUPPORTED:
-            msg = (f"Action {args.action!r} is not supported for {args.network} by the built-in engine; "
-                   f"supported actions: {', '.join(SUPPORTED[args.network])}.")
+            msg = (
+                f"Action {args.action!r} is not supported for {args.network} by the built-in engine; "
+                f"supported actions: {', '.join(SUPPORTED[args.network])}."
+            )
         else:
-            msg = (f"Network {args.network!r} is not supported by the built-in engine; supported: {describe()}. "
-                   "Run other networks with the TAO container engine.")
+            msg = (
+                f"Network {args.network!r} is not supported by the built-in engine; supported: {describe()}. "
+                "Run other networks with the TAO container engine."
+            )
         print(f"ERROR: {msg}", file=sys.stderr, flush=True)
         print("Execution status: FAIL", flush=True)
         return EXIT_USAGE

@@ -20,9 +20,10 @@ import json
 import logging
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from taoskills.errors import SpecError, TaoSkillsError
 

@@ -112,22 +112,32 @@ def apply_defaults(user: dict[str, Any], defaults: dict[str, Any], *, source: st
             if key not in d:
                 close = difflib.get_close_matches(str(key), [str(k) for k in d], n=1)
                 hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-                issues.append(Issue(dotted, f"is not a key of the {source}.{hint}",
-                                    "remove the key or correct its spelling.", "unknown_key"))
+                issues.append(
+                    Issue(
+                        dotted, f"is not a key of the {source}.{hint}", "remove the key or correct its spelling.", "unknown_key"
+                    )
+                )
                 continue
             dv = d[key]
             if isinstance(dv, dict):
                 if value is None:
                     continue
                 if not isinstance(value, dict):
-                    issues.append(Issue(dotted, f"must be a mapping, got {type(value).__name__}.",
-                                        "write it as nested keys.", "type"))
+                    issues.append(
+                        Issue(dotted, f"must be a mapping, got {type(value).__name__}.", "write it as nested keys.", "type")
+                    )
                     continue
                 walk(value, dv, o[key], dotted + ".")
                 continue
             if not _type_ok(value, dv):
-                issues.append(Issue(dotted, f"must be of type {type(dv).__name__}, got {value!r}.",
-                                    f"set {dotted} to a {type(dv).__name__} value (default {dv!r}).", "type"))
+                issues.append(
+                    Issue(
+                        dotted,
+                        f"must be of type {type(dv).__name__}, got {value!r}.",
+                        f"set {dotted} to a {type(dv).__name__} value (default {dv!r}).",
+                        "type",
+                    )
+                )
                 continue
             if isinstance(dv, float) and isinstance(value, int):
                 value = float(value)
@@ -135,6 +145,5 @@ def apply_defaults(user: dict[str, Any], defaults: dict[str, Any], *, source: st
 
     walk(user, defaults, out, "")
     if issues:
-        raise SpecError(f"The spec does not match the {source}.", issues=issues,
-                        fix="correct the listed keys.")
+        raise SpecError(f"The spec does not match the {source}.", issues=issues, fix="correct the listed keys.")
     return out

@@ -1,6 +1,6 @@
 """Failure analysis: job log + the skill's error patterns -> cause, fix, fault.
 
-The skill's own :class:`~taoskills.skill_info.ErrorPattern` list is tried first (in its
+The skill's own :class:`~taoskills.bank.skill_info.ErrorPattern` list is tried first (in its
 order, filtered by ``actions``), then the generic patterns below. Generic rules come from
 what TAO and the shell print (anchor_report_tao.md §3.1 ``Execution status: FAIL``;
 TAO SDK 7.2.0 virtualenv failure kinds ``out_of_memory``, ``signal``, ``lost_process``,
@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from taoskills.skill_info import ErrorPattern
+from taoskills.bank.skill_info import ErrorPattern
 
 SCAN_BYTES = 2 * 1024 * 1024
 EXCERPT_LINES = 40

@@ -139,9 +139,7 @@ def parse_status_lines(text: str, path: str | None = None) -> StatusSummary:
             s.failed = True
             s.finished = False
             s.failure_message = s.message
-        elif status == "SUCCESS" or (
-            status == "RUNNING" and s.message and _is_final_message(s.message) and not s.failed
-        ):
+        elif status == "SUCCESS" or (status == "RUNNING" and s.message and _is_final_message(s.message) and not s.failed):
             s.finished = True
         if "date" in data or "time" in data:
             s.last_update = f"{data.get('date', '')} {data.get('time', '')}".strip()

@@ -33,10 +33,11 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -52,7 +53,7 @@ _SCHEMA_VERSION = 1
 
 def utc_now() -> str:
     """Current UTC time as ISO 8601 with microseconds, e.g. ``2025-01-31T12:00:00.123456+00:00``."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def new_job_id() -> str:
@@ -73,7 +74,9 @@ _SECRET_KEY_PATTERNS = [
 ]
 # ``${oc.env:NAME,tlt_encode}`` is allowed too: ``tlt_encode`` is TAO's public default
 # encryption key (TAO Core infer_params.py ``key``), not a secret; any other default is refused.
-_ENV_REF = re.compile(r"^(\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*(,tlt_encode)?\}|\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*)$")
+_ENV_REF = re.compile(
+    r"^(\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*(,tlt_encode)?\}|\$\{[A-Za-z_][A-Za-z0-9_]*\}|\$[A-Za-z_][A-Za-z0-9_]*)$"
+)
 
 
 def is_secret_key(key: str) -> bool:
@@ -316,7 +319,7 @@ class JobStore:
                 self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "JobStore":
+    def __enter__(self) -> JobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -339,8 +342,7 @@ class JobStore:
             )
         else:
             conn.execute(
-                "UPDATE jobs SET skill=?, action=?, status=?, parent_job_id=?, created_at=?, updated_at=?, data=?"
-                " WHERE job_id=?",
+                "UPDATE jobs SET skill=?, action=?, status=?, parent_job_id=?, created_at=?, updated_at=?, data=? WHERE job_id=?",
                 (*values, record.job_id),
             )
 
@@ -373,7 +375,9 @@ class JobStore:
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
-            raise JobError(f"invalid value for job record field {loc}: {err['msg']}", field=loc, fix="pass a value of the documented type") from exc
+            raise JobError(
+                f"invalid value for job record field {loc}: {err['msg']}", field=loc, fix="pass a value of the documented type"
+            ) from exc
 
     # ---- API
     def create(self, record: JobRecord) -> JobRecord:
@@ -386,7 +390,9 @@ class JobStore:
         with self._tx() as conn:
             exists = conn.execute("SELECT 1 FROM jobs WHERE job_id=?", (record.job_id,)).fetchone()
             if exists:
-                raise JobError(f"job {record.job_id} already exists", field="job_id", fix="use a new job id (leave job_id unset to get one)")
+                raise JobError(
+                    f"job {record.job_id} already exists", field="job_id", fix="use a new job id (leave job_id unset to get one)"
+                )
             self._write(conn, record, insert=True)
         return record
 
@@ -433,9 +439,11 @@ class JobStore:
     def children(self, job_id: str) -> list[JobRecord]:
         """Jobs whose ``parent_job_id`` is ``job_id``, oldest first (creation order)."""
         with self._lock:
-            rows = self._connect().execute(
-                "SELECT data FROM jobs WHERE parent_job_id=? ORDER BY created_at ASC, rowid ASC", (job_id,)
-            ).fetchall()
+            rows = (
+                self._connect()
+                .execute("SELECT data FROM jobs WHERE parent_job_id=? ORDER BY created_at ASC, rowid ASC", (job_id,))
+                .fetchall()
+            )
         return [self._row_to_record(r) for r in rows]
 
     def update_status(self, job_id: str, status: str, /, **fields: Any) -> JobRecord:

@@ -186,10 +186,18 @@ class LocalPlatform:
         workdir = self._workdir(record)
         for name in ("script_path", "log_path"):
             if not getattr(record, name):
-                raise JobError(f"job {record.job_id} has no {name}", field=name, fix="render the runner script with write_runner and set the record's paths before submitting")
+                raise JobError(
+                    f"job {record.job_id} has no {name}",
+                    field=name,
+                    fix="render the runner script with write_runner and set the record's paths before submitting",
+                )
         script = Path(record.script_path)  # type: ignore[arg-type]
         if not script.is_file():
-            raise JobError(f"runner script {script} does not exist", field="script_path", fix="render it with taoskills.render.write_runner before submitting")
+            raise JobError(
+                f"runner script {script} does not exist",
+                field="script_path",
+                fix="render it with taoskills.platforms.render.write_runner before submitting",
+            )
         workdir.mkdir(parents=True, exist_ok=True)
         ident = self._read_ident(workdir)
         if ident and self._alive(ident) and self._read_exit(workdir) is None:
@@ -217,7 +225,11 @@ class LocalPlatform:
                     close_fds=True,
                 )
         except OSError as exc:
-            raise JobError(f"could not start the runner for job {record.job_id}: {exc}", field="script_path", fix="check that bash exists and the workdir is writable") from exc
+            raise JobError(
+                f"could not start the runner for job {record.job_id}: {exc}",
+                field="script_path",
+                fix="check that bash exists and the workdir is writable",
+            ) from exc
         st = _stat(proc.pid)
         ident = {
             "pid": proc.pid,
@@ -249,12 +261,16 @@ class LocalPlatform:
         if ident is None:
             if record.backend_id is None:
                 return PlatformState(state="PENDING", detail="not submitted yet")
-            return PlatformState(state="UNKNOWN", detail=f"{workdir / PID_FILE} is missing; the job's process cannot be identified")
+            return PlatformState(
+                state="UNKNOWN", detail=f"{workdir / PID_FILE} is missing; the job's process cannot be identified"
+            )
         if self._leader_alive(ident):
             return PlatformState(state="RUNNING", detail=f"pid {ident['pid']}")
         members = self._group_members(ident)
         if members:
-            return PlatformState(state="RUNNING", detail=f"runner shell {ident['pid']} is gone; {len(members)} process(es) of its group still run")
+            return PlatformState(
+                state="RUNNING", detail=f"runner shell {ident['pid']} is gone; {len(members)} process(es) of its group still run"
+            )
         rc = self._read_exit(workdir)  # it may have ended between the two reads
         if rc is not None:
             return self._finished(rc, canceled)
@@ -289,7 +305,11 @@ class LocalPlatform:
             except ProcessLookupError:
                 return
             except PermissionError as exc:
-                raise JobError(f"not allowed to signal process group {pgid}: {exc}", field="backend_id", fix="cancel it as the user that started it") from exc
+                raise JobError(
+                    f"not allowed to signal process group {pgid}: {exc}",
+                    field="backend_id",
+                    fix="cancel it as the user that started it",
+                ) from exc
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline and self._alive(ident):
                 time.sleep(0.05)

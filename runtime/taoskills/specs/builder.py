@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taoskills import checkpoints, staging
-from taoskills.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.data import staging
 from taoskills.errors import Issue, SpecError
+from taoskills.jobs import checkpoints
+from taoskills.specs.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
 MISSING = "???"  # Hydra MISSING in TAO templates
-
 
 
 @dataclass
@@ -79,7 +79,14 @@ def expand_shorthand(skill_info, shorthand: dict[str, Any] | None) -> dict[str, 
             continue
         close = difflib.get_close_matches(name, list(table), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(table))}"
-        issues.append(Issue(field=name, reason=f"unknown shorthand key for {skill_info.name}", fix=f"{hint} Or pass a dotted override.", code="unknown_key"))
+        issues.append(
+            Issue(
+                field=name,
+                reason=f"unknown shorthand key for {skill_info.name}",
+                fix=f"{hint} Or pass a dotted override.",
+                code="unknown_key",
+            )
+        )
     if issues:
         raise SpecError(f"unknown shorthand key(s): {', '.join(i.field for i in issues)}", issues=issues, fix=issues[0].fix)
     return out
@@ -146,8 +153,17 @@ def build_spec(
         explicit.add(key)
 
     _match_gpu_ids(info, spec, explicit, out)
-    _apply_spec_params(skill, action, spec, out, explicit, results_dir=results_dir, parent=parent,
-                       resume_from=resume_from, pretrained_model=pretrained_model)
+    _apply_spec_params(
+        skill,
+        action,
+        spec,
+        out,
+        explicit,
+        results_dir=results_dir,
+        parent=parent,
+        resume_from=resume_from,
+        pretrained_model=pretrained_model,
+    )
 
     for key in act.drop_keys:
         if delete_dotted(spec, key):
@@ -170,14 +186,20 @@ def _set_known(spec: dict, key: str, value: Any, skill, action: str) -> None:
     if isinstance(head, str) and head not in spec:
         close = difflib.get_close_matches(head, [k for k in spec if isinstance(k, str)], n=3)
         fix = f"did you mean {', '.join(close)}?" if close else f"top-level sections: {', '.join(sorted(spec))}"
-        raise SpecError(f"unknown spec key {key!r} for {skill.name} {action}", field=key, fix=fix,
-                        issues=[Issue(field=key, reason="unknown top-level section", fix=fix, code="unknown_key")])
+        raise SpecError(
+            f"unknown spec key {key!r} for {skill.name} {action}",
+            field=key,
+            fix=fix,
+            issues=[Issue(field=key, reason="unknown top-level section", fix=fix, code="unknown_key")],
+        )
     set_dotted(spec, key, copy.deepcopy(value))
 
 
 def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str, Any]:
     """Dataset-role roots -> spec values (joined with the skill's per-action file names)."""
-    known_roles = {ds.source for ds in act.data_sources.values()} | {ds.fallback for ds in act.data_sources.values() if ds.fallback}
+    known_roles = {ds.source for ds in act.data_sources.values()} | {
+        ds.fallback for ds in act.data_sources.values() if ds.fallback
+    }
     unknown = sorted(set(roots) - known_roles)
     if unknown:
         fix = f"this action takes: {', '.join(sorted(known_roles)) or 'no dataset roles'}"
@@ -234,14 +256,26 @@ def _blank(value: Any) -> bool:
     return value in (None, "", MISSING)
 
 
-def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], *, results_dir: Path,
-                       parent: ParentJob | None, resume_from: Path | None, pretrained_model: str | None) -> None:
+def _apply_spec_params(
+    skill,
+    action,
+    spec,
+    out: BuiltSpec,
+    explicit: set[str],
+    *,
+    results_dir: Path,
+    parent: ParentJob | None,
+    resume_from: Path | None,
+    pretrained_model: str | None,
+) -> None:
     info = skill.info
     act = skill.action(action)
     results_dir = Path(results_dir)
     resume_path: str = ""
     if resume_from is not None:
-        choice = checkpoints.select_checkpoint(Path(resume_from), checkpoints.resume_rule(info), latest_alias=info.latest_checkpoint_alias)
+        choice = checkpoints.select_checkpoint(
+            Path(resume_from), checkpoints.resume_rule(info), latest_alias=info.latest_checkpoint_alias
+        )
         resume_path = str(choice.path)
     for key, fn in act.spec_params.items():
         if key in explicit:
@@ -269,7 +303,9 @@ def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], 
                 reason = f"results folder of parent job {parent.job_id}"
             else:
                 assert act.checkpoint is not None  # enforced by ActionInfo
-                choice = checkpoints.select_checkpoint(parent.results_dir, act.checkpoint, latest_alias=info.latest_checkpoint_alias)
+                choice = checkpoints.select_checkpoint(
+                    parent.results_dir, act.checkpoint, latest_alias=info.latest_checkpoint_alias
+                )
                 value = str(choice.path)
                 reason = f"{choice.reason} (parent job {parent.job_id})"
         elif fn == "resume_model":
@@ -277,8 +313,11 @@ def _apply_spec_params(skill, action, spec, out: BuiltSpec, explicit: set[str], 
             reason = "newest full training checkpoint of the resumed job" if resume_path else "no resume checkpoint"
         elif fn == "ptm_if_no_resume_model":
             value = "" if resume_path else (pretrained_model or "")
-            reason = "resume checkpoint present: pretrained model not used" if resume_path else (
-                "pretrained model given by caller" if pretrained_model else "no pretrained model")
+            reason = (
+                "resume checkpoint present: pretrained model not used"
+                if resume_path
+                else ("pretrained model given by caller" if pretrained_model else "no pretrained model")
+            )
         elif fn == "create_onnx_file":
             value = str(results_dir / "export" / f"{info.network_arch}.onnx")
             reason = "new ONNX path under this job's results_dir"
@@ -337,17 +376,25 @@ def _require_data_sources(act, spec: dict, skill_name: str) -> None:
         if ds.optional:
             continue
         value = get_dotted(spec, key, default=None)
-        empty = value in (None, "", MISSING) or (isinstance(value, list) and not [v for v in value if v not in (None, "", MISSING)])
+        empty = value in (None, "", MISSING) or (
+            isinstance(value, list) and not [v for v in value if v not in (None, "", MISSING)]
+        )
         if empty:
-            issues.append(Issue(
-                field=key,
-                reason=f"data source not set ({ds.source}/{ds.path})",
-                fix=f"pass data_sources={{'{ds.source}': '<folder holding {ds.path} or its extracted folder>'}} or override {key}",
-                code="required",
-            ))
+            issues.append(
+                Issue(
+                    field=key,
+                    reason=f"data source not set ({ds.source}/{ds.path})",
+                    fix=f"pass data_sources={{'{ds.source}': '<folder holding {ds.path} or its extracted folder>'}} or override {key}",
+                    code="required",
+                )
+            )
     if issues:
-        raise SpecError(f"{skill_name}: mandatory data source(s) missing: {', '.join(i.field for i in issues)}",
-                        issues=issues, field=issues[0].field, fix=issues[0].fix)
+        raise SpecError(
+            f"{skill_name}: mandatory data source(s) missing: {', '.join(i.field for i in issues)}",
+            issues=issues,
+            field=issues[0].field,
+            fix=issues[0].fix,
+        )
 
 
 __all__ = ["BuiltSpec", "ParentJob", "build_spec", "expand_shorthand", "ENCRYPTION_KEY_ENV"]

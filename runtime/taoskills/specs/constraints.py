@@ -19,20 +19,25 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from taoskills.dotted import get_dotted
 from taoskills.errors import Issue
+from taoskills.specs.dotted import get_dotted
 
 MISSING = "???"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _IMAGE_DIR_KEYS = ("image_dir", "images_dir", "cal_image_dir")
 _NUMBER_COND = re.compile(r"^\s*(>=|<=|!=|==|>|<)\s*(depends_on|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b, "!=": lambda a, b: a != b, "==": lambda a, b: a == b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "!=": lambda a, b: a != b,
+    "==": lambda a, b: a == b,
 }
 _DETR = ("dino", "grounding_dino")
 
@@ -100,12 +105,22 @@ def c1_num_select(ctx: _Ctx) -> list[Issue]:
     if sel is None or q is None:
         return []
     if sel > q:
-        return [_err("model.num_select", f"num_select {sel} is larger than model.num_queries {q}.",
-                     f"set model.num_select <= {q} (or raise model.num_queries).")]
+        return [
+            _err(
+                "model.num_select",
+                f"num_select {sel} is larger than model.num_queries {q}.",
+                f"set model.num_select <= {q} (or raise model.num_queries).",
+            )
+        ]
     n_cls = _num(_get(ctx.spec, "dataset.num_classes")) if ctx.network_arch == "dino" else None
     if n_cls is not None and sel >= q * n_cls:
-        return [_err("model.num_select", f"num_select {sel} is not < num_queries*num_classes = {q * n_cls}.",
-                     f"set model.num_select < {q * n_cls}.")]
+        return [
+            _err(
+                "model.num_select",
+                f"num_select {sel} is not < num_queries*num_classes = {q * n_cls}.",
+                f"set model.num_select < {q * n_cls}.",
+            )
+        ]
     return []
 
 
@@ -120,9 +135,13 @@ def c2_interm_indices(ctx: _Ctx) -> list[Issue]:
     idx, levels = _get(ctx.spec, "model.return_interm_indices"), _num(_get(ctx.spec, "model.num_feature_levels"))
     if not isinstance(idx, list) or levels is None or len(idx) == levels:
         return []
-    return [_err("model.return_interm_indices",
-                 f"{len(idx)} indices {idx} but model.num_feature_levels is {levels}; TAO needs one index per level.",
-                 f"give model.return_interm_indices exactly {levels} entries or set model.num_feature_levels to {len(idx)}.")]
+    return [
+        _err(
+            "model.return_interm_indices",
+            f"{len(idx)} indices {idx} but model.num_feature_levels is {levels}; TAO needs one index per level.",
+            f"give model.return_interm_indices exactly {levels} entries or set model.num_feature_levels to {len(idx)}.",
+        )
+    ]
 
 
 def c6_intervals(ctx: _Ctx) -> list[Issue]:
@@ -142,8 +161,13 @@ def c6_intervals(ctx: _Ctx) -> list[Issue]:
     for key in keys:
         v = _num(_get(ctx.spec, key))
         if v is not None and v > epochs:
-            out.append(_err(key, f"{key} {v} is larger than train.num_epochs {epochs}; TAO asserts at train start.",
-                            f"set {key} <= {epochs} (or raise train.num_epochs)."))
+            out.append(
+                _err(
+                    key,
+                    f"{key} {v} is larger than train.num_epochs {epochs}; TAO asserts at train start.",
+                    f"set {key} <= {epochs} (or raise train.num_epochs).",
+                )
+            )
     return out
 
 
@@ -161,8 +185,13 @@ def c7_gpu_count(ctx: _Ctx) -> list[Issue]:
     n, ids = _num(_get(ctx.spec, f"{section}.num_gpus")), _get(ctx.spec, f"{section}.gpu_ids")
     if n is None or not isinstance(ids, list) or n == len(ids):
         return []
-    return [_err(f"{section}.num_gpus", f"{section}.num_gpus is {n} but {section}.gpu_ids lists {len(ids)} GPU(s) {ids}.",
-                 f"set {section}.gpu_ids to {list(range(int(n)))} or {section}.num_gpus to {len(ids)}.")]
+    return [
+        _err(
+            f"{section}.num_gpus",
+            f"{section}.num_gpus is {n} but {section}.gpu_ids lists {len(ids)} GPU(s) {ids}.",
+            f"set {section}.gpu_ids to {list(range(int(n)))} or {section}.num_gpus to {len(ids)}.",
+        )
+    ]
 
 
 def c8_math_cond(ctx: _Ctx) -> list[Issue]:
@@ -197,8 +226,13 @@ def c8_math_cond(ctx: _Ctx) -> list[Issue]:
         else:
             bound, label = float(rhs), rhs
         if not _OPS[op](v, bound):
-            out.append(_err(key, f"{key} is {v} but TAO requires {key} {op} {label} (schema math_cond {cond!r}).",
-                            f"set {key} so that it is {op} {label}."))
+            out.append(
+                _err(
+                    key,
+                    f"{key} is {v} but TAO requires {key} {op} {label} (schema math_cond {cond!r}).",
+                    f"set {key} so that it is {op} {label}.",
+                )
+            )
     return out
 
 
@@ -222,22 +256,42 @@ def c9_schedule(ctx: _Ctx) -> list[Issue]:
         if sched == "MultiStep":
             steps = _get(ctx.spec, "train.optim.lr_steps")
             if isinstance(steps, list) and any((_num(s) or 0) > epochs for s in steps):
-                out.append(_warn("train.optim.lr_steps", f"lr_steps {steps} go beyond train.num_epochs {epochs}; those LR drops never happen.",
-                                 f"use lr_steps <= {epochs} (e.g. [{max(1, int(epochs * 0.8))}]) or raise train.num_epochs."))
+                out.append(
+                    _warn(
+                        "train.optim.lr_steps",
+                        f"lr_steps {steps} go beyond train.num_epochs {epochs}; those LR drops never happen.",
+                        f"use lr_steps <= {epochs} (e.g. [{max(1, int(epochs * 0.8))}]) or raise train.num_epochs.",
+                    )
+                )
         elif sched == "StepLR":
             size = _num(_get(ctx.spec, "train.optim.lr_step_size"))
             if size is not None and size > epochs:
-                out.append(_warn("train.optim.lr_step_size", f"lr_step_size {size} is larger than train.num_epochs {epochs}; the LR never drops.",
-                                 f"use lr_step_size <= {epochs} or raise train.num_epochs."))
+                out.append(
+                    _warn(
+                        "train.optim.lr_step_size",
+                        f"lr_step_size {size} is larger than train.num_epochs {epochs}; the LR never drops.",
+                        f"use lr_step_size <= {epochs} or raise train.num_epochs.",
+                    )
+                )
     if ctx.network_arch == "mae":
         ms = _get(ctx.spec, "train.optim.milestones")
         if sched == "MultiStep" and isinstance(ms, list) and any((_num(s) or 0) > epochs for s in ms):
-            out.append(_warn("train.optim.milestones", f"milestones {ms} go beyond train.num_epochs {epochs}; those LR drops never happen.",
-                             f"use milestones <= {epochs} or raise train.num_epochs."))
+            out.append(
+                _warn(
+                    "train.optim.milestones",
+                    f"milestones {ms} go beyond train.num_epochs {epochs}; those LR drops never happen.",
+                    f"use milestones <= {epochs} or raise train.num_epochs.",
+                )
+            )
         warm = _num(_get(ctx.spec, "train.optim.warmup_epochs"))
         if warm is not None and warm >= epochs:
-            out.append(_warn("train.optim.warmup_epochs", f"warmup_epochs {warm} is not < train.num_epochs {epochs}; training never leaves warm-up.",
-                             f"set train.optim.warmup_epochs < {epochs}."))
+            out.append(
+                _warn(
+                    "train.optim.warmup_epochs",
+                    f"warmup_epochs {warm} is not < train.num_epochs {epochs}; training never leaves warm-up.",
+                    f"set train.optim.warmup_epochs < {epochs}.",
+                )
+            )
     return out
 
 
@@ -257,8 +311,13 @@ def c10_nvdinov2_backbone(ctx: _Ctx) -> list[Issue]:
     if patch is not None and patch not in (14, 16):
         out.append(_err("model.backbone.patch_size", f"patch_size {patch} is not supported.", "use 14 or 16."))
     if not out and img is not None and patch is not None and img % patch:
-        out.append(_err("model.backbone.img_size", f"img_size {img} is not a multiple of patch_size {patch}.",
-                        "use patch_size 14 with img_size 518 or 224, or patch_size 16 with img_size 224."))
+        out.append(
+            _err(
+                "model.backbone.img_size",
+                f"img_size {img} is not a multiple of patch_size {patch}.",
+                "use patch_size 14 with img_size 518 or 224, or patch_size 16 with img_size 224.",
+            )
+        )
     return out
 
 
@@ -275,16 +334,31 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
     out = []
     stage = _get(ctx.spec, "train.stage")
     if ctx.action == "inference" and stage == "pretrain":
-        out.append(_warn("train.stage", "MAE inference classifies with a finetuned model, but train.stage is 'pretrain'.",
-                         "set train.stage: finetune and use a checkpoint from a finetune job."))
+        out.append(
+            _warn(
+                "train.stage",
+                "MAE inference classifies with a finetuned model, but train.stage is 'pretrain'.",
+                "set train.stage: finetune and use a checkpoint from a finetune job.",
+            )
+        )
     if ctx.trains() and stage == "finetune" and _num(_get(ctx.spec, "model.num_classes")) == 1:
-        out.append(_warn("model.num_classes", "finetune with model.num_classes 1 (the schema default; the TAO dataclass default is 1000).",
-                         "set model.num_classes to the number of classes in your dataset."))
+        out.append(
+            _warn(
+                "model.num_classes",
+                "finetune with model.num_classes 1 (the schema default; the TAO dataclass default is 1000).",
+                "set model.num_classes to the number of classes in your dataset.",
+            )
+        )
     arch = _get(ctx.spec, "model.arch")
     size = _num(_get(ctx.spec, "dataset.augmentation.input_size"))
     if isinstance(arch, str) and arch.startswith("convnextv2") and size is not None and size != 224:
-        out.append(_warn("dataset.augmentation.input_size", f"ConvNeXtV2 MAE uses a 224 mask grid; input_size is {size}.",
-                         "keep dataset.augmentation.input_size: 224 for convnextv2_* backbones."))
+        out.append(
+            _warn(
+                "dataset.augmentation.input_size",
+                f"ConvNeXtV2 MAE uses a 224 mask grid; input_size is {size}.",
+                "keep dataset.augmentation.input_size: 224 for convnextv2_* backbones.",
+            )
+        )
     return out
 
 
@@ -299,8 +373,13 @@ def c12_text_len(ctx: _Ctx) -> list[Issue]:
     n = _num(_get(ctx.spec, "model.max_text_len"))
     if n is None or n == 256:
         return []
-    return [_warn("model.max_text_len", f"max_text_len {n} differs from 256, the length pretrained Grounding DINO checkpoints use.",
-                  "keep model.max_text_len: 256 unless the model was trained with another length.")]
+    return [
+        _warn(
+            "model.max_text_len",
+            f"max_text_len {n} differs from 256, the length pretrained Grounding DINO checkpoints use.",
+            "keep model.max_text_len: 256 unless the model was trained with another length.",
+        )
+    ]
 
 
 def _walk(tree: Any, prefix: str = ""):
@@ -330,8 +409,13 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
         for i, v in enumerate(values):
             if isinstance(v, str) and v.lower().endswith(_ARCHIVE_SUFFIXES):
                 field = f"{path}[{i}]" if isinstance(value, list) else path
-                out.append(_err(field, f"{v!r} is an archive; TAO reads images from a folder.",
-                                "pass the extracted folder (tao-skills stages archives: give the archive as a data source, not as a spec value)."))
+                out.append(
+                    _err(
+                        field,
+                        f"{v!r} is an archive; TAO reads images from a folder.",
+                        "pass the extracted folder (tao-skills stages archives: give the archive as a data source, not as a spec value).",
+                    )
+                )
 
     for path, key, value in _walk(ctx.given):
         if key in _IMAGE_DIR_KEYS:
@@ -360,13 +444,24 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
             continue
         b = _num(_get(ctx.spec, key))
         if b is not None and b != -1 and b < 1:
-            out.append(_err(key, f"{key} {b} is neither -1 (dynamic) nor a positive batch size.", f"set {key}: -1 for dynamic shapes or a size >= 1."))
+            out.append(
+                _err(
+                    key,
+                    f"{key} {b} is neither -1 (dynamic) nor a positive batch size.",
+                    f"set {key}: -1 for dynamic shapes or a size >= 1.",
+                )
+            )
     if ctx.action == "gen_trt_engine":
         t = "gen_trt_engine.tensorrt."
         lo, opt, hi = (_num(_get(ctx.spec, t + k)) for k in ("min_batch_size", "opt_batch_size", "max_batch_size"))
         if None not in (lo, opt, hi) and not (lo <= opt <= hi):
-            out.append(_err(t + "opt_batch_size", f"TensorRT batch profile min {lo} / opt {opt} / max {hi} is not ordered.",
-                            "set min_batch_size <= opt_batch_size <= max_batch_size."))
+            out.append(
+                _err(
+                    t + "opt_batch_size",
+                    f"TensorRT batch profile min {lo} / opt {opt} / max {hi} is not ordered.",
+                    "set min_batch_size <= opt_batch_size <= max_batch_size.",
+                )
+            )
     return out
 
 
@@ -381,8 +476,13 @@ def c15_sampler(ctx: _Ctx) -> list[Issue]:
     sampler, dtype = _get(ctx.spec, "dataset.train_sampler"), _get(ctx.spec, "dataset.dataset_type")
     if sampler in (_NOT_SET, "default_sampler") or dtype in (_NOT_SET, "default"):
         return []
-    return [_warn("dataset.train_sampler", f"train_sampler {sampler!r} is ignored with dataset_type {dtype!r}.",
-                  "set dataset.dataset_type: default to use this sampler, or leave train_sampler: default_sampler.")]
+    return [
+        _warn(
+            "dataset.train_sampler",
+            f"train_sampler {sampler!r} is ignored with dataset_type {dtype!r}.",
+            "set dataset.dataset_type: default to use this sampler, or leave train_sampler: default_sampler.",
+        )
+    ]
 
 
 def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
@@ -399,15 +499,30 @@ def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
     for key in ("model.pretrained_backbone_path", "train.resume_training_checkpoint_path"):
         v = _get(ctx.given, key)
         if v not in (_NOT_SET, None, ""):
-            out.append(_warn(key, f"{key} is set but the {ctx.action} action does not use it (TAO drops it).",
-                             f"remove {key} from the {ctx.action} spec."))
+            out.append(
+                _warn(
+                    key,
+                    f"{key} is set but the {ctx.action} action does not use it (TAO drops it).",
+                    f"remove {key} from the {ctx.action} spec.",
+                )
+            )
     return out
 
 
 RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
-    c1_num_select, c2_interm_indices, c6_intervals, c7_gpu_count, c8_math_cond, c9_schedule,
-    c10_nvdinov2_backbone, c11_mae_stage, c12_text_len, c13_archives, c14_batch_and_channels,
-    c15_sampler, c16_dropped_keys,
+    c1_num_select,
+    c2_interm_indices,
+    c6_intervals,
+    c7_gpu_count,
+    c8_math_cond,
+    c9_schedule,
+    c10_nvdinov2_backbone,
+    c11_mae_stage,
+    c12_text_len,
+    c13_archives,
+    c14_batch_and_channels,
+    c15_sampler,
+    c16_dropped_keys,
 )
 
 

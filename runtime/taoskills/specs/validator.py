@@ -38,13 +38,14 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from taoskills.dotted import delete_dotted, get_dotted
 from taoskills.errors import Issue, SpecError
+from taoskills.specs.dotted import delete_dotted, get_dotted
 
 MISSING = "???"
 _INTERPOLATION = re.compile(r"\$\{[^}]*\}")
@@ -55,10 +56,25 @@ ACTION_SECTIONS = frozenset(
 )
 _LIST_TYPES = frozenset({"list", "list_1_backbone", "list_1_normal", "list_2", "list_3", "subset_list", "optional_list", "array"})
 _OBJECT_TYPES = frozenset({"collection", "dict", "object"})
-_SCALAR_TYPES = {"int": "integer", "integer": "integer", "float": "number", "number": "number", "bool": "boolean",
-                 "boolean": "boolean", "string": "string", "str": "string"}
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string",
-               "array": "a list", "object": "a mapping (section)", "null": "null"}
+_SCALAR_TYPES = {
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "string": "string",
+    "str": "string",
+}
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping (section)",
+    "null": "null",
+}
 _BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 
 
@@ -147,9 +163,12 @@ def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
     key = _digest(tao_schema)
     hit = _CACHE.get(key)
     if hit is None:
-        root = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-                "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
-                "additionalProperties": False}
+        root = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
+            "additionalProperties": False,
+        }
         hit = (root, _TaoValidator(root))
         if len(_CACHE) > 128:
             _CACHE.clear()
@@ -247,9 +266,14 @@ def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], 
                 changed, new = _coerce(node, v)
                 if changed:
                     field = _fmt_path(sub)
-                    notes.append(Issue(field, f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
-                                       f"write {field}: {json.dumps(new)} with the right type "
-                                       "(YAML reads 1e-4 as a string; write 1.0e-4)", code="warning"))
+                    notes.append(
+                        Issue(
+                            field,
+                            f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
+                            f"write {field}: {json.dumps(new)} with the right type (YAML reads 1e-4 as a string; write 1.0e-4)",
+                            code="warning",
+                        )
+                    )
                     v = new
             out[k] = _prepare(tao_schema, v, sub, missing, notes)
         return out
@@ -273,8 +297,10 @@ def _did_you_mean(tao_schema: dict, parent: list[Any], key: str) -> tuple[str, s
         meta = tao_schema.get("x_tao_schema") or {}
         if key in (meta.get("sections_not_read") or []):
             act = meta.get("action", "this")
-            return (f"section '{key}' is not read by the {act} action (TAO Core drops it from the {act} schema).",
-                    f"remove '{key}' from this spec (it belongs to the {key} action's spec).")
+            return (
+                f"section '{key}' is not read by the {act} action (TAO Core drops it from the {act} schema).",
+                f"remove '{key}' from this spec (it belongs to the {key} action's spec).",
+            )
     placed = sorted(k for k in _all_keys(tao_schema) if k.rsplit(".", 1)[-1] == key)
     if not placed:
         lasts: dict[str, list[str]] = {}
@@ -299,7 +325,11 @@ def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list
     field = _fmt_path(parts)
     node = _node_at(tao_schema, parts) or {}
     default = node.get("default")
-    dflt = f" (schema default: {json.dumps(default, allow_nan=True)})" if "default" in node and not isinstance(default, (dict, list)) else ""
+    dflt = (
+        f" (schema default: {json.dumps(default, allow_nan=True)})"
+        if "default" in node and not isinstance(default, (dict, list))
+        else ""
+    )
     v = err.instance
     if err.validator == "additionalProperties":
         allowed = set((err.schema.get("properties") or {}).keys())
@@ -310,8 +340,11 @@ def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list
         return issues
     if err.validator == "type":
         expected = _describe_expected(err.schema)
-        return [Issue(field, f"expected {expected}, got {v!r} ({type(v).__name__}).",
-                      f"set {field} to {expected}{dflt}.", code="type")]
+        return [
+            Issue(
+                field, f"expected {expected}, got {v!r} ({type(v).__name__}).", f"set {field} to {expected}{dflt}.", code="type"
+            )
+        ]
     if err.validator == "enum":
         options = [o for o in err.validator_value if o is not None]
         fix = f"use one of {options}"
@@ -323,11 +356,23 @@ def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list
     if err.validator in ("minimum", "maximum"):
         word = "below the minimum" if err.validator == "minimum" else "above the maximum"
         op = ">=" if err.validator == "minimum" else "<="
-        return [Issue(field, f"{v!r} is {word} {err.validator_value} (TAO schema bound).",
-                      f"set {field} {op} {err.validator_value}{dflt}.", code="bound")]
+        return [
+            Issue(
+                field,
+                f"{v!r} is {word} {err.validator_value} (TAO schema bound).",
+                f"set {field} {op} {err.validator_value}{dflt}.",
+                code="bound",
+            )
+        ]
     if err.validator == "pattern":
-        return [Issue(field, f"{v!r} does not match the pattern {err.validator_value!r}.",
-                      f"give {field} a value matching {err.validator_value!r}{dflt}.", code="pattern")]
+        return [
+            Issue(
+                field,
+                f"{v!r} does not match the pattern {err.validator_value!r}.",
+                f"give {field} a value matching {err.validator_value!r}{dflt}.",
+                code="pattern",
+            )
+        ]
     return [Issue(field, err.message, f"fix {field} to satisfy the schema{dflt}.", code="invalid")]
 
 
@@ -349,12 +394,16 @@ def sections_read(tao_schema: dict, action: str | None) -> set[str]:
     return read
 
 
-def _missing_issues(tao_schema: dict, spec: dict, missing: list[str], action: str | None, container: str,
-                    required_keys: Iterable[str] | None) -> list[Issue]:
+def _missing_issues(
+    tao_schema: dict, spec: dict, missing: list[str], action: str | None, container: str, required_keys: Iterable[str] | None
+) -> list[Issue]:
     def issue(key: str) -> Issue:
-        return Issue(key, 'required value not set ("???" is Hydra MISSING, or the key is empty).',
-                     f"set {key} (the spec builder fills it from a parent job or a data source when one is given).",
-                     code="missing")
+        return Issue(
+            key,
+            'required value not set ("???" is Hydra MISSING, or the key is empty).',
+            f"set {key} (the spec builder fills it from a parent job or a data source when one is given).",
+            code="missing",
+        )
 
     if required_keys is not None:
         out = []
@@ -406,7 +455,14 @@ def validate_spec(
     from taoskills.specs import constraints
 
     if not isinstance(spec, dict):
-        return [Issue("<spec>", f"a spec must be a mapping, got {type(spec).__name__}.", "pass the spec as a nested mapping (YAML).", code="type")]
+        return [
+            Issue(
+                "<spec>",
+                f"a spec must be a mapping, got {type(spec).__name__}.",
+                "pass the spec as a nested mapping (YAML).",
+                code="type",
+            )
+        ]
     network_arch, tao_action, container = _resolve(schema, network_arch, action)
     missing: list[str] = []
     notes: list[Issue] = []
@@ -453,7 +509,5 @@ def assert_valid(schema: dict, spec: dict, **kwargs: Any) -> list[Issue]:
     if errors:
         first = errors[0]
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SpecError(f"spec is invalid: {first.field}: {first.reason}{more}", field=first.field, fix=first.fix,
-                        issues=errors)
+        raise SpecError(f"spec is invalid: {first.field}: {first.reason}{more}", field=first.field, fix=first.fix, issues=errors)
     return [i for i in issues if i.code == "warning"]
-

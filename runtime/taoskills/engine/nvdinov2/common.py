@@ -19,16 +19,20 @@ def pick_device(*, want_gpu: bool, gpu_id: int, num_gpus: int = 1, field: str) -
     ``num_gpus > 1`` raises NotSupported (single-device inference/export only).
     """
     if num_gpus > 1:
-        raise NotSupported(f"{field}={num_gpus}: the built-in engine runs this action on one device.",
-                           field=field, fix=f"set {field}=1.")
+        raise NotSupported(
+            f"{field}={num_gpus}: the built-in engine runs this action on one device.", field=field, fix=f"set {field}=1."
+        )
     if not want_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         log.warning("No CUDA GPU found: running on the CPU.")
         return torch.device("cpu")
     if gpu_id >= torch.cuda.device_count():
-        raise PreflightError(f"GPU {gpu_id} does not exist (this host has {torch.cuda.device_count()}).",
-                             field=field, fix="use a GPU id from 0 to device_count-1.")
+        raise PreflightError(
+            f"GPU {gpu_id} does not exist (this host has {torch.cuda.device_count()}).",
+            field=field,
+            fix="use a GPU id from 0 to device_count-1.",
+        )
     return torch.device(f"cuda:{gpu_id}")
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from taoskills.errors import Issue, PreflightError
 
@@ -40,11 +41,11 @@ def list_images(images_dir: str | Path, *, field: str) -> list[Path]:
             fix=f"extract it (e.g. tar -xzf {path.name}) and pass the extracted folder.",
         )
     if not path.exists():
-        raise PreflightError(f"{field}={path} does not exist.", field=field,
-                             fix="pass an existing folder of images.")
+        raise PreflightError(f"{field}={path} does not exist.", field=field, fix="pass an existing folder of images.")
     if not path.is_dir():
-        raise PreflightError(f"{field}={path} is a file, not a folder.", field=field,
-                             fix="pass the folder that holds the images.")
+        raise PreflightError(
+            f"{field}={path} is a file, not a folder.", field=field, fix="pass the folder that holds the images."
+        )
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
         archives = sorted(p.name for p in path.rglob("*") if p.is_file() and _is_archive(p))
@@ -67,14 +68,22 @@ def check_readable(files: Sequence[Path], *, field: str) -> list[tuple[int, int]
             with Image.open(f) as im:
                 sizes.append(im.size)
         except Exception as exc:  # PIL raises several types for corrupt files
-            bad.append(Issue(str(f), f"cannot be read as an image ({type(exc).__name__}: {exc}).",
-                             "delete or replace the file.", "unreadable"))
+            bad.append(
+                Issue(
+                    str(f),
+                    f"cannot be read as an image ({type(exc).__name__}: {exc}).",
+                    "delete or replace the file.",
+                    "unreadable",
+                )
+            )
     if bad:
         names = ", ".join(Path(i.field).name for i in bad[:5])
         raise PreflightError(
             f"{len(bad)} of {len(files)} files under {field} cannot be read as images: {names}"
             + (" ..." if len(bad) > 5 else ""),
-            field=field, fix="remove or replace the listed files.", issues=bad[:50],
+            field=field,
+            fix="remove or replace the listed files.",
+            issues=bad[:50],
         )
     return sizes
 
@@ -87,8 +96,9 @@ def load_rgb(path: Path):
         with Image.open(path) as im:
             return im.convert("RGB")
     except Exception as exc:
-        raise PreflightError(f"Image {path} cannot be decoded: {exc}", field=str(path),
-                             fix="remove or replace the file.") from exc
+        raise PreflightError(
+            f"Image {path} cannot be decoded: {exc}", field=str(path), fix="remove or replace the file."
+        ) from exc
 
 
 def to_tensor(img):
@@ -103,8 +113,7 @@ def to_tensor(img):
     return (t - mean) / std
 
 
-def random_resized_crop(img, size: int, scale: Sequence[float], rng: random.Random,
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)):
+def random_resized_crop(img, size: int, scale: Sequence[float], rng: random.Random, ratio: tuple[float, float] = (3 / 4, 4 / 3)):
     """Crop a random area fraction in ``scale`` and aspect in ``ratio``, resize to size×size (bicubic)."""
     from PIL import Image
 
@@ -179,11 +188,21 @@ class MultiCropDataset:
         t = self.t
         rng = random.Random(random.getrandbits(64))
         img = load_rgb(self.files[i])
-        glob = [augment(img, t["global_crops_size"], t["global_crops_scale"], rng,
-                        blur_p=1.0 if k == 0 else 0.1, solarize_p=0.2 if k == 1 else 0.0)
-                for k in range(t["n_global_crops"])]
-        loc = [augment(img, t["local_crops_size"], t["local_crops_scale"], rng, blur_p=0.5, solarize_p=0.0)
-               for _ in range(t["n_local_crops"])]
+        glob = [
+            augment(
+                img,
+                t["global_crops_size"],
+                t["global_crops_scale"],
+                rng,
+                blur_p=1.0 if k == 0 else 0.1,
+                solarize_p=0.2 if k == 1 else 0.0,
+            )
+            for k in range(t["n_global_crops"])
+        ]
+        loc = [
+            augment(img, t["local_crops_size"], t["local_crops_scale"], rng, blur_p=0.5, solarize_p=0.0)
+            for _ in range(t["n_local_crops"])
+        ]
         return {"global": glob, "local": loc}
 
 
@@ -206,7 +225,7 @@ def block_mask(h: int, w: int, n_mask: int, rng: random.Random, min_block: int =
         if not (1 <= bh <= h and 1 <= bw <= w):
             continue
         y, x = rng.randint(0, h - bh), rng.randint(0, w - bw)
-        region = mask[y:y + bh, x:x + bw]
+        region = mask[y : y + bh, x : x + bw]
         new = int((~region).sum())
         if 0 < new <= remaining:
             region[:] = True
@@ -227,8 +246,15 @@ class Collate:
     no masks (``model.distill.disable_masking``).
     """
 
-    def __init__(self, patch_size: int, global_size: int, *, masking: bool = True,
-                 mask_ratio: tuple[float, float] = (0.1, 0.5), mask_probability: float = 0.5) -> None:
+    def __init__(
+        self,
+        patch_size: int,
+        global_size: int,
+        *,
+        masking: bool = True,
+        mask_ratio: tuple[float, float] = (0.1, 0.5),
+        mask_probability: float = 0.5,
+    ) -> None:
         self.grid = global_size // patch_size
         self.masking = masking
         self.mask_ratio = mask_ratio

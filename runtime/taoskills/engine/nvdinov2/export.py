@@ -40,7 +40,7 @@ class ExportWrapper(torch.nn.Module):
 
     def forward(self, x: torch.Tensor):
         out = self.backbone(pixel_values=x)
-        return out.pooler_output, out.last_hidden_state[:, self.n_pre:]
+        return out.pooler_output, out.last_hidden_state[:, self.n_pre :]
 
 
 def _export(wrapper, x, path: Path, *, dynamo: bool, opset: int, dynamic: bool, verbose: bool, big: bool) -> None:
@@ -71,14 +71,20 @@ def run(ctx: ActionContext) -> dict[str, float]:
             f"export.opset_version={opset} cannot be honoured for a backbone with register tokens: "
             "Dinov2WithRegisters exports only through the dynamo exporter, which emits opset 18 and converts "
             f"down to {DYNAMO_MIN_OPSET} at the lowest.",
-            field="export.opset_version", fix=f"set export.opset_version to {DYNAMO_MIN_OPSET} or higher.")
+            field="export.opset_version",
+            fix=f"set export.opset_version to {DYNAMO_MIN_OPSET} or higher.",
+        )
     use_sdpa = cfg["train"]["use_custom_attention"] and opset >= SDPA_MIN_OPSET
     if cfg["train"]["use_custom_attention"] and not use_sdpa:
-        log.info("export.opset_version=%d < %d: tracing attention with the eager kernel (same function as SDPA).",
-                 opset, SDPA_MIN_OPSET)
+        log.info(
+            "export.opset_version=%d < %d: tracing attention with the eager kernel (same function as SDPA).",
+            opset,
+            SDPA_MIN_OPSET,
+        )
     device = pick_device(want_gpu=not ex["on_cpu"], gpu_id=ex["gpu_id"], field="export.gpu_id")
-    backbone = load_student(cfg, str(ex["checkpoint"]), field="export.checkpoint",
-                            attn="sdpa" if use_sdpa else "eager").to(device)
+    backbone = load_student(cfg, str(ex["checkpoint"]), field="export.checkpoint", attn="sdpa" if use_sdpa else "eager").to(
+        device
+    )
     wrapper = ExportWrapper(backbone).eval()
     dynamic = ex["batch_size"] == -1
     trace_b = 2 if dynamic else ex["batch_size"]
@@ -89,23 +95,35 @@ def run(ctx: ActionContext) -> dict[str, float]:
     path.parent.mkdir(parents=True, exist_ok=True)
     big = sum(p.numel() for p in backbone.parameters()) * 4 > 1.8e9
     exporter = "dynamo" if registers else "torchscript"
-    log.info("exporting with the %s exporter, opset %d, %s batch, input %dx%d", exporter, opset,
-             "dynamic" if dynamic else f"fixed {trace_b}", h, w)
+    log.info(
+        "exporting with the %s exporter, opset %d, %s batch, input %dx%d",
+        exporter,
+        opset,
+        "dynamic" if dynamic else f"fixed {trace_b}",
+        h,
+        w,
+    )
     try:
         with torch.no_grad():
             _export(wrapper, x, path, dynamo=registers, opset=opset, dynamic=dynamic, verbose=ex["verbose"], big=big)
     except Exception as exc:
         text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if "opset" in str(exc).lower() or "UnsupportedOperator" in type(exc).__name__:
-            raise SpecError(f"ONNX export failed at export.opset_version={opset}: {text}",
-                            field="export.opset_version", fix="set export.opset_version=17.") from exc
+            raise SpecError(
+                f"ONNX export failed at export.opset_version={opset}: {text}",
+                field="export.opset_version",
+                fix="set export.opset_version=17.",
+            ) from exc
         raise
     got = onnx.load(str(path), load_external_data=False)
     file_opset = next((o.version for o in got.opset_import if o.domain in ("", "ai.onnx")), None)
     if file_opset != opset:
         path.unlink(missing_ok=True)
-        raise SpecError(f"The exporter could not produce opset {opset} (it produced {file_opset}).",
-                        field="export.opset_version", fix=f"set export.opset_version={file_opset}.")
+        raise SpecError(
+            f"The exporter could not produce opset {opset} (it produced {file_opset}).",
+            field="export.opset_version",
+            fix=f"set export.opset_version={file_opset}.",
+        )
     check_b = 3 if dynamic else trace_b
     xc = torch.randn(check_b, 3, h, w, generator=gen)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -114,13 +132,17 @@ def run(ctx: ActionContext) -> dict[str, float]:
         ref = [t.float().cpu().numpy() for t in wrapper.to("cpu")(xc)]
     diff = max(float(np.abs(a - b).max()) for a, b in zip(onnx_out, ref))
     shapes = {o.name: list(a.shape) for o, a in zip(sess.get_outputs(), onnx_out)}
-    msg = (f"Exported {path} (opset {opset}, {exporter} exporter); onnxruntime vs PyTorch on a batch of {check_b}: "
-           f"max abs diff {diff:.3g}, outputs {shapes}.")
+    msg = (
+        f"Exported {path} (opset {opset}, {exporter} exporter); onnxruntime vs PyTorch on a batch of {check_b}: "
+        f"max abs diff {diff:.3g}, outputs {shapes}."
+    )
     log.info(msg)
     ctx.status.write("RUNNING", msg, kpi={"onnx_max_abs_diff": diff})
     if not diff < TOLERANCE:
-        raise TaoSkillsError(f"ONNX output differs from PyTorch by {diff:.3g} (tolerance {TOLERANCE}).",
-                             field="export.onnx_file",
-                             fix="try export.opset_version=17 or 18 and train.use_custom_attention=false; "
-                                 "report the model settings if it persists.")
+        raise TaoSkillsError(
+            f"ONNX output differs from PyTorch by {diff:.3g} (tolerance {TOLERANCE}).",
+            field="export.onnx_file",
+            fix="try export.opset_version=17 or 18 and train.use_custom_attention=false; "
+            "report the model settings if it persists.",
+        )
     return {"onnx_max_abs_diff": diff}

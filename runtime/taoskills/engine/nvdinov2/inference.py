@@ -64,13 +64,13 @@ def run(ctx: ActionContext) -> dict[str, float] | None:
     images_dir = Path(str(cfg["dataset"]["test_dataset"]["images_dir"])).expanduser()
     files = D.list_images(images_dir, field="dataset.test_dataset.images_dir")
     D.check_readable(files, field="dataset.test_dataset.images_dir")
-    device = pick_device(want_gpu=True, gpu_id=(inf["gpu_ids"] or [0])[0], num_gpus=inf["num_gpus"],
-                         field="inference.num_gpus")
+    device = pick_device(want_gpu=True, gpu_id=(inf["gpu_ids"] or [0])[0], num_gpus=inf["num_gpus"], field="inference.num_gpus")
     backbone = load_student(cfg, str(inf["checkpoint"]), field="inference.checkpoint").to(device)
     bs = inf["batch_size"] if inf["batch_size"] > 0 else cfg["dataset"]["batch_size"]
     size, patch = bb["img_size"], bb["patch_size"]
-    loader = torch.utils.data.DataLoader(_EvalSet(files, size), batch_size=bs, shuffle=False,
-                                         num_workers=min(cfg["dataset"]["workers"], os.cpu_count() or 1))
+    loader = torch.utils.data.DataLoader(
+        _EvalSet(files, size), batch_size=bs, shuffle=False, num_workers=min(cfg["dataset"]["workers"], os.cpu_count() or 1)
+    )
     n_pre = M.num_prefix_tokens(backbone)
     grid = (size // patch, size // patch)
     vis_dir = ctx.results_dir / "visualizations"

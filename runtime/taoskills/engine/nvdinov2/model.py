@@ -42,9 +42,15 @@ def build_backbone(cfg: dict[str, Any], *, drop_path: float | None = None, attn:
     arch = BACKBONES[bb["student_type"]]
     attn = attn or ("sdpa" if cfg["train"]["use_custom_attention"] else "eager")
     kw = dict(
-        hidden_size=arch["embed_dim"], num_hidden_layers=arch["depth"], num_attention_heads=arch["num_heads"],
-        mlp_ratio=4, patch_size=bb["patch_size"], image_size=bb["img_size"], layerscale_value=LAYERSCALE_INIT,
-        drop_path_rate=bb["drop_path_rate"] if drop_path is None else drop_path, use_swiglu_ffn=False,
+        hidden_size=arch["embed_dim"],
+        num_hidden_layers=arch["depth"],
+        num_attention_heads=arch["num_heads"],
+        mlp_ratio=4,
+        patch_size=bb["patch_size"],
+        image_size=bb["img_size"],
+        layerscale_value=LAYERSCALE_INIT,
+        drop_path_rate=bb["drop_path_rate"] if drop_path is None else drop_path,
+        use_swiglu_ffn=False,
     )
     if bb["num_register_tokens"] > 0:
         conf = Dinov2WithRegistersConfig(num_register_tokens=bb["num_register_tokens"], **kw)
@@ -60,8 +66,7 @@ def num_prefix_tokens(backbone: nn.Module) -> int:
 class DINOHead(nn.Module):
     """MLP -> L2 norm -> weight-normalised prototypes. Input [N, D] -> logits [N, K]."""
 
-    def __init__(self, in_dim: int, out_dim: int, num_layers: int = 3, hidden_dim: int = 2048,
-                 bottleneck_dim: int = 384) -> None:
+    def __init__(self, in_dim: int, out_dim: int, num_layers: int = 3, hidden_dim: int = 2048, bottleneck_dim: int = 384) -> None:
         super().__init__()
         if num_layers == 1:
             layers: list[nn.Module] = [nn.Linear(in_dim, bottleneck_dim)]
@@ -188,8 +193,12 @@ def param_groups(backbone: nn.Module, head: nn.Module, layerwise_decay: float) -
         no_wd = p.ndim < 2 or "token" in name or "position_embeddings" in name or "original0" in name
         key = (layer_id, no_wd, last)
         if key not in groups:
-            groups[key] = {"params": [], "lr_multiplier": layerwise_decay ** (depth + 1 - layer_id),
-                           "wd_multiplier": 0.0 if no_wd else 1.0, "is_last_layer": last}
+            groups[key] = {
+                "params": [],
+                "lr_multiplier": layerwise_decay ** (depth + 1 - layer_id),
+                "wd_multiplier": 0.0 if no_wd else 1.0,
+                "is_last_layer": last,
+            }
         groups[key]["params"].append(p)
 
     for name, p in backbone.named_parameters():
@@ -216,8 +225,10 @@ def describe_weights(sd: dict[str, torch.Tensor]) -> str:
     except (KeyError, ValueError, IndexError):
         return "not a DINOv2 backbone state dict"
     names = [n for n, a in BACKBONES.items() if a["embed_dim"] == dim and a["depth"] == depth]
-    return (f"{names[0] if names else 'unknown ViT'} (embed_dim {dim}, {depth} blocks), patch_size {patch}, "
-            f"img_size {int(round(math.sqrt(grid))) * patch}, num_register_tokens {regs}")
+    return (
+        f"{names[0] if names else 'unknown ViT'} (embed_dim {dim}, {depth} blocks), patch_size {patch}, "
+        f"img_size {int(round(math.sqrt(grid))) * patch}, num_register_tokens {regs}"
+    )
 
 
 LIGHTNING_KEYS = ("state_dict", "optimizer_states", "lr_schedulers", "pytorch-lightning_version", "loops")
@@ -229,14 +240,19 @@ def load_checkpoint_file(path: str, *, field: str) -> dict[str, Any]:
 
     p = Path(path).expanduser()
     if not p.is_file():
-        raise SpecError(f"{field}={path} does not exist.", field=field,
-                        fix="pass an existing checkpoint file (see the train job's results_dir/train).")
+        raise SpecError(
+            f"{field}={path} does not exist.",
+            field=field,
+            fix="pass an existing checkpoint file (see the train job's results_dir/train).",
+        )
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise SpecError(
             f"{field}={path} cannot be loaded as a weights file ({type(exc).__name__}: {str(exc)[:200]}).",
-            field=field, fix="pass a student_epoch_*.pth file written by NVDINOv2 train.") from exc
+            field=field,
+            fix="pass a student_epoch_*.pth file written by NVDINOv2 train.",
+        ) from exc
 
 
 def backbone_weights(path: str, *, field: str) -> dict[str, torch.Tensor]:
@@ -253,14 +269,17 @@ def backbone_weights(path: str, *, field: str) -> dict[str, torch.Tensor]:
             f"state_dict, optimizer state and scheduler state ({found}). Inference and export take the "
             "student_epoch_*.pth weights file, not model_epoch_*.pth or nvdinov2_model_latest.pth.",
             field=field,
-            fix="pass the student_epoch_*.pth file next to it; keep model_epoch_*.pth for "
-                "train.resume_training_checkpoint_path.")
+            fix="pass the student_epoch_*.pth file next to it; keep model_epoch_*.pth for train.resume_training_checkpoint_path.",
+        )
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SpecError(f"{field}={path} is not a state dict of tensors.", field=field,
-                        fix="pass a student_epoch_*.pth file written by NVDINOv2 train.")
+        raise SpecError(
+            f"{field}={path} is not a state dict of tensors.",
+            field=field,
+            fix="pass a student_epoch_*.pth file written by NVDINOv2 train.",
+        )
     for prefix in ("student.backbone.", "teacher.backbone.", "backbone."):
         if obj and all(k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 
@@ -271,14 +290,20 @@ def load_backbone_weights(backbone: nn.Module, sd: dict[str, torch.Tensor], *, f
     unexpected = sorted(set(sd) - set(own))
     shapes = sorted(k for k in set(own) & set(sd) if own[k].shape != sd[k].shape)
     if missing or unexpected or shapes:
-        detail = "; ".join(x for x in (
-            f"missing keys e.g. {missing[:3]}" if missing else "",
-            f"unexpected keys e.g. {unexpected[:3]}" if unexpected else "",
-            f"shape mismatch e.g. {shapes[:3]}" if shapes else "") if x)
+        detail = "; ".join(
+            x
+            for x in (
+                f"missing keys e.g. {missing[:3]}" if missing else "",
+                f"unexpected keys e.g. {unexpected[:3]}" if unexpected else "",
+                f"shape mismatch e.g. {shapes[:3]}" if shapes else "",
+            )
+            if x
+        )
         raise SpecError(
             f"{field} does not match the model built from the spec ({detail}). The file holds "
             f"{describe_weights(sd)}; the spec builds {describe_weights(own)}.",
             field=field,
             fix="set model.backbone.student_type/teacher_type, patch_size, img_size and num_register_tokens "
-                "to the values used for train.")
+            "to the values used for train.",
+        )
     backbone.load_state_dict(sd, strict=True)

@@ -33,64 +33,127 @@ DEFAULTS: dict[str, Any] = {
     "encryption_key": None,
     "results_dir": "",
     "wandb": {
-        "enable": True, "project": "TAO Toolkit", "entity": "", "group": "",
-        "tags": ["training", "tao-toolkit"], "reinit": False, "sync_tensorboard": False,
-        "save_code": False, "name": "TAO Toolkit training experiment", "run_id": "",
+        "enable": True,
+        "project": "TAO Toolkit",
+        "entity": "",
+        "group": "",
+        "tags": ["training", "tao-toolkit"],
+        "reinit": False,
+        "sync_tensorboard": False,
+        "save_code": False,
+        "name": "TAO Toolkit training experiment",
+        "run_id": "",
     },
     "model": {
         "distill": {"enable": False, "disable_masking": False, "pretrained_non_distill_pl_model_path": None},
         "backbone": {
-            "teacher_type": "vit_l", "student_type": "vit_l", "num_register_tokens": 0,
-            "drop_path_rate": 0.4, "patch_size": 14, "img_size": 518,
+            "teacher_type": "vit_l",
+            "student_type": "vit_l",
+            "num_register_tokens": 0,
+            "drop_path_rate": 0.4,
+            "patch_size": 14,
+            "img_size": 518,
         },
         "head": {"num_layers": 3, "hidden_dim": 2048, "bottleneck_dim": 384},
     },
     "dataset": {
         "train_dataset": {"images_dir": ""},
         "test_dataset": {"images_dir": ""},
-        "batch_size": 4, "pin_memory": True, "workers": 8,
+        "batch_size": 4,
+        "pin_memory": True,
+        "workers": 8,
         "transform": {
-            "n_global_crops": 2, "global_crops_scale": [0.32, 1.0], "global_crops_size": 224,
-            "n_local_crops": 8, "local_crops_scale": [0.05, 0.32], "local_crops_size": 98,
+            "n_global_crops": 2,
+            "global_crops_scale": [0.32, 1.0],
+            "global_crops_size": 224,
+            "n_local_crops": 8,
+            "local_crops_scale": [0.05, 0.32],
+            "local_crops_size": 98,
         },
     },
     "train": {
-        "num_gpus": 1, "gpu_ids": [0], "num_nodes": 1, "seed": 1234,
+        "num_gpus": 1,
+        "gpu_ids": [0],
+        "num_nodes": 1,
+        "seed": 1234,
         "cudnn": {"benchmark": False, "deterministic": True},
-        "num_epochs": 10, "checkpoint_interval": 1, "checkpoint_interval_unit": "epoch",
-        "validation_interval": 1, "resume_training_checkpoint_path": None, "results_dir": None,
+        "num_epochs": 10,
+        "checkpoint_interval": 1,
+        "checkpoint_interval_unit": "epoch",
+        "validation_interval": 1,
+        "resume_training_checkpoint_path": None,
+        "results_dir": None,
         "checkpointer": {
-            "enable_topk": False, "replace_periodic": False, "monitor": None, "mode": None,
-            "save_top_k": 1, "filename": "model_best_{epoch:03d}", "dirpath": None,
+            "enable_topk": False,
+            "replace_periodic": False,
+            "monitor": None,
+            "mode": None,
+            "save_top_k": 1,
+            "filename": "model_best_{epoch:03d}",
+            "dirpath": None,
             "auto_insert_metric_name": False,
         },
-        "pretrained_model_path": None, "layerwise_decay": 1.0, "clip_grad_norm": 3.0,
-        "num_prototypes": 131072, "precision": "16-mixed", "use_custom_attention": True,
+        "pretrained_model_path": None,
+        "layerwise_decay": 1.0,
+        "clip_grad_norm": 3.0,
+        "num_prototypes": 131072,
+        "precision": "16-mixed",
+        "use_custom_attention": True,
         "schedulers": {
             "learning_rate": {**_SCHED, "val_base": 7.07e-6, "warm_up_steps": 100000},
-            "last_layer_learning_rate": {**_SCHED, "val_base": 7.07e-6, "warm_up_steps": 100000,
-                                         "freeze_steps": 1250},
+            "last_layer_learning_rate": {**_SCHED, "val_base": 7.07e-6, "warm_up_steps": 100000, "freeze_steps": 1250},
             "weight_decay": {**_SCHED, "val_base": 0.04, "val_final": 0.2},
             "momentum": {**_SCHED, "val_base": 0.994, "val_final": 1.0},
-            "teacher_temperature": {**_SCHED, "val_base": 0.07, "val_final": 0.07, "val_start": 0.04,
-                                    "warm_up_steps": 37500, "max_decay_steps": 37500},
+            "teacher_temperature": {
+                **_SCHED,
+                "val_base": 0.07,
+                "val_final": 0.07,
+                "val_start": 0.04,
+                "warm_up_steps": 37500,
+                "max_decay_steps": 37500,
+            },
         },
         "optim": {"optim": "adamw"},
     },
     "inference": {
-        "num_gpus": 1, "gpu_ids": [0], "num_nodes": 1, "checkpoint": "???", "trt_engine": None,
-        "results_dir": None, "batch_size": -1, "vis_after_n_batches": 16,
+        "num_gpus": 1,
+        "gpu_ids": [0],
+        "num_nodes": 1,
+        "checkpoint": "???",
+        "trt_engine": None,
+        "results_dir": None,
+        "batch_size": -1,
+        "vis_after_n_batches": 16,
     },
     "export": {
-        "results_dir": None, "gpu_id": 0, "checkpoint": "???", "onnx_file": "???", "on_cpu": False,
-        "input_channel": 3, "input_width": 518, "input_height": 518, "opset_version": 17,
-        "batch_size": -1, "verbose": False,
+        "results_dir": None,
+        "gpu_id": 0,
+        "checkpoint": "???",
+        "onnx_file": "???",
+        "on_cpu": False,
+        "input_channel": 3,
+        "input_width": 518,
+        "input_height": 518,
+        "opset_version": 17,
+        "batch_size": -1,
+        "verbose": False,
     },
     "gen_trt_engine": {
-        "results_dir": None, "gpu_id": 0, "onnx_file": "???", "trt_engine": "???", "timing_cache": None,
-        "batch_size": -1, "verbose": False,
-        "tensorrt": {"workspace_size": 1024, "min_batch_size": 1, "opt_batch_size": 1, "max_batch_size": 1,
-                     "layers_precision": [], "data_type": "fp32"},
+        "results_dir": None,
+        "gpu_id": 0,
+        "onnx_file": "???",
+        "trt_engine": "???",
+        "timing_cache": None,
+        "batch_size": -1,
+        "verbose": False,
+        "tensorrt": {
+            "workspace_size": 1024,
+            "min_batch_size": 1,
+            "opt_batch_size": 1,
+            "max_batch_size": 1,
+            "layers_precision": [],
+            "data_type": "fp32",
+        },
     },
 }
 
@@ -109,21 +172,31 @@ def _sched_issues(cfg: dict[str, Any], issues: list[Issue]) -> None:
         if s["warm_up_steps"] < 0:
             issues.append(Issue(f"{key}.warm_up_steps", "must be >= 0.", "set it to 0 or more."))
         if s["max_decay_steps"] < s["warm_up_steps"]:
-            issues.append(Issue(f"{key}.max_decay_steps",
-                                f"({s['max_decay_steps']}) is smaller than warm_up_steps ({s['warm_up_steps']}).",
-                                "make max_decay_steps >= warm_up_steps (the cosine runs between them)."))
+            issues.append(
+                Issue(
+                    f"{key}.max_decay_steps",
+                    f"({s['max_decay_steps']}) is smaller than warm_up_steps ({s['warm_up_steps']}).",
+                    "make max_decay_steps >= warm_up_steps (the cosine runs between them).",
+                )
+            )
         if s.get("freeze_steps", 0) < 0:
             issues.append(Issue(f"{key}.freeze_steps", "must be >= 0.", "set it to 0 or more."))
     tt = cfg["train"]["schedulers"]["teacher_temperature"]
     for k in ("val_base", "val_final", "val_start"):
         if not tt[k] > 0:
-            issues.append(Issue(f"train.schedulers.teacher_temperature.{k}", "must be > 0 (it divides the logits).",
-                                "use a temperature such as 0.04-0.07."))
+            issues.append(
+                Issue(
+                    f"train.schedulers.teacher_temperature.{k}",
+                    "must be > 0 (it divides the logits).",
+                    "use a temperature such as 0.04-0.07.",
+                )
+            )
     mo = cfg["train"]["schedulers"]["momentum"]
     for k in ("val_base", "val_final", "val_start"):
         if not 0.0 <= mo[k] <= 1.0:
-            issues.append(Issue(f"train.schedulers.momentum.{k}", "must be within [0, 1] (EMA momentum).",
-                                "use e.g. 0.994 -> 1.0."))
+            issues.append(
+                Issue(f"train.schedulers.momentum.{k}", "must be within [0, 1] (EMA momentum).", "use e.g. 0.994 -> 1.0.")
+            )
 
 
 def check_model(cfg: dict[str, Any], issues: list[Issue]) -> None:
@@ -138,8 +211,14 @@ def check_model(cfg: dict[str, Any], issues: list[Issue]) -> None:
         )
     for key in ("teacher_type", "student_type"):
         if bb[key] not in BACKBONES:
-            issues.append(Issue(f"model.backbone.{key}", f"{bb[key]!r} is not a supported backbone.",
-                                f"use one of {', '.join(BACKBONES)}.", "enum"))
+            issues.append(
+                Issue(
+                    f"model.backbone.{key}",
+                    f"{bb[key]!r} is not a supported backbone.",
+                    f"use one of {', '.join(BACKBONES)}.",
+                    "enum",
+                )
+            )
     if bb["teacher_type"] != bb["student_type"] and not issues:
         raise NotSupported(
             f"teacher_type={bb['teacher_type']} differs from student_type={bb['student_type']}: that is "
@@ -154,8 +233,7 @@ def check_model(cfg: dict[str, Any], issues: list[Issue]) -> None:
     if bb["patch_size"] < 1:
         issues.append(Issue("model.backbone.patch_size", "must be >= 1.", "use 14 or 16."))
     elif bb["img_size"] < bb["patch_size"]:
-        issues.append(Issue("model.backbone.img_size", f"({bb['img_size']}) is smaller than patch_size.",
-                            "use 224 or 518."))
+        issues.append(Issue("model.backbone.img_size", f"({bb['img_size']}) is smaller than patch_size.", "use 224 or 518."))
     head = cfg["model"]["head"]
     for k in ("num_layers", "hidden_dim", "bottleneck_dim"):
         if head[k] < 1:
@@ -167,49 +245,87 @@ def check_train(cfg: dict[str, Any], issues: list[Issue]) -> None:
     ds, tr, tf = cfg["dataset"], cfg["train"], cfg["dataset"]["transform"]
     patch = cfg["model"]["backbone"]["patch_size"]
     if unset(ds["train_dataset"]["images_dir"]):
-        issues.append(Issue("dataset.train_dataset.images_dir", "is not set.",
-                            "set it to an extracted folder of training images.", "required"))
+        issues.append(
+            Issue(
+                "dataset.train_dataset.images_dir", "is not set.", "set it to an extracted folder of training images.", "required"
+            )
+        )
     if ds["batch_size"] < 1:
         issues.append(Issue("dataset.batch_size", "must be >= 1.", "use e.g. 8."))
     if ds["workers"] < 1:
-        issues.append(Issue("dataset.workers",
-                            f"is {ds['workers']}: the training data loader uses persistent workers and the "
-                            "persistent_workers option needs num_workers > 0 (as in TAO).",
-                            "set dataset.workers to 1 or more.", "bounds"))
+        issues.append(
+            Issue(
+                "dataset.workers",
+                f"is {ds['workers']}: the training data loader uses persistent workers and the "
+                "persistent_workers option needs num_workers > 0 (as in TAO).",
+                "set dataset.workers to 1 or more.",
+                "bounds",
+            )
+        )
     if tf["n_global_crops"] < 1:
         issues.append(Issue("dataset.transform.n_global_crops", "must be >= 1.", "use 2 (DINOv2 default)."))
     if tf["n_local_crops"] < 0:
         issues.append(Issue("dataset.transform.n_local_crops", "must be >= 0.", "use e.g. 8."))
     if tf["n_global_crops"] < 2 and tf["n_local_crops"] < 1:
-        issues.append(Issue("dataset.transform.n_global_crops",
-                            "one global crop and no local crops leave no pair of views to compare.",
-                            "use n_global_crops=2 or add local crops."))
+        issues.append(
+            Issue(
+                "dataset.transform.n_global_crops",
+                "one global crop and no local crops leave no pair of views to compare.",
+                "use n_global_crops=2 or add local crops.",
+            )
+        )
     for kind in ("global", "local"):
         sc = tf[f"{kind}_crops_scale"]
         key = f"dataset.transform.{kind}_crops_scale"
-        if not (isinstance(sc, list) and len(sc) == 2 and all(isinstance(v, (int, float)) for v in sc)
-                and 0 < sc[0] <= sc[1] <= 1):
-            issues.append(Issue(key, f"must be [min, max] with 0 < min <= max <= 1, got {sc!r}.",
-                                "use e.g. [0.32, 1.0] (global) or [0.05, 0.32] (local)."))
+        if not (
+            isinstance(sc, list) and len(sc) == 2 and all(isinstance(v, (int, float)) for v in sc) and 0 < sc[0] <= sc[1] <= 1
+        ):
+            issues.append(
+                Issue(
+                    key,
+                    f"must be [min, max] with 0 < min <= max <= 1, got {sc!r}.",
+                    "use e.g. [0.32, 1.0] (global) or [0.05, 0.32] (local).",
+                )
+            )
         size = tf[f"{kind}_crops_size"]
         if size < patch:
-            issues.append(Issue(f"dataset.transform.{kind}_crops_size",
-                                f"({size}) is smaller than model.backbone.patch_size ({patch}).",
-                                f"use a multiple of {patch} that is at least {patch}."))
+            issues.append(
+                Issue(
+                    f"dataset.transform.{kind}_crops_size",
+                    f"({size}) is smaller than model.backbone.patch_size ({patch}).",
+                    f"use a multiple of {patch} that is at least {patch}.",
+                )
+            )
     if tr["precision"] not in PRECISIONS:
-        issues.append(Issue("train.precision", f"{tr['precision']!r} is not a Lightning precision.",
-                            f"use one of {', '.join(PRECISIONS)}.", "enum"))
+        issues.append(
+            Issue(
+                "train.precision",
+                f"{tr['precision']!r} is not a Lightning precision.",
+                f"use one of {', '.join(PRECISIONS)}.",
+                "enum",
+            )
+        )
     if tr["num_epochs"] < 1:
         issues.append(Issue("train.num_epochs", "must be >= 1.", "use e.g. 10."))
     if tr["checkpoint_interval"] < 1:
         issues.append(Issue("train.checkpoint_interval", "must be >= 1.", "use e.g. 1."))
     if tr["checkpoint_interval_unit"] not in ("epoch", "step"):
-        issues.append(Issue("train.checkpoint_interval_unit", f"{tr['checkpoint_interval_unit']!r} is not epoch|step.",
-                            "use epoch or step.", "enum"))
+        issues.append(
+            Issue(
+                "train.checkpoint_interval_unit",
+                f"{tr['checkpoint_interval_unit']!r} is not epoch|step.",
+                "use epoch or step.",
+                "enum",
+            )
+        )
     elif tr["checkpoint_interval_unit"] == "epoch" and tr["checkpoint_interval"] > tr["num_epochs"] >= 1:
-        issues.append(Issue("train.checkpoint_interval",
-                            f"({tr['checkpoint_interval']}) is larger than train.num_epochs ({tr['num_epochs']}).",
-                            "make checkpoint_interval <= num_epochs (TAO asserts this at train start)."))
+        issues.append(
+            Issue(
+                "train.checkpoint_interval",
+                f"({tr['checkpoint_interval']}) is larger than train.num_epochs ({tr['num_epochs']}).",
+                "make checkpoint_interval <= num_epochs (TAO asserts this at train start).",
+            )
+        )
     if tr["validation_interval"] < 1:
         issues.append(Issue("train.validation_interval", "must be >= 1.", "use 1."))
     if tr["num_gpus"] < 1 or tr["num_nodes"] < 1:
@@ -221,13 +337,19 @@ def check_train(cfg: dict[str, Any], issues: list[Issue]) -> None:
     if tr["num_prototypes"] < 1:
         issues.append(Issue("train.num_prototypes", "must be >= 1.", "use e.g. 1024 (small data) to 131072."))
     if tr["optim"]["optim"] not in ("adamw", ""):
-        issues.append(Issue("train.optim.optim", f"{tr['optim']['optim']!r} is not supported.",
-                            "use adamw (TAO's only option).", "enum"))
+        issues.append(
+            Issue("train.optim.optim", f"{tr['optim']['optim']!r} is not supported.", "use adamw (TAO's only option).", "enum")
+        )
     ck = tr["checkpointer"]
     if ck["enable_topk"]:
         if ck["monitor"] not in (None, "", "train_loss", "train_loss_epoch"):
-            issues.append(Issue("train.checkpointer.monitor", f"{ck['monitor']!r} is not logged by NVDINOv2.",
-                                "use train_loss (the only NVDINOv2 metric)."))
+            issues.append(
+                Issue(
+                    "train.checkpointer.monitor",
+                    f"{ck['monitor']!r} is not logged by NVDINOv2.",
+                    "use train_loss (the only NVDINOv2 metric).",
+                )
+            )
         if ck["mode"] not in (None, "", "min", "max"):
             issues.append(Issue("train.checkpointer.mode", f"{ck['mode']!r} is not min|max.", "use min."))
     _sched_issues(cfg, issues)
@@ -245,8 +367,9 @@ def check_inference(cfg: dict[str, Any], issues: list[Issue]) -> None:
             fix="remove inference.trt_engine and set inference.checkpoint to a student_epoch_*.pth file.",
         )
     if unset(ckpt):
-        issues.append(Issue("inference.checkpoint", "is not set.",
-                            "set it to the student_epoch_*.pth file of the train job.", "required"))
+        issues.append(
+            Issue("inference.checkpoint", "is not set.", "set it to the student_epoch_*.pth file of the train job.", "required")
+        )
     elif str(ckpt).lower().endswith(ENGINE_SUFFIXES):
         raise SpecError(
             f"TensorRT engine passed to PyT inference: inference.checkpoint={ckpt} is not a PyTorch weights file; "
@@ -255,8 +378,11 @@ def check_inference(cfg: dict[str, Any], issues: list[Issue]) -> None:
             fix="pass the student_epoch_*.pth checkpoint of the train job.",
         )
     if unset(cfg["dataset"]["test_dataset"]["images_dir"]):
-        issues.append(Issue("dataset.test_dataset.images_dir", "is not set.",
-                            "set it to an extracted folder of images to embed.", "required"))
+        issues.append(
+            Issue(
+                "dataset.test_dataset.images_dir", "is not set.", "set it to an extracted folder of images to embed.", "required"
+            )
+        )
     if inf["batch_size"] == 0 or inf["batch_size"] < -1:
         issues.append(Issue("inference.batch_size", "must be >= 1, or -1 to use dataset.batch_size.", "use e.g. 8."))
     if inf["vis_after_n_batches"] < 1:
@@ -270,20 +396,32 @@ def check_export(cfg: dict[str, Any], issues: list[Issue]) -> None:
     ex = cfg["export"]
     patch = cfg["model"]["backbone"]["patch_size"]
     if unset(ex["checkpoint"]):
-        issues.append(Issue("export.checkpoint", "is not set.",
-                            "set it to the student_epoch_*.pth file of the train job.", "required"))
+        issues.append(
+            Issue("export.checkpoint", "is not set.", "set it to the student_epoch_*.pth file of the train job.", "required")
+        )
     elif str(ex["checkpoint"]).lower().endswith(ENGINE_SUFFIXES):
-        issues.append(Issue("export.checkpoint", f"{ex['checkpoint']} is not a PyTorch weights file.",
-                            "pass the student_epoch_*.pth checkpoint of the train job."))
+        issues.append(
+            Issue(
+                "export.checkpoint",
+                f"{ex['checkpoint']} is not a PyTorch weights file.",
+                "pass the student_epoch_*.pth checkpoint of the train job.",
+            )
+        )
     if unset(ex["onnx_file"]):
-        issues.append(Issue("export.onnx_file", "is not set.", "set it to the output path, e.g. /results/nvdinov2.onnx.",
-                            "required"))
+        issues.append(
+            Issue("export.onnx_file", "is not set.", "set it to the output path, e.g. /results/nvdinov2.onnx.", "required")
+        )
     if ex["input_channel"] != 3:
         issues.append(Issue("export.input_channel", f"is {ex['input_channel']}; NVDINOv2 takes RGB input.", "use 3."))
     for k in ("input_width", "input_height"):
         if ex[k] < patch:
-            issues.append(Issue(f"export.{k}", f"({ex[k]}) is smaller than the patch size ({patch}).",
-                                "use the training img_size, e.g. 224 or 518."))
+            issues.append(
+                Issue(
+                    f"export.{k}",
+                    f"({ex[k]}) is smaller than the patch size ({patch}).",
+                    "use the training img_size, e.g. 224 or 518.",
+                )
+            )
     if ex["batch_size"] == 0 or ex["batch_size"] < -1:
         issues.append(Issue("export.batch_size", "must be >= 1, or -1 for a dynamic batch axis.", "use -1."))
     if ex["opset_version"] < 7:
@@ -296,5 +434,9 @@ def check(cfg: dict[str, Any], action: str) -> None:
     check_model(cfg, issues)
     {"train": check_train, "inference": check_inference, "export": check_export}[action](cfg, issues)
     if issues:
-        raise SpecError(f"The NVDINOv2 {action} spec has {len(issues)} problem(s).", issues=issues,
-                        field=issues[0].field, fix="correct the listed keys.")
+        raise SpecError(
+            f"The NVDINOv2 {action} spec has {len(issues)} problem(s).",
+            issues=issues,
+            field=issues[0].field,
+            fix="correct the listed keys.",
+        )

@@ -39,11 +39,13 @@ class NVDINOv2Module(pl.LightningModule):
         head_cfg, tr = cfg["model"]["head"], cfg["train"]
         self.student = torch.nn.ModuleDict({"backbone": M.build_backbone(cfg)})
         dim = self.student["backbone"].config.hidden_size
-        self.student["head"] = M.DINOHead(dim, tr["num_prototypes"], head_cfg["num_layers"],
-                                          head_cfg["hidden_dim"], head_cfg["bottleneck_dim"])
+        self.student["head"] = M.DINOHead(
+            dim, tr["num_prototypes"], head_cfg["num_layers"], head_cfg["hidden_dim"], head_cfg["bottleneck_dim"]
+        )
         self.teacher = torch.nn.ModuleDict({"backbone": M.build_backbone(cfg, drop_path=0.0)})
-        self.teacher["head"] = M.DINOHead(dim, tr["num_prototypes"], head_cfg["num_layers"],
-                                          head_cfg["hidden_dim"], head_cfg["bottleneck_dim"])
+        self.teacher["head"] = M.DINOHead(
+            dim, tr["num_prototypes"], head_cfg["num_layers"], head_cfg["hidden_dim"], head_cfg["bottleneck_dim"]
+        )
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
         self.n_global = cfg["dataset"]["transform"]["n_global_crops"]
@@ -105,7 +107,8 @@ class NVDINOv2Module(pl.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"train_loss became {loss.item()} at step {self.global_step}; lower "
-                "train.schedulers.learning_rate.val_base or use train.precision=32-true.")
+                "train.schedulers.learning_rate.val_base or use train.precision=32-true."
+            )
         self.log("dino_loss", loss_dino, on_step=True, on_epoch=False, batch_size=bsz)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=bsz, sync_dist=True)
         self._epoch_sum += float(loss.detach())
@@ -152,8 +155,15 @@ class TaoCallback(pl.Callback):
         dt = time.time() - self.t0
         loss = pl_module.epoch_loss()
         kpi = {"train_loss": loss} if loss is not None else None
-        self.ctx.status.write("RUNNING", "Training loop in progress", kpi=kpi, epoch=epoch, max_epoch=max_epoch,
-                              time_per_epoch=format_duration(dt), eta=format_duration(dt * (max_epoch - epoch - 1)))
+        self.ctx.status.write(
+            "RUNNING",
+            "Training loop in progress",
+            kpi=kpi,
+            epoch=epoch,
+            max_epoch=max_epoch,
+            time_per_epoch=format_duration(dt),
+            eta=format_duration(dt * (max_epoch - epoch - 1)),
+        )
         self.ctx.info["train_loss"] = loss
         log.info("epoch %d/%d train_loss=%.4f (%.1fs)", epoch, max_epoch - 1, loss if loss is not None else float("nan"), dt)
         if self.unit == "epoch" and ((epoch + 1) % self.interval == 0 or epoch + 1 == max_epoch):
@@ -195,18 +205,27 @@ def _devices(tr: dict[str, Any]) -> tuple[str, Any, int]:
         if n > 1 or nodes > 1:
             raise PreflightError(
                 f"train.num_gpus={n}, train.num_nodes={nodes} but this host has no CUDA GPU.",
-                field="train.num_gpus", fix="run on a GPU host, or set train.num_gpus=1 and train.num_nodes=1 "
-                "to train on the CPU (small data only).")
+                field="train.num_gpus",
+                fix="run on a GPU host, or set train.num_gpus=1 and train.num_nodes=1 to train on the CPU (small data only).",
+            )
         log.warning("No CUDA GPU found: train.num_gpus=1 runs on the CPU (slow; fine for small data).")
         return "cpu", 1, 1
     if len(ids) != n:
-        log.warning("train.gpu_ids %s has %d entries but train.num_gpus=%d; using GPUs %s (as TAO reconciles).",
-                    ids, len(ids), n, list(range(n)))
+        log.warning(
+            "train.gpu_ids %s has %d entries but train.num_gpus=%d; using GPUs %s (as TAO reconciles).",
+            ids,
+            len(ids),
+            n,
+            list(range(n)),
+        )
         ids = list(range(n))
     bad = [i for i in ids if i >= torch.cuda.device_count()]
     if bad:
-        raise PreflightError(f"train.gpu_ids {bad} do not exist (this host has {torch.cuda.device_count()} GPU(s)).",
-                             field="train.gpu_ids", fix="use ids from 0 to device_count-1.")
+        raise PreflightError(
+            f"train.gpu_ids {bad} do not exist (this host has {torch.cuda.device_count()} GPU(s)).",
+            field="train.gpu_ids",
+            fix="use ids from 0 to device_count-1.",
+        )
     return "gpu", ids, nodes
 
 
@@ -215,9 +234,8 @@ def _loggers(cfg: dict[str, Any], out: Path) -> list:
 
     loggers: list = []
     try:
-        from pytorch_lightning.loggers import TensorBoardLogger
-
         import tensorboard  # noqa: F401
+        from pytorch_lightning.loggers import TensorBoardLogger
 
         loggers.append(TensorBoardLogger(str(out), name="lightning_logs"))
     except ImportError:
@@ -227,21 +245,35 @@ def _loggers(cfg: dict[str, Any], out: Path) -> list:
         try:
             import wandb  # noqa: F401
         except ImportError:
-            log.warning("wandb.enable=true but the wandb package is not installed: W&B logging is off for this "
-                        "run (as TAO does when W&B is not logged in). Metrics are in status.json and lightning_logs. "
-                        "Set wandb.enable=false to silence this, or pip install wandb and set WANDB_API_KEY.")
+            log.warning(
+                "wandb.enable=true but the wandb package is not installed: W&B logging is off for this "
+                "run (as TAO does when W&B is not logged in). Metrics are in status.json and lightning_logs. "
+                "Set wandb.enable=false to silence this, or pip install wandb and set WANDB_API_KEY."
+            )
             return loggers
         if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled")):
-            log.warning("wandb.enable=true but WANDB_API_KEY is not set: W&B logging is off for this run "
-                        "(as TAO does when W&B is not logged in). Set WANDB_API_KEY (or WANDB_MODE=offline), "
-                        "or set wandb.enable=false.")
+            log.warning(
+                "wandb.enable=true but WANDB_API_KEY is not set: W&B logging is off for this run "
+                "(as TAO does when W&B is not logged in). Set WANDB_API_KEY (or WANDB_MODE=offline), "
+                "or set wandb.enable=false."
+            )
             return loggers
         from pytorch_lightning.loggers import WandbLogger
 
-        loggers.append(WandbLogger(project=wb["project"], entity=wb["entity"] or None, group=wb["group"] or None,
-                                   tags=list(wb["tags"] or []), name=wb["name"], id=wb["run_id"] or None,
-                                   save_dir=str(out), reinit=wb["reinit"], sync_tensorboard=wb["sync_tensorboard"],
-                                   save_code=wb["save_code"]))
+        loggers.append(
+            WandbLogger(
+                project=wb["project"],
+                entity=wb["entity"] or None,
+                group=wb["group"] or None,
+                tags=list(wb["tags"] or []),
+                name=wb["name"],
+                id=wb["run_id"] or None,
+                save_dir=str(out),
+                reinit=wb["reinit"],
+                sync_tensorboard=wb["sync_tensorboard"],
+                save_code=wb["save_code"],
+            )
+        )
     return loggers
 
 
@@ -252,11 +284,19 @@ def _check_resume(path: str, cfg: dict[str, Any]) -> None:
             f"train.resume_training_checkpoint_path={path} is not a full training checkpoint.",
             field="train.resume_training_checkpoint_path",
             fix="resume from a model_epoch_*.pth file (or nvdinov2_model_latest.pth); student_epoch_* files "
-                "hold weights only - pass those as train.pretrained_model_path instead.")
+            "hold weights only - pass those as train.pretrained_model_path instead.",
+        )
     own = (obj.get("hyper_parameters") or {}).get("cfg") or {}
-    for key in ("model.backbone.student_type", "model.backbone.patch_size", "model.backbone.img_size",
-                "model.backbone.num_register_tokens", "model.head.num_layers", "model.head.hidden_dim",
-                "model.head.bottleneck_dim", "train.num_prototypes"):
+    for key in (
+        "model.backbone.student_type",
+        "model.backbone.patch_size",
+        "model.backbone.img_size",
+        "model.backbone.num_register_tokens",
+        "model.head.num_layers",
+        "model.head.hidden_dim",
+        "model.head.bottleneck_dim",
+        "train.num_prototypes",
+    ):
         theirs, mine = own, cfg
         for part in key.split("."):
             theirs = theirs.get(part) if isinstance(theirs, dict) else None
@@ -264,7 +304,9 @@ def _check_resume(path: str, cfg: dict[str, Any]) -> None:
         if theirs is not None and theirs != mine:
             raise SpecError(
                 f"train.resume_training_checkpoint_path was trained with {key}={theirs}; the spec has {mine}.",
-                field=key, fix=f"set {key}={theirs} to resume that run.")
+                field=key,
+                fix=f"set {key}={theirs} to resume that run.",
+            )
 
 
 def run(ctx: ActionContext) -> dict[str, float]:
@@ -277,13 +319,17 @@ def run(ctx: ActionContext) -> dict[str, float]:
     check(cfg, "train")
     tr, ds = cfg["train"], cfg["dataset"]
     if not unset(cfg["model"]["distill"]["pretrained_non_distill_pl_model_path"]):
-        log.warning("model.distill.pretrained_non_distill_pl_model_path is only used for distillation "
-                    "(model.distill.enable=true); it has no effect on this run.")
+        log.warning(
+            "model.distill.pretrained_non_distill_pl_model_path is only used for distillation "
+            "(model.distill.enable=true); it has no effect on this run."
+        )
     accelerator, devices, nodes = _devices(tr)
     if accelerator == "cpu" and tr["precision"] in CPU_BAD_PRECISIONS:
         raise NotSupported(
             f"train.precision={tr['precision']} needs a CUDA GPU; fp16 mixed precision cannot run on this CPU-only host.",
-            field="train.precision", fix='set train.precision to "32-true" or "bf16-mixed".')
+            field="train.precision",
+            fix='set train.precision to "32-true" or "bf16-mixed".',
+        )
     files = D.list_images(ds["train_dataset"]["images_dir"], field="dataset.train_dataset.images_dir")
     D.check_readable(files, field="dataset.train_dataset.images_dir")
     world = (len(devices) if isinstance(devices, list) else devices) * nodes
@@ -291,7 +337,9 @@ def run(ctx: ActionContext) -> dict[str, float]:
         raise PreflightError(
             f"dataset.batch_size={ds['batch_size']} (x {world} device(s)) is larger than the {len(files)} images in "
             "dataset.train_dataset.images_dir; training drops incomplete batches, so no step would run.",
-            field="dataset.batch_size", fix=f"set dataset.batch_size to at most {len(files) // world}, or add images.")
+            field="dataset.batch_size",
+            fix=f"set dataset.batch_size to at most {len(files) // world}, or add images.",
+        )
     resume = tr["resume_training_checkpoint_path"]
     resume = None if unset(resume) else str(Path(resume).expanduser())
     if resume:
@@ -310,10 +358,18 @@ def run(ctx: ActionContext) -> dict[str, float]:
 
     loader = torch.utils.data.DataLoader(
         D.MultiCropDataset(files, ds["transform"]),
-        batch_size=ds["batch_size"], shuffle=True, drop_last=True, num_workers=ds["workers"],
-        persistent_workers=True, pin_memory=bool(ds["pin_memory"]) and accelerator == "gpu",
-        collate_fn=D.Collate(cfg["model"]["backbone"]["patch_size"], ds["transform"]["global_crops_size"],
-                             masking=not cfg["model"]["distill"]["disable_masking"]))
+        batch_size=ds["batch_size"],
+        shuffle=True,
+        drop_last=True,
+        num_workers=ds["workers"],
+        persistent_workers=True,
+        pin_memory=bool(ds["pin_memory"]) and accelerator == "gpu",
+        collate_fn=D.Collate(
+            cfg["model"]["backbone"]["patch_size"],
+            ds["transform"]["global_crops_size"],
+            masking=not cfg["model"]["distill"]["disable_masking"],
+        ),
+    )
 
     callbacks: list = [TaoCallback(ctx)]
     ck = tr["checkpointer"]
@@ -323,19 +379,38 @@ def run(ctx: ActionContext) -> dict[str, float]:
         class _TopK(ModelCheckpoint):
             FILE_EXTENSION = ".pth"
 
-        callbacks.append(_TopK(dirpath=ck["dirpath"] or str(ctx.results_dir), filename=ck["filename"],
-                               monitor="train_loss", mode=ck["mode"] or "min", save_top_k=ck["save_top_k"],
-                               auto_insert_metric_name=ck["auto_insert_metric_name"], save_on_train_epoch_end=True))
+        callbacks.append(
+            _TopK(
+                dirpath=ck["dirpath"] or str(ctx.results_dir),
+                filename=ck["filename"],
+                monitor="train_loss",
+                mode=ck["mode"] or "min",
+                save_top_k=ck["save_top_k"],
+                auto_insert_metric_name=ck["auto_insert_metric_name"],
+                save_on_train_epoch_end=True,
+            )
+        )
     # DDP must tolerate parameters without a gradient in a step (e.g. the mask token when a batch
     # has no iBOT mask, or with model.distill.disable_masking=true).
     strategy = "ddp_find_unused_parameters_true" if world > 1 else "auto"
     trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, num_nodes=nodes, strategy=strategy,
-        precision=tr["precision"], max_epochs=tr["num_epochs"], default_root_dir=str(ctx.results_dir),
-        logger=_loggers(cfg, ctx.results_dir), callbacks=callbacks, enable_checkpointing=ck["enable_topk"],
-        gradient_clip_val=tr["clip_grad_norm"] or None, gradient_clip_algorithm="norm",
-        enable_progress_bar=False, log_every_n_steps=1, sync_batchnorm=world > 1,
-        deterministic=False, num_sanity_val_steps=0,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=nodes,
+        strategy=strategy,
+        precision=tr["precision"],
+        max_epochs=tr["num_epochs"],
+        default_root_dir=str(ctx.results_dir),
+        logger=_loggers(cfg, ctx.results_dir),
+        callbacks=callbacks,
+        enable_checkpointing=ck["enable_topk"],
+        gradient_clip_val=tr["clip_grad_norm"] or None,
+        gradient_clip_algorithm="norm",
+        enable_progress_bar=False,
+        log_every_n_steps=1,
+        sync_batchnorm=world > 1,
+        deterministic=False,
+        num_sanity_val_steps=0,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

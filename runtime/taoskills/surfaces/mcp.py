@@ -24,7 +24,7 @@ non-loopback host unless ``allow_remote=True`` (there is no auth layer). Logs go
 only; the SDK diverts fd 1 to stderr while serving stdio so stray output cannot corrupt
 the wire (mcp 2.3.0 ``mcp.server.stdio.stdio_server``).
 
-Run: ``python -m taoskills.mcp_server [--transport stdio|streamable-http] [--host H] [--port P]``.
+Run: ``python -m taoskills.surfaces.mcp [--transport stdio|streamable-http] [--host H] [--port P]``.
 """
 
 import argparse
@@ -34,10 +34,10 @@ import json
 import logging
 import mimetypes
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -45,8 +45,8 @@ from mcp.server.mcpserver.resources import FileResource
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from taoskills import preflight as pf
-from taoskills import routing
+from taoskills.bank import routing
+from taoskills.data import preflight as pf
 from taoskills.errors import TaoSkillsError
 from taoskills.service import (
     CheckpointResult,
@@ -145,22 +145,36 @@ class _ErrorShapeMiddleware:
         params = ctx.params if isinstance(ctx.params, Mapping) else {}
         tool = params.get("name", "?")
         if text.lower().startswith("unknown tool"):
-            payload = {"error": "not_found", "message": text, "field": "name",
-                       "fix": "call tools/list and use one of the listed tool names"}
+            payload = {
+                "error": "not_found",
+                "message": text,
+                "field": "name",
+                "fix": "call tools/list and use one of the listed tool names",
+            }
         else:
-            payload = {"error": "invalid_arguments", "message": text, "field": "arguments",
-                       "fix": f"correct the arguments of {tool} to match its inputSchema (tools/list): "
-                              "the message names each bad field and what was expected"}
+            payload = {
+                "error": "invalid_arguments",
+                "message": text,
+                "field": "arguments",
+                "fix": f"correct the arguments of {tool} to match its inputSchema (tools/list): "
+                "the message names each bad field and what was expected",
+            }
         return {**result, "content": [{"type": "text", "text": json.dumps(payload)}]}
 
 
 # ----------------------------------------------------------------------------- server
 
 
-def _hints(*, read_only: bool, idempotent: bool, destructive: bool = False, open_world: bool = False,
-           title: str | None = None) -> ToolAnnotations:
-    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
-                           idempotent_hint=idempotent, open_world_hint=open_world)
+def _hints(
+    *, read_only: bool, idempotent: bool, destructive: bool = False, open_world: bool = False, title: str | None = None
+) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=open_world,
+    )
 
 
 RO = dict(read_only=True, idempotent=True)
@@ -224,8 +238,15 @@ def build_server(service: Service | None = None) -> MCPServer:
     @server.tool(annotations=_hints(**RO, title="Route a request"))
     async def route_request(
         text: Annotated[str, Field(description="the user's request in plain words, e.g. 'train NVDINOv2 on my photos'")],
-        action: Annotated[str | None, Field(description="force an action (train, inference, export, ...); default: inferred")] = None,
-        automl_policy: Annotated[str | None, Field(description="'on', 'off' or 'auto' to override the AutoML decision; default: inferred from the text and the skill")] = None,
+        action: Annotated[
+            str | None, Field(description="force an action (train, inference, export, ...); default: inferred")
+        ] = None,
+        automl_policy: Annotated[
+            str | None,
+            Field(
+                description="'on', 'off' or 'auto' to override the AutoML decision; default: inferred from the text and the skill"
+            ),
+        ] = None,
     ) -> routing.RouteResult:
         """Map a request to a skill, action and automl_policy, with the parameters found in the text,
         a confidence and alternatives. skill is null when no skill applies (no_skill_reason names the
@@ -251,6 +272,7 @@ def build_server(service: Service | None = None) -> MCPServer:
 
         Errors: not_found (unknown skill or action) with the valid names in the fix.
         """
+
         def run() -> SpecTemplate:
             spec = svc.get_spec_template(skill, action)
             return SpecTemplate(skill=skill, action=action, spec=spec, spec_yaml=dump_yaml(spec))
@@ -261,14 +283,31 @@ def build_server(service: Service | None = None) -> MCPServer:
     async def build_spec(
         skill: Annotated[str, Field(description="skill name, e.g. 'tao-train-nvdinov2'")],
         action: Annotated[str, Field(description="action name, e.g. 'train'")],
-        overrides: Annotated[dict[str, Any] | None, Field(description="dotted spec keys -> values, e.g. {'train.num_epochs': 5, 'dataset.batch_size': 8}")] = None,
-        shorthand: Annotated[dict[str, Any] | None, Field(description="skill shorthand names -> values, e.g. {'num_epochs': 5} (get_skill lists them)")] = None,
-        data_sources: Annotated[dict[str, str] | None, Field(description="dataset role -> local folder or archive path, e.g. {'train_datasets': '/data/photos'}; the folder holds images_train/ or images_train.tar.gz (get_skill shows each action's roles)")] = None,
-        parent_job_id: Annotated[str | None, Field(description="COMPLETE job whose results feed this action (e.g. the train job for inference/export)")] = None,
+        overrides: Annotated[
+            dict[str, Any] | None,
+            Field(description="dotted spec keys -> values, e.g. {'train.num_epochs': 5, 'dataset.batch_size': 8}"),
+        ] = None,
+        shorthand: Annotated[
+            dict[str, Any] | None,
+            Field(description="skill shorthand names -> values, e.g. {'num_epochs': 5} (get_skill lists them)"),
+        ] = None,
+        data_sources: Annotated[
+            dict[str, str] | None,
+            Field(
+                description="dataset role -> local folder or archive path, e.g. {'train_datasets': '/data/photos'}; the folder holds images_train/ or images_train.tar.gz (get_skill shows each action's roles)"
+            ),
+        ] = None,
+        parent_job_id: Annotated[
+            str | None, Field(description="COMPLETE job whose results feed this action (e.g. the train job for inference/export)")
+        ] = None,
         resume_job_id: Annotated[str | None, Field(description="job whose full training checkpoint to resume from")] = None,
         pretrained_model: Annotated[str | None, Field(description="path of a pretrained model file to start from")] = None,
-        profile: Annotated[str | None, Field(description="'smoke' applies the skill's small validation-run settings; default none")] = None,
-        stage: Annotated[bool, Field(description="extract dataset archives into the staging cache (default true); false = pure preview")] = True,
+        profile: Annotated[
+            str | None, Field(description="'smoke' applies the skill's small validation-run settings; default none")
+        ] = None,
+        stage: Annotated[
+            bool, Field(description="extract dataset archives into the staging cache (default true); false = pure preview")
+        ] = True,
     ) -> SpecResult:
         """Build a complete spec for skill/action: template + parent-job carry + profile + data
         sources + shorthand + overrides + TAO inference rules. Returns the spec (dict and YAML), what
@@ -283,17 +322,30 @@ def build_server(service: Service | None = None) -> MCPServer:
         role; parent job not COMPLETE), staging_failed (bad or unsafe archive), not_found.
         Next: fix issues and rebuild, then preflight and launch_job with the same arguments.
         """
-        return await _call("build_spec", lambda: svc.build_spec(
-            skill, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
-            parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
-            profile=profile, stage=stage))
+        return await _call(
+            "build_spec",
+            lambda: svc.build_spec(
+                skill,
+                action,
+                overrides=overrides,
+                shorthand=shorthand,
+                data_sources=data_sources,
+                parent_job_id=parent_job_id,
+                resume_job_id=resume_job_id,
+                pretrained_model=pretrained_model,
+                profile=profile,
+                stage=stage,
+            ),
+        )
 
     @server.tool(annotations=_hints(**RO, title="Validate a spec"))
     async def validate_spec(
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the nested spec (as from get_spec_template or build_spec)")],
-        require_complete: Annotated[bool, Field(description="also flag required values still '???' (true before a launch)")] = False,
+        require_complete: Annotated[
+            bool, Field(description="also flag required values still '???' (true before a launch)")
+        ] = False,
     ) -> ValidationResult:
         """Check a nested spec against the action's schema (types, enums, bounds, unknown keys with
         did-you-mean) and TAO's semantic constraints. Returns valid, issues (each with field, reason,
@@ -308,7 +360,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec (build_spec's 'spec')")],
-        engine: Annotated[Literal["builtin", "tao"], Field(description="'builtin' (this runtime's engine) or 'tao' (TAO container CLI)")] = "builtin",
+        engine: Annotated[
+            Literal["builtin", "tao"], Field(description="'builtin' (this runtime's engine) or 'tao' (TAO container CLI)")
+        ] = "builtin",
         platform: Annotated[str, Field(description="where the job runs, e.g. 'local'")] = "local",
     ) -> pf.PreflightReport:
         """Check the data and host before a launch: each image folder exists, is a folder (not an
@@ -340,15 +394,29 @@ def build_server(service: Service | None = None) -> MCPServer:
     async def launch_job(
         skill: Annotated[str, Field(description="skill name, e.g. 'tao-train-nvdinov2'")],
         action: Annotated[str, Field(description="action name: train, inference, export, ...")],
-        overrides: Annotated[dict[str, Any] | None, Field(description="dotted spec keys -> values, e.g. {'train.num_epochs': 5}")] = None,
+        overrides: Annotated[
+            dict[str, Any] | None, Field(description="dotted spec keys -> values, e.g. {'train.num_epochs': 5}")
+        ] = None,
         shorthand: Annotated[dict[str, Any] | None, Field(description="skill shorthand names -> values")] = None,
-        data_sources: Annotated[dict[str, str] | None, Field(description="dataset role -> local folder or archive path, e.g. {'train_datasets': '/data/photos'}")] = None,
-        parent_job_id: Annotated[str | None, Field(description="COMPLETE job to take the model from (inference/export after train)")] = None,
+        data_sources: Annotated[
+            dict[str, str] | None,
+            Field(description="dataset role -> local folder or archive path, e.g. {'train_datasets': '/data/photos'}"),
+        ] = None,
+        parent_job_id: Annotated[
+            str | None, Field(description="COMPLETE job to take the model from (inference/export after train)")
+        ] = None,
         resume_job_id: Annotated[str | None, Field(description="job to resume training from")] = None,
         pretrained_model: Annotated[str | None, Field(description="path of a pretrained model file")] = None,
         profile: Annotated[str | None, Field(description="'smoke' for a small validation run")] = None,
-        automl_policy: Annotated[str | None, Field(description="'off' = plain training; 'on' = AutoML (refused in this release); 'auto' or unset = the skill's policy and the words in request_text")] = None,
-        request_text: Annotated[str, Field(description="the user's words, used to resolve automl_policy (e.g. 'plain training')")] = "",
+        automl_policy: Annotated[
+            str | None,
+            Field(
+                description="'off' = plain training; 'on' = AutoML (refused in this release); 'auto' or unset = the skill's policy and the words in request_text"
+            ),
+        ] = None,
+        request_text: Annotated[
+            str, Field(description="the user's words, used to resolve automl_policy (e.g. 'plain training')")
+        ] = "",
         engine: Annotated[Literal["builtin", "tao"], Field(description="'builtin' or 'tao'")] = "builtin",
         platform: Annotated[str, Field(description="where to run, e.g. 'local'")] = "local",
     ) -> JobHandle:
@@ -362,10 +430,24 @@ def build_server(service: Service | None = None) -> MCPServer:
         (engine cannot run this action), staging_failed, job_error (platform failed to start it).
         Next: poll job_status(job_id) every few seconds until COMPLETE, ERROR or CANCELED.
         """
-        return await _call("launch_job", lambda: svc.launch_job(
-            skill, action, overrides=overrides, shorthand=shorthand, data_sources=data_sources,
-            parent_job_id=parent_job_id, resume_job_id=resume_job_id, pretrained_model=pretrained_model,
-            profile=profile, automl_policy=automl_policy, request_text=request_text, engine=engine, platform=platform))
+        return await _call(
+            "launch_job",
+            lambda: svc.launch_job(
+                skill,
+                action,
+                overrides=overrides,
+                shorthand=shorthand,
+                data_sources=data_sources,
+                parent_job_id=parent_job_id,
+                resume_job_id=resume_job_id,
+                pretrained_model=pretrained_model,
+                profile=profile,
+                automl_policy=automl_policy,
+                request_text=request_text,
+                engine=engine,
+                platform=platform,
+            ),
+        )
 
     @server.tool(annotations=_hints(**RO, title="Job status"))
     async def job_status(
@@ -384,8 +466,12 @@ def build_server(service: Service | None = None) -> MCPServer:
     async def job_logs(
         job_id: Annotated[str, Field(description="job id")],
         tail: Annotated[int, Field(ge=1, le=LOG_TAIL_MAX, description=f"last N lines (1..{LOG_TAIL_MAX})")] = 200,
-        grep: Annotated[str | None, Field(description="keep only lines matching this regular expression (Python re), e.g. 'loss|Error'")] = None,
-        max_bytes: Annotated[int, Field(ge=256, le=LOG_BYTES_MAX, description=f"cap on returned text in bytes (256..{LOG_BYTES_MAX})")] = 65536,
+        grep: Annotated[
+            str | None, Field(description="keep only lines matching this regular expression (Python re), e.g. 'loss|Error'")
+        ] = None,
+        max_bytes: Annotated[
+            int, Field(ge=256, le=LOG_BYTES_MAX, description=f"cap on returned text in bytes (256..{LOG_BYTES_MAX})")
+        ] = 65536,
     ) -> JobLogs:
         """A bounded slice of the job's log: the last `tail` lines, optionally filtered by regex
         `grep`, at most `max_bytes`. Use it after job_status shows ERROR (read failure.fix first) or
@@ -418,14 +504,20 @@ def build_server(service: Service | None = None) -> MCPServer:
 
         Next: job_status / job_logs / resolve_checkpoint on a job_id from the list.
         """
-        return await _call("list_jobs", lambda: JobList(jobs=svc.list_jobs(status=status, skill=skill, action=action, limit=limit)))
+        return await _call(
+            "list_jobs", lambda: JobList(jobs=svc.list_jobs(status=status, skill=skill, action=action, limit=limit))
+        )
 
     @server.tool(annotations=_hints(**RO, title="Resolve checkpoint"))
     async def resolve_checkpoint(
         job_id: Annotated[str, Field(description="a COMPLETE train job")],
-        for_action: Annotated[str, Field(description="the consuming action: 'inference', 'export', ... or 'resume'")] = "inference",
+        for_action: Annotated[
+            str, Field(description="the consuming action: 'inference', 'export', ... or 'resume'")
+        ] = "inference",
         epoch: Annotated[int | None, Field(ge=0, description="pick this epoch's checkpoint; default: the last")] = None,
-        allow_latest: Annotated[bool, Field(description="accept the 'latest' alias file when no numbered checkpoint exists")] = False,
+        allow_latest: Annotated[
+            bool, Field(description="accept the 'latest' alias file when no numbered checkpoint exists")
+        ] = False,
     ) -> CheckpointResult:
         """The model file that `for_action` should consume from a job's results, by the skill's
         checkpoint rule (NVDINOv2: student_epoch_* for inference/export, model_epoch_* for resume),
@@ -434,8 +526,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         Errors: not_found (no matching checkpoint or the action takes none; fix names the options).
         Usually you do not need it: launch_job(parent_job_id=...) resolves the checkpoint itself.
         """
-        return await _call("resolve_checkpoint", lambda: svc.resolve_checkpoint(
-            job_id, for_action, epoch=epoch, allow_latest=allow_latest))
+        return await _call(
+            "resolve_checkpoint", lambda: svc.resolve_checkpoint(job_id, for_action, epoch=epoch, allow_latest=allow_latest)
+        )
 
     _register_skill_resources(server, svc)
     return server
@@ -444,9 +537,16 @@ def build_server(service: Service | None = None) -> MCPServer:
 # ----------------------------------------------------------------------------- resources
 
 
-_MIME = {".md": "text/markdown", ".yaml": "application/yaml", ".yml": "application/yaml",
-         ".json": "application/json", ".txt": "text/plain", ".py": "text/x-python", ".sh": "text/x-shellscript",
-         ".j2": "text/plain"}
+_MIME = {
+    ".md": "text/markdown",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".json": "application/json",
+    ".txt": "text/plain",
+    ".py": "text/x-python",
+    ".sh": "text/x-shellscript",
+    ".j2": "text/plain",
+}
 
 
 def _mime(path: Path) -> str:
@@ -474,14 +574,24 @@ def _register_skill_resources(server: MCPServer, svc: Service) -> None:
             rel = path.relative_to(root).as_posix()
             mime = _mime(path)
             text_like = mime.startswith("text/") or mime in ("application/json", "application/yaml")
-            server.add_resource(FileResource(
-                uri=f"skill://{name}/{rel}", name=f"{name}/{rel}", path=path.resolve(),
-                description=f"file {rel} of skill {name}", mime_type=mime,
-                encoding="utf-8" if text_like else None))
+            server.add_resource(
+                FileResource(
+                    uri=f"skill://{name}/{rel}",
+                    name=f"{name}/{rel}",
+                    path=path.resolve(),
+                    description=f"file {rel} of skill {name}",
+                    mime_type=mime,
+                    encoding="utf-8" if text_like else None,
+                )
+            )
 
-    @server.resource("skill://{skill}/{+path}", name="skill-file", mime_type="text/plain",
-                     description="A file of a skill: skill://<skill>/<relative path>, e.g. "
-                                 "skill://tao-train-nvdinov2/SKILL.md (confined to the skill folder)")
+    @server.resource(
+        "skill://{skill}/{+path}",
+        name="skill-file",
+        mime_type="text/plain",
+        description="A file of a skill: skill://<skill>/<relative path>, e.g. "
+        "skill://tao-train-nvdinov2/SKILL.md (confined to the skill folder)",
+    )
     def skill_file(skill: str, path: str) -> str:
         root = roots.get(skill)
         if root is None:
@@ -506,23 +616,30 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run(transport: Literal["stdio", "streamable-http"] = "stdio", host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-        *, allow_remote: bool = False, service: Service | None = None) -> None:
+def run(
+    transport: Literal["stdio", "streamable-http"] = "stdio",
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    allow_remote: bool = False,
+    service: Service | None = None,
+) -> None:
     """Serve over ``transport``. HTTP serves ``http://<host>:<port>/mcp`` and refuses a
     non-loopback ``host`` unless ``allow_remote`` (the server has no authentication: anyone
     who reaches the port can launch jobs). Blocks until the client disconnects (stdio) or
     the process is stopped (HTTP). Raises ValueError for an unknown transport or a
     refused host.
     """
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if transport == "stdio":
         build_server(service).run("stdio")
     elif transport == "streamable-http":
         if not _is_loopback(host) and not allow_remote:
-            raise ValueError(f"refusing to serve MCP over HTTP on non-loopback host {host!r}: the server has no "
-                             "authentication. Use 127.0.0.1, or pass allow_remote=True (--allow-remote) behind "
-                             "your own authenticating proxy.")
+            raise ValueError(
+                f"refusing to serve MCP over HTTP on non-loopback host {host!r}: the server has no "
+                "authentication. Use 127.0.0.1, or pass allow_remote=True (--allow-remote) behind "
+                "your own authenticating proxy."
+            )
         log.info("serving MCP on http://%s:%d/mcp", host, port)
         build_server(service).run("streamable-http", host=host, port=port)
     else:
@@ -530,8 +647,8 @@ def run(transport: Literal["stdio", "streamable-http"] = "stdio", host: str = "1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m taoskills.mcp_server``: parse arguments and :func:`run`."""
-    ap = argparse.ArgumentParser(prog="python -m taoskills.mcp_server", description="tao-skills MCP server")
+    """``python -m taoskills.surfaces.mcp``: parse arguments and :func:`run`."""
+    ap = argparse.ArgumentParser(prog="python -m taoskills.surfaces.mcp", description="tao-skills MCP server")
     ap.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)

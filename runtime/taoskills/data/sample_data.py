@@ -35,8 +35,7 @@ PHOTOS: dict[str, tuple[str, str]] = {
 
 SAMPLE_ATTRIBUTION = (
     "Sample photographs from the scikit-image data folder (scikit-image, BSD-3-Clause; image licences "
-    "as stated by scikit-image):\n"
-    + "\n".join(f"- {name}: {title} — {credit}" for name, (title, credit) in PHOTOS.items())
+    "as stated by scikit-image):\n" + "\n".join(f"- {name}: {title} — {credit}" for name, (title, credit) in PHOTOS.items())
 )
 
 

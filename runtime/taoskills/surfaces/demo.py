@@ -1,7 +1,7 @@
 """The main job on its embedded default: NVDINOv2 train -> inference -> export on real
 photographs, with the built-in engine on the local platform, through the service API.
 
-Data: photographs shipped in the scikit-image wheel (see :mod:`taoskills.sample_data`
+Data: photographs shipped in the scikit-image wheel (see :mod:`taoskills.data.sample_data`
 for the list and licences), written as ``images_train.tar.gz`` (exercising archive
 staging) and an ``images_test/`` folder. Runs in a few minutes on 2 CPU cores.
 """
@@ -59,9 +59,9 @@ console = Console(stderr=True)
 
 def run_demo(out_dir: Path, *, epochs: int = 10, n_train: int = 32, n_test: int = 8) -> int:
     """Run the demo; returns a process exit code (0 when all three jobs COMPLETE)."""
-    from taoskills.cli import follow_job
-    from taoskills.sample_data import write_sample_archive, write_sample_images
+    from taoskills.data.sample_data import write_sample_archive, write_sample_images
     from taoskills.service import Service
+    from taoskills.surfaces.cli import follow_job
 
     out_dir = Path(out_dir).resolve()
     data = out_dir / "data"
@@ -75,7 +75,10 @@ def run_demo(out_dir: Path, *, epochs: int = 10, n_train: int = 32, n_test: int 
 
     console.print(f"[bold]1/3 train[/] NVDINOv2 on {n_train} photos ({train_root / 'images_train.tar.gz'})")
     train = svc.launch_job(
-        "tao-train-nvdinov2", "train", automl_policy="off", profile="smoke",
+        "tao-train-nvdinov2",
+        "train",
+        automl_policy="off",
+        profile="smoke",
         data_sources={"train_datasets": str(train_root)},
         overrides=demo_overrides(epochs, n_train),
     )
@@ -85,8 +88,9 @@ def run_demo(out_dir: Path, *, epochs: int = 10, n_train: int = 32, n_test: int 
     losses = _loss_curve(Path(status.results_dir))
 
     console.print("[bold]2/3 inference[/] embeddings for the test photos")
-    inf = svc.launch_job("tao-train-nvdinov2", "inference", parent_job_id=train.job_id,
-                         data_sources={"inference_dataset": str(test_root)})
+    inf = svc.launch_job(
+        "tao-train-nvdinov2", "inference", parent_job_id=train.job_id, data_sources={"inference_dataset": str(test_root)}
+    )
     inf_status = follow_job(svc, inf.job_id)
     if inf_status.status != "COMPLETE":
         return _failed(svc, inf_status)

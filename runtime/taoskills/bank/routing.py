@@ -8,7 +8,7 @@ hyphen or an underscore between the words of a phrase is optional, so "auto-enco
    ``/data/coco/`` or ``dino_model_latest.pth`` never count as words of the request.
 2. Every phrase is collected: each skill's ``routing.triggers`` (weight ``TRIGGER``; the
    skill name and its network_arch count as triggers too), ``routing.keywords``
-   (``KEYWORD``), and the near misses of ``data/near_misses.yaml`` (their own weight).
+   (``KEYWORD``), and the near misses of ``bank/near_misses.yaml`` (their own weight).
 3. Overlaps are resolved longest-match-first, so "Grounding DINO" is one match (not a
    "DINO" match), "RT-DETR" is not "DETR", and "DINOv2"/"DINOv3" are never "DINO".
 4. A match right after a negation ("not", "no", "without", "instead of", ...) does not
@@ -45,15 +45,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from taoskills.automl_policy import (
+from taoskills.bank.automl_policy import (
     AUTOML_SKILL,
     PolicyDecision,
     normalize_policy_value,
     policy_from_text,
     resolve_automl_policy,
 )
+from taoskills.bank.skill_info import SkillInfo
 from taoskills.errors import SpecError
-from taoskills.skill_info import SkillInfo
 
 # --- weights (tuned on evals/routing_cases.yaml) ---------------------------------------
 TRIGGER = 3.0
@@ -71,27 +71,77 @@ DISPLAY = {"nvdinov2": "NVDINOv2", "dino": "DINO", "mae": "MAE", "grounding_dino
 #: deploy_gen_trt_engine when that is what the skill calls it.
 DEFAULT_ACTION_WORDS: dict[str, list[str]] = {
     "train": [
-        "train", "trains", "training", "fine-tune", "finetune", "fine-tuning", "finetuning", "fine tune",
-        "pretrain", "pre-train", "pretraining", "pre-training", "retrain", "resume training", "fit",
+        "train",
+        "trains",
+        "training",
+        "fine-tune",
+        "finetune",
+        "fine-tuning",
+        "finetuning",
+        "fine tune",
+        "pretrain",
+        "pre-train",
+        "pretraining",
+        "pre-training",
+        "retrain",
+        "resume training",
+        "fit",
     ],
-    "evaluate": ["evaluate", "evaluation", "eval", "validate", "compute metrics", "measure accuracy", "score the model", "benchmark"],
+    "evaluate": [
+        "evaluate",
+        "evaluation",
+        "eval",
+        "validate",
+        "compute metrics",
+        "measure accuracy",
+        "score the model",
+        "benchmark",
+    ],
     "inference": [
-        "inference", "infer", "predict", "predictions", "run on images", "detect objects in", "run the detector on",
-        "extract features", "feature extraction", "embeddings", "annotate images",
+        "inference",
+        "infer",
+        "predict",
+        "predictions",
+        "run on images",
+        "detect objects in",
+        "run the detector on",
+        "extract features",
+        "feature extraction",
+        "embeddings",
+        "annotate images",
     ],
     "export": ["export", "onnx", "convert to onnx"],
     "distill": ["distill", "distillation", "knowledge distillation", "distil"],
     "quantize": ["quantize", "quantise", "quantization", "quantisation", "qat", "ptq", "int8 quantization", "modelopt"],
     "gen_trt_engine": [
-        "gen_trt_engine", "trt engine", "tensorrt engine", "tensorrt", "trt", "build an engine", "build engine",
-        "generate an engine", "deploy", "deployment",
+        "gen_trt_engine",
+        "trt engine",
+        "tensorrt engine",
+        "tensorrt",
+        "trt",
+        "build an engine",
+        "build engine",
+        "generate an engine",
+        "deploy",
+        "deployment",
     ],
 }
 
 # TensorRT context: turns evaluate/inference into deploy_evaluate/deploy_inference.
 _TRT_CONTEXT = re.compile(r"(?<![a-z0-9])(?:tensorrt|trt|\.engine|engine\s+file|engine)(?![a-z0-9])", re.IGNORECASE)
 # Only these words, alone, ask for an engine build (not "tensorrt inference").
-_WEAK_ENGINE_WORDS = {"tensorrt", "trt", "engine", "deploy", "deployment", "trt engine", "tensorrt engine", "fp16", "fp32", "int8"}
+_WEAK_ENGINE_WORDS = {
+    "tensorrt",
+    "trt",
+    "engine",
+    "deploy",
+    "deployment",
+    "trt engine",
+    "tensorrt engine",
+    "fp16",
+    "fp32",
+    "int8",
+}
 _ENGINE_BUILD = re.compile(
     r"(?<![a-z0-9])(?:gen_trt_engine|(?:build|generate|create|make|compile|convert|produce)\w*\s+(?:\w+\s+){0,4}?(?:tensorrt|trt|engine))(?![a-z0-9])",
     re.IGNORECASE,
@@ -107,7 +157,9 @@ _NEGATION = re.compile(
     re.IGNORECASE,
 )
 # "my COCO export", "the training data": an action word used as a noun
-_NOUN_BEFORE = re.compile(r"(?:coco|odvg|kitti|voc|cvat|yolo|dataset|data|label|labels|annotation|annotations)\s+$", re.IGNORECASE)
+_NOUN_BEFORE = re.compile(
+    r"(?:coco|odvg|kitti|voc|cvat|yolo|dataset|data|label|labels|annotation|annotations)\s+$", re.IGNORECASE
+)
 # "run the engine on my test images": asks for inference
 _RUN_ON_IMAGES = re.compile(
     r"(?<![a-z0-9])(?:run|apply|use)\s+(?:it\s+|the\s+|my\s+|this\s+)?(?:[\w\-]+\s+){0,3}?on\s+(?:my\s+|the\s+|these\s+|some\s+|new\s+)?(?:[\w\-]+\s+){0,2}?(?:images|frames|photos|pictures|videos?|camera\s+feeds?)(?![a-z0-9])",
@@ -302,8 +354,8 @@ def _resolve_overlaps(cands: list[_Cand]) -> list[_Cand]:
 
 @lru_cache(maxsize=1)
 def load_near_misses() -> tuple[dict[str, Any], ...]:
-    """The near-miss table (``taoskills/data/near_misses.yaml``), validated lightly."""
-    raw = resources.files("taoskills").joinpath("data/near_misses.yaml").read_text(encoding="utf-8")
+    """The near-miss table (``taoskills/bank/near_misses.yaml``), validated lightly."""
+    raw = resources.files("taoskills").joinpath("bank/near_misses.yaml").read_text(encoding="utf-8")
     entries = yaml.safe_load(raw) or []
     for e in entries:
         for key in ("name", "kind", "display", "phrases", "weight"):
@@ -314,8 +366,18 @@ def load_near_misses() -> tuple[dict[str, Any], ...]:
 
 # --- parameter extraction ------------------------------------------------------------------------
 _NUM_WORDS = {
-    "a single": 1, "single": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "sixteen": 16, "a": 1,
+    "a single": 1,
+    "single": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "sixteen": 16,
+    "a": 1,
 }
 _NUM = r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
 _URI = re.compile(r"(?<![\w])(?:s3|gs|hf|ngc|az|abfs|https?|file|lustre)://[^\s'\"<>,;()\[\]]+", re.IGNORECASE)
@@ -337,10 +399,27 @@ _NUMERIC_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("batch_size", re.compile(r"(?<![\w.])(?:batch[\s_]?size|batch|bs)\s*(?:=|:|of|to)?\s*(\d+)(?![\w.])", re.IGNORECASE)),
     ("batch_size", re.compile(r"(?<![\w.])(\d+)\s*(?:images?\s+)?per\s+batch(?![\w])", re.IGNORECASE)),
     ("num_gpus", re.compile(r"(?<![\w.])(?:num_gpus|gpus)\s*(?:=|:)\s*(\d+)(?![\w.])", re.IGNORECASE)),
-    ("num_gpus", re.compile(r"(?<![\w.])(\d+)\s*(?:x\s*)?(?:gpus?|a100s?|h100s?|h200s?|v100s?|l40s?|a10s?|a6000s?)(?![\w])", re.IGNORECASE)),
-    ("num_gpus", re.compile(r"(?<![\w])(a single|single|one|two|three|four|five|six|seven|eight|sixteen)\s+(?:gpus?|a100s?|h100s?)(?![\w])", re.IGNORECASE)),
+    (
+        "num_gpus",
+        re.compile(
+            r"(?<![\w.])(\d+)\s*(?:x\s*)?(?:gpus?|a100s?|h100s?|h200s?|v100s?|l40s?|a10s?|a6000s?)(?![\w])", re.IGNORECASE
+        ),
+    ),
+    (
+        "num_gpus",
+        re.compile(
+            r"(?<![\w])(a single|single|one|two|three|four|five|six|seven|eight|sixteen)\s+(?:gpus?|a100s?|h100s?)(?![\w])",
+            re.IGNORECASE,
+        ),
+    ),
     ("learning_rate", re.compile(r"(?<![\w.])(?:learning[\s_]rate|lr)\s*(?:=|:|of|to)?\s*" + _NUM + r"(?![\w.])", re.IGNORECASE)),
-    ("image_size", re.compile(r"(?<![\w.])(?:img_size|image[\s_]size|input[\s_]size|resolution)\s*(?:=|:|of|to)?\s*(\d+)(?:\s*[x×]\s*(\d+))?(?![\w.])", re.IGNORECASE)),
+    (
+        "image_size",
+        re.compile(
+            r"(?<![\w.])(?:img_size|image[\s_]size|input[\s_]size|resolution)\s*(?:=|:|of|to)?\s*(\d+)(?:\s*[x×]\s*(\d+))?(?![\w.])",
+            re.IGNORECASE,
+        ),
+    ),
     ("image_size", re.compile(r"(?<![\w.])(\d{2,4})\s*[x×]\s*(\d{2,4})(?![\w.])", re.IGNORECASE)),
     ("image_size", re.compile(r"(?<![\w.])(\d{2,4})\s*(?:px|pixels?)(?![\w])", re.IGNORECASE)),
     ("num_classes", re.compile(r"(?<![\w.])(?:num_classes)\s*(?:=|:)\s*(\d+)(?![\w.])", re.IGNORECASE)),
@@ -382,7 +461,7 @@ def _number(text: str) -> int | float:
 def _path_role(text: str, start: int, value: str, action: str | None) -> tuple[str, str]:
     """(name, role) of a path from its extension and the words just before it."""
     low = value.lower().rstrip("/")
-    before = text[max(0, start - 48):start].lower()
+    before = text[max(0, start - 48) : start].lower()
     if low.endswith(_CKPT_EXT):
         if re.search(r"pre-?trained|backbone|initiali[sz]e|init from|start from|teacher", before):
             return "checkpoint", "pretrained_model"
@@ -457,7 +536,16 @@ def extract_parameters(text: str, info: SkillInfo | None = None, action: str | N
 
     def add(name: str, value: Any, s: int, e: int, role: str | None = None, keys: list[str] | None = None) -> None:
         taken.append((s, e))
-        params.append(Parameter(name=name, value=value, keys=keys if keys is not None else _shorthand_keys(info, name), role=role, span=(s, e), text=text[s:e]))
+        params.append(
+            Parameter(
+                name=name,
+                value=value,
+                keys=keys if keys is not None else _shorthand_keys(info, name),
+                role=role,
+                span=(s, e),
+                text=text[s:e],
+            )
+        )
 
     for s, e, value in extract_paths(text):
         name, role = _path_role(text, s, value, action)
@@ -550,15 +638,15 @@ def _collect(masked: str, entries: list[_Entry]) -> list[_Cand]:
 
 def _annotate(cands: list[_Cand], masked: str) -> None:
     for c in cands:
-        before = masked[max(0, c.start - 40):c.start]
+        before = masked[max(0, c.start - 40) : c.start]
         c.negated = bool(_NEGATION.search(before))
         if _ACTION_VERBS.search(before[-28:]) or _VERB_LEAD.match(c.phrase):
             c.bonus = VERB_BONUS
-        if c.kind == "near_miss" and _DATA_CONTEXT.search(masked[c.end:c.end + 16]):
+        if c.kind == "near_miss" and _DATA_CONTEXT.search(masked[c.end : c.end + 16]):
             c.weight /= 2
         # "DINO with a DINOv2 backbone", "Grounding DINO and its BERT text encoder": a part, not the model
         phrase_is_part = bool(re.search(r"(?:backbone|encoder)$", c.phrase, re.IGNORECASE))
-        if _COMPONENT_BEFORE.search(before[-24:]) and (phrase_is_part or _COMPONENT_AFTER.search(masked[c.end:c.end + 16])):
+        if _COMPONENT_BEFORE.search(before[-24:]) and (phrase_is_part or _COMPONENT_AFTER.search(masked[c.end : c.end + 16])):
             c.component = True
             c.weight = min(c.weight, KEYWORD) / 2
             c.bonus = 0.0
@@ -576,7 +664,7 @@ def _score(accepted: list[_Cand], masked: str, entries: list[_Entry]) -> tuple[d
             continue
         s.phrases.add(c.phrase.lower())
         s.score += c.weight + c.bonus
-        s.evidence.append(f"{c.kind} {masked[c.start:c.end]!r}")
+        s.evidence.append(f"{c.kind} {masked[c.start : c.end]!r}")
     negatives: list[_Cand] = []
     for entry in entries:
         own = [(c.start, c.end) for c in accepted if c.owner == entry.name or c.negated or c.component]
@@ -612,19 +700,16 @@ def _canonical_action(name: str, actions: Iterable[str]) -> str | None:
     return None
 
 
-def _action_mentions(masked: str, info: SkillInfo, skill_spans: list[tuple[int, int]]) -> tuple[list[tuple[int, str, str]], list[str]]:
+def _action_mentions(
+    masked: str, info: SkillInfo, skill_spans: list[tuple[int, int]]
+) -> tuple[list[tuple[int, str, str]], list[str]]:
     """(start, action, word) mentions valid for this skill, and unsupported actions asked for."""
     words: dict[str, set[str]] = {a: set(ws) for a, ws in DEFAULT_ACTION_WORDS.items()}
     for action, ws in info.routing.action_words.items():
         key = "gen_trt_engine" if action == "deploy_gen_trt_engine" else action
         words.setdefault(key, set()).update(ws)
-    cands = [
-        _Cand(action, w, "action", s, e, 0.0)
-        for action, ws in words.items()
-        for w in ws
-        for s, e in _find(w, masked)
-    ]
-    accepted = [c for c in _resolve_overlaps(cands) if not _NOUN_BEFORE.search(masked[max(0, c.start - 16):c.start])]
+    cands = [_Cand(action, w, "action", s, e, 0.0) for action, ws in words.items() for w in ws for s, e in _find(w, masked)]
+    accepted = [c for c in _resolve_overlaps(cands) if not _NOUN_BEFORE.search(masked[max(0, c.start - 16) : c.start])]
     trt = bool(_TRT_CONTEXT.search(masked))
     build = bool(_ENGINE_BUILD.search(masked))
     found: list[tuple[int, str, str]] = []
@@ -643,7 +728,7 @@ def _action_mentions(masked: str, info: SkillInfo, skill_spans: list[tuple[int, 
             if not inside_skill_phrase and action not in unsupported:
                 unsupported.append(action)
             continue
-        found.append((c.start, canon, masked[c.start:c.end]))
+        found.append((c.start, canon, masked[c.start : c.end]))
     for m in run_on:
         if not any(m.start() <= start < m.end() for start, _, _ in found):
             infer = "deploy_inference" if trt and "deploy_inference" in info.actions else "inference"
@@ -688,7 +773,7 @@ def route(
     ``.info`` SkillInfo and ``.dir``), a dict of those, or an iterable of Skill/SkillInfo.
     ``action``: an explicit action; it wins over words and must be one of the skill's
     actions ("gen_trt_engine" also names "deploy_gen_trt_engine"). ``automl_policy``: an
-    explicit on|off|auto (see taoskills.automl_policy).
+    explicit on|off|auto (see taoskills.bank.automl_policy).
     Raises SpecError(field="action") for an action the routed skill does not have, and
     SpecError(field="automl_policy") for an invalid policy value.
     """
@@ -708,7 +793,14 @@ def route(
     accepted = _resolve_overlaps(cands)
     scored, negatives = _score(accepted, masked, entries)
     matches = [
-        Match(owner=c.owner, phrase=c.phrase, kind=c.kind, span=(c.start, c.end), weight=round(c.weight + c.bonus, 3), negated=c.negated)
+        Match(
+            owner=c.owner,
+            phrase=c.phrase,
+            kind=c.kind,
+            span=(c.start, c.end),
+            weight=round(c.weight + c.bonus, 3),
+            negated=c.negated,
+        )
         for c in [*accepted, *negatives]
     ]
 
@@ -728,7 +820,13 @@ def route(
     best_nm = max(nm_scores.items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0.0))
     nm_info = nm_table[best_nm[0]] if best_nm[0] else None
     near = (
-        NearMiss(name=nm_info["name"], display=nm_info["display"], kind=nm_info["kind"], nearest=nm_info.get("nearest"), score=best_nm[1])
+        NearMiss(
+            name=nm_info["name"],
+            display=nm_info["display"],
+            kind=nm_info["kind"],
+            nearest=nm_info.get("nearest"),
+            score=best_nm[1],
+        )
         if nm_info
         else None
     )
@@ -740,7 +838,13 @@ def route(
             if name != exclude and score > 0
         ]
         if automl_wanted and exclude != AUTOML_SKILL and any(e.name == AUTOML_SKILL for e in apps):
-            alts.append(Alternative(skill=AUTOML_SKILL, score=scores.get(AUTOML_SKILL, TRIGGER), reason=f"AutoML asked for ({intent_phrase or 'AutoML words'}): the train action can run through {AUTOML_SKILL}"))
+            alts.append(
+                Alternative(
+                    skill=AUTOML_SKILL,
+                    score=scores.get(AUTOML_SKILL, TRIGGER),
+                    reason=f"AutoML asked for ({intent_phrase or 'AutoML words'}): the train action can run through {AUTOML_SKILL}",
+                )
+            )
         if near and near.nearest and near.nearest != exclude and all(a.skill != near.nearest for a in alts):
             alts.append(Alternative(skill=near.nearest, score=0.0, reason=f"nearest skill to {near.display}"))
         return alts
@@ -752,23 +856,55 @@ def route(
     # 1. a model skill that clearly wins
     if top_name and top >= MIN_SCORE and top > best_nm[1] and top > second:
         entry = next(e for e in models if e.name == top_name)
-        return _finish_model(text, masked, entry, top, max(second, best_nm[1]), scored, accepted, alternatives(top_name), base,
-                             action, automl_policy, automl_wanted, intent_phrase, extra_off, paths, near)
+        return _finish_model(
+            text,
+            masked,
+            entry,
+            top,
+            max(second, best_nm[1]),
+            scored,
+            accepted,
+            alternatives(top_name),
+            base,
+            action,
+            automl_policy,
+            automl_wanted,
+            intent_phrase,
+            extra_off,
+            paths,
+            near,
+        )
 
     # 2. two model skills tie
     if top_name and top >= MIN_SCORE and top == second and top > best_nm[1]:
         tied = [n for n, s in ranked if s == top]
         msg = f"ambiguous: {' and '.join(tied)} match equally ({top:g}); name the model you want"
-        return RouteResult(skill=None, ambiguous=True, alternatives=alternatives(None), near_miss=near, reason=msg, no_skill_reason=msg,
-                           parameters=extract_parameters(text, None, None), **base)
+        return RouteResult(
+            skill=None,
+            ambiguous=True,
+            alternatives=alternatives(None),
+            near_miss=near,
+            reason=msg,
+            no_skill_reason=msg,
+            parameters=extract_parameters(text, None, None),
+            **base,
+        )
 
     # 3. a near miss wins (or ties a model skill)
     if near and best_nm[1] >= MIN_SCORE and best_nm[1] >= top:
         msg = _no_skill_message(nm_info, entries, bank)
         if top_name and top == best_nm[1]:
             msg += f" ({top_name} also matched as strongly; name the model if you meant it)"
-        return RouteResult(skill=None, near_miss=near, alternatives=alternatives(None), reason=msg, no_skill_reason=msg,
-                           ambiguous=bool(top_name and top == best_nm[1]), parameters=extract_parameters(text, None, None), **base)
+        return RouteResult(
+            skill=None,
+            near_miss=near,
+            alternatives=alternatives(None),
+            reason=msg,
+            no_skill_reason=msg,
+            ambiguous=bool(top_name and top == best_nm[1]),
+            parameters=extract_parameters(text, None, None),
+            **base,
+        )
 
     # 4. AutoML with no model named
     if app_hit is not None and automl_wanted:
@@ -778,18 +914,36 @@ def route(
             if info.actions and action not in info.actions:
                 raise _bad_action(action, app_hit.name, list(info.actions))
             act = action
-        msg = (f"{app_hit.name}: AutoML/HPO asked for ({intent_phrase!r}) but no model named; "
-               f"which model should it tune? ({bank.split(' and AutoML')[0]})")
-        return RouteResult(skill=app_hit.name, network_arch=None, action=act, action_source="explicit" if act else None,
-                           confidence=round(_confidence(scores.get(app_hit.name, TRIGGER), 0.0) * 0.6, 3),
-                           alternatives=[Alternative(skill=e.name, score=0.0, reason="AutoML-enabled model skill") for e in models if e.info.automl_enabled],
-                           reason=msg, parameters=extract_parameters(text, None, None), **base)
+        msg = (
+            f"{app_hit.name}: AutoML/HPO asked for ({intent_phrase!r}) but no model named; "
+            f"which model should it tune? ({bank.split(' and AutoML')[0]})"
+        )
+        return RouteResult(
+            skill=app_hit.name,
+            network_arch=None,
+            action=act,
+            action_source="explicit" if act else None,
+            confidence=round(_confidence(scores.get(app_hit.name, TRIGGER), 0.0) * 0.6, 3),
+            alternatives=[
+                Alternative(skill=e.name, score=0.0, reason="AutoML-enabled model skill") for e in models if e.info.automl_enabled
+            ],
+            reason=msg,
+            parameters=extract_parameters(text, None, None),
+            **base,
+        )
 
     msg = f"No skill matches this request; the bank covers {bank}. Name one of those models (e.g. 'train DINO on my COCO data')."
     if top_name and top > 0:
         msg = f"Too little evidence ({top_name} scored {top:g} < {MIN_SCORE:g}); the bank covers {bank}. Name the model."
-    return RouteResult(skill=None, reason=msg, no_skill_reason=msg, alternatives=alternatives(None), near_miss=None,
-                       parameters=extract_parameters(text, None, None), **base)
+    return RouteResult(
+        skill=None,
+        reason=msg,
+        no_skill_reason=msg,
+        alternatives=alternatives(None),
+        near_miss=None,
+        parameters=extract_parameters(text, None, None),
+        **base,
+    )
 
 
 def _bad_action(action: str, skill: str, allowed: list[str]) -> SpecError:
@@ -801,10 +955,24 @@ def _bad_action(action: str, skill: str, allowed: list[str]) -> SpecError:
     )
 
 
-def _finish_model(text: str, masked: str, entry: _Entry, top: float, second: float, scored: dict[str, _Scored],
-                  accepted: list[_Cand], alternatives: list[Alternative], base: dict[str, Any], action: str | None,
-                  automl_policy: str | None, automl_wanted: bool, intent_phrase: str | None, extra_off: list[str],
-                  paths: list[tuple[int, int, str]], near: NearMiss | None) -> RouteResult:
+def _finish_model(
+    text: str,
+    masked: str,
+    entry: _Entry,
+    top: float,
+    second: float,
+    scored: dict[str, _Scored],
+    accepted: list[_Cand],
+    alternatives: list[Alternative],
+    base: dict[str, Any],
+    action: str | None,
+    automl_policy: str | None,
+    automl_wanted: bool,
+    intent_phrase: str | None,
+    extra_off: list[str],
+    paths: list[tuple[int, int, str]],
+    near: NearMiss | None,
+) -> RouteResult:
     info = entry.info
     skill_spans = [(c.start, c.end) for c in accepted if c.owner == entry.name]
     mentions, unsupported = _action_mentions(masked, info, skill_spans)
@@ -827,8 +995,11 @@ def _finish_model(text: str, masked: str, entry: _Entry, top: float, second: flo
         elif unsupported:
             act, source = None, None
             unsupported_action = unsupported[0]
-            why = (f"{entry.name} has no {unsupported[0]} action (actions: {', '.join(info.actions)}); "
-                   + ("validate an NVDINOv2 backbone by inference instead" if info.network_arch == "nvdinov2" and unsupported[0] == "evaluate" else "choose one of those"))
+            why = f"{entry.name} has no {unsupported[0]} action (actions: {', '.join(info.actions)}); " + (
+                "validate an NVDINOv2 backbone by inference instead"
+                if info.network_arch == "nvdinov2" and unsupported[0] == "evaluate"
+                else "choose one of those"
+            )
         elif "train" in info.actions:
             act, source, why = "train", "default", "no action word: default train"
         else:
@@ -836,7 +1007,9 @@ def _finish_model(text: str, masked: str, entry: _Entry, top: float, second: flo
 
     decision = None
     if act is not None:
-        decision = resolve_automl_policy(info, act, explicit=automl_policy, text=masked, skill_dir=entry.dir, extra_off_phrases=extra_off)
+        decision = resolve_automl_policy(
+            info, act, explicit=automl_policy, text=masked, skill_dir=entry.dir, extra_off_phrases=extra_off
+        )
 
     params = extract_parameters(text, info, act)
     evidence = "; ".join(scored[entry.name].evidence)

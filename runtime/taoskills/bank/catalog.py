@@ -16,16 +16,17 @@ import difflib
 import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from taoskills import paths
+from taoskills.bank.skill_info import ActionInfo, SkillInfo
 from taoskills.errors import Issue, NotFound, SkillError
-from taoskills.skill_info import ActionInfo, SkillInfo
 
 # Agent Skills specification (agentskills docs/specification.mdx; skills-ref validator.py).
 FRONTMATTER_KEYS = frozenset({"name", "description", "license", "compatibility", "metadata", "allowed-tools"})
@@ -63,59 +64,110 @@ def parse_skill_md(path: Path) -> tuple[dict[str, Any], str]:
     """
     text = path.read_text(encoding="utf-8")
     if not text.startswith("---"):
-        raise SkillError(f"{path}: SKILL.md must start with a '---' YAML frontmatter block",
-                         field=f"{path}:frontmatter", fix="add '---' frontmatter with name and description")
+        raise SkillError(
+            f"{path}: SKILL.md must start with a '---' YAML frontmatter block",
+            field=f"{path}:frontmatter",
+            fix="add '---' frontmatter with name and description",
+        )
     parts = text.split("---", 2)
     if len(parts) < 3:
-        raise SkillError(f"{path}: frontmatter is not closed with '---'", field=f"{path}:frontmatter",
-                         fix="close the frontmatter block with a line '---'")
+        raise SkillError(
+            f"{path}: frontmatter is not closed with '---'",
+            field=f"{path}:frontmatter",
+            fix="close the frontmatter block with a line '---'",
+        )
     try:
         front = yaml.safe_load(parts[1])
     except yaml.YAMLError as exc:
-        raise SkillError(f"{path}: frontmatter is not valid YAML: {exc}", field=f"{path}:frontmatter",
-                         fix="fix the YAML syntax of the frontmatter") from None
+        raise SkillError(
+            f"{path}: frontmatter is not valid YAML: {exc}",
+            field=f"{path}:frontmatter",
+            fix="fix the YAML syntax of the frontmatter",
+        ) from None
     if not isinstance(front, dict):
-        raise SkillError(f"{path}: frontmatter must be a YAML mapping", field=f"{path}:frontmatter",
-                         fix="write 'key: value' lines between the '---' markers")
+        raise SkillError(
+            f"{path}: frontmatter must be a YAML mapping",
+            field=f"{path}:frontmatter",
+            fix="write 'key: value' lines between the '---' markers",
+        )
     issues: list[Issue] = []
     extra = sorted(set(front) - FRONTMATTER_KEYS)
     if extra:
-        issues.append(Issue("frontmatter." + extra[0], f"unexpected top-level keys {extra}",
-                            f"only {sorted(FRONTMATTER_KEYS)} are allowed; move extras under metadata"))
+        issues.append(
+            Issue(
+                "frontmatter." + extra[0],
+                f"unexpected top-level keys {extra}",
+                f"only {sorted(FRONTMATTER_KEYS)} are allowed; move extras under metadata",
+            )
+        )
     name = front.get("name")
     if not isinstance(name, str) or not name or len(name) > 64 or not _NAME_RE.match(name):
-        issues.append(Issue("frontmatter.name", f"name {name!r} is not 1-64 of a-z, 0-9 and single hyphens",
-                            "use the folder name, e.g. tao-train-dino"))
+        issues.append(
+            Issue(
+                "frontmatter.name",
+                f"name {name!r} is not 1-64 of a-z, 0-9 and single hyphens",
+                "use the folder name, e.g. tao-train-dino",
+            )
+        )
     desc = front.get("description")
     if not isinstance(desc, str) or not desc.strip():
-        issues.append(Issue("frontmatter.description", "description is missing or empty",
-                            "say what the skill does and when to use it (trigger phrases)"))
+        issues.append(
+            Issue(
+                "frontmatter.description",
+                "description is missing or empty",
+                "say what the skill does and when to use it (trigger phrases)",
+            )
+        )
     else:
         if len(desc) > MAX_DESCRIPTION:
-            issues.append(Issue("frontmatter.description", f"description has {len(desc)} characters (max {MAX_DESCRIPTION})",
-                                "shorten it; move detail into the body"))
+            issues.append(
+                Issue(
+                    "frontmatter.description",
+                    f"description has {len(desc)} characters (max {MAX_DESCRIPTION})",
+                    "shorten it; move detail into the body",
+                )
+            )
         if "<" in desc or ">" in desc:
             issues.append(Issue("frontmatter.description", "description contains '<' or '>'", "remove angle brackets"))
     compat = front.get("compatibility")
     if compat is not None and (not isinstance(compat, str) or len(compat) > MAX_COMPATIBILITY):
-        issues.append(Issue("frontmatter.compatibility", f"compatibility must be a string of at most {MAX_COMPATIBILITY} characters",
-                            "shorten it"))
+        issues.append(
+            Issue(
+                "frontmatter.compatibility",
+                f"compatibility must be a string of at most {MAX_COMPATIBILITY} characters",
+                "shorten it",
+            )
+        )
     meta = front.get("metadata")
     if meta is not None:
         if not isinstance(meta, dict):
-            issues.append(Issue("frontmatter.metadata", "metadata must be a mapping", "write metadata as key: \"value\" lines"))
+            issues.append(Issue("frontmatter.metadata", "metadata must be a mapping", 'write metadata as key: "value" lines'))
         else:
             for key, value in meta.items():
                 if not isinstance(key, str) or not isinstance(value, str):
-                    issues.append(Issue(f"frontmatter.metadata.{key}", f"metadata value {value!r} is not a string",
-                                        "quote it, e.g. automl_enabled: \"true\""))
+                    issues.append(
+                        Issue(
+                            f"frontmatter.metadata.{key}",
+                            f"metadata value {value!r} is not a string",
+                            'quote it, e.g. automl_enabled: "true"',
+                        )
+                    )
     tools = front.get("allowed-tools")
     if tools is not None and not isinstance(tools, str):
-        issues.append(Issue("frontmatter.allowed-tools", "allowed-tools must be a space-separated string",
-                            "write e.g. allowed-tools: Read Bash"))
+        issues.append(
+            Issue(
+                "frontmatter.allowed-tools",
+                "allowed-tools must be a space-separated string",
+                "write e.g. allowed-tools: Read Bash",
+            )
+        )
     if issues:
-        raise SkillError(f"{path}: invalid SKILL.md frontmatter ({len(issues)} problem(s)): {issues[0]}",
-                         field=f"{path}:{issues[0].field}", fix=issues[0].fix, issues=issues)
+        raise SkillError(
+            f"{path}: invalid SKILL.md frontmatter ({len(issues)} problem(s)): {issues[0]}",
+            field=f"{path}:{issues[0].field}",
+            fix=issues[0].fix,
+            issues=issues,
+        )
     return front, parts[2].lstrip("\n")
 
 
@@ -126,8 +178,11 @@ def load_skill_info(path: Path) -> SkillInfo:
     (e.g. ``.../skill_info.yaml:actions.train.commnd``) and whose ``issues`` list them all.
     """
     if not path.is_file():
-        raise SkillError(f"{path}: missing skill_info.yaml", field=str(path),
-                         fix="add references/skill_info.yaml (the machine contract) to the skill folder")
+        raise SkillError(
+            f"{path}: missing skill_info.yaml",
+            field=str(path),
+            fix="add references/skill_info.yaml (the machine contract) to the skill folder",
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -140,11 +195,21 @@ def load_skill_info(path: Path) -> SkillInfo:
         issues = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-            issues.append(Issue(loc, err["msg"], "see taoskills/skill_info.py for the allowed fields and types",
-                                code=str(err.get("type", "invalid"))))
+            issues.append(
+                Issue(
+                    loc,
+                    err["msg"],
+                    "see taoskills/skill_info.py for the allowed fields and types",
+                    code=str(err.get("type", "invalid")),
+                )
+            )
         first = issues[0]
-        raise SkillError(f"{path}: invalid skill_info at {first.field}: {first.reason}",
-                         field=f"{path}:{first.field}", fix=first.fix, issues=issues) from None
+        raise SkillError(
+            f"{path}: invalid skill_info at {first.field}: {first.reason}",
+            field=f"{path}:{first.field}",
+            fix=first.fix,
+            issues=issues,
+        ) from None
 
 
 @dataclass(eq=False)
@@ -191,9 +256,12 @@ class Skill:
         known = list(self.info.actions)
         near = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise NotFound(f"skill {self.name} has no action {name!r}.{hint} Actions: {', '.join(known) or '(none)'}",
-                       field="action", fix=f"use one of: {', '.join(known) or '(none: an application skill)'}",
-                       details={"skill": self.name, "actions": known})
+        raise NotFound(
+            f"skill {self.name} has no action {name!r}.{hint} Actions: {', '.join(known) or '(none)'}",
+            field="action",
+            fix=f"use one of: {', '.join(known) or '(none: an application skill)'}",
+            details={"skill": self.name, "actions": known},
+        )
 
     # -- files ----------------------------------------------------------------------------
     def path(self, relative: str) -> Path:
@@ -233,10 +301,13 @@ class Skill:
                 f"skill {self.name}: {len(missing)} file(s) named by skill_info.yaml are missing: {', '.join(missing)}",
                 field=f"{self.dir / SKILL_INFO}:actions",
                 fix="regenerate schemas and templates from TAO Core (scripts/generate_schemas.py) "
-                    "or fix spec_template/schema_file in skill_info.yaml",
-                issues=[Issue(rel, "file missing", "generate it or fix its name in skill_info.yaml", code="missing_file")
-                        for rel in missing],
-                details={"skill": self.name, "missing": missing})
+                "or fix spec_template/schema_file in skill_info.yaml",
+                issues=[
+                    Issue(rel, "file missing", "generate it or fix its name in skill_info.yaml", code="missing_file")
+                    for rel in missing
+                ],
+                details={"skill": self.name, "missing": missing},
+            )
 
     def automl_ready(self) -> tuple[bool, str]:
         """Whether AutoML can run for this skill's train action, and why not.
@@ -269,14 +340,20 @@ class Skill:
         or ``.yaml`` templates. Missing -> NotFound, unparsable -> SkillError; both say to regenerate."""
         p = self.dir / rel
         if not p.is_file():
-            raise NotFound(f"skill {self.name}: {rel} does not exist", field=str(p),
-                           fix="regenerate schemas and spec templates from TAO Core (scripts/generate_schemas.py)")
+            raise NotFound(
+                f"skill {self.name}: {rel} does not exist",
+                field=str(p),
+                fix="regenerate schemas and spec templates from TAO Core (scripts/generate_schemas.py)",
+            )
         text = p.read_text(encoding="utf-8")
         try:
             data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            raise SkillError(f"skill {self.name}: {rel} cannot be parsed: {exc}", field=str(p),
-                             fix="regenerate the file (scripts/generate_schemas.py)") from None
+            raise SkillError(
+                f"skill {self.name}: {rel} cannot be parsed: {exc}",
+                field=str(p),
+                fix="regenerate the file (scripts/generate_schemas.py)",
+            ) from None
         return {} if data is None else data
 
     @property
@@ -299,8 +376,11 @@ class Skill:
         def load() -> dict[str, Any]:
             data = self._read_generated(f"references/{act.spec_template}")
             if not isinstance(data, dict):
-                raise SkillError(f"skill {self.name}: references/{act.spec_template} is not a mapping",
-                                 field=str(self.dir / "references" / act.spec_template), fix="regenerate the template")
+                raise SkillError(
+                    f"skill {self.name}: references/{act.spec_template} is not a mapping",
+                    field=str(self.dir / "references" / act.spec_template),
+                    fix="regenerate the template",
+                )
             return data
 
         return self._cached(("template", action), load)
@@ -309,8 +389,9 @@ class Skill:
         """Text of a file inside the skill (for MCP resources); NotFound if absent."""
         p = self.path(relative)
         if not p.is_file():
-            raise NotFound(f"skill {self.name} has no file {relative!r}", field="path",
-                           fix=f"use one of: {', '.join(self.files())}")
+            raise NotFound(
+                f"skill {self.name} has no file {relative!r}", field="path", fix=f"use one of: {', '.join(self.files())}"
+            )
         return p.read_text(encoding="utf-8")
 
 
@@ -330,15 +411,18 @@ def load_skill(folder: Path) -> Skill:
     if len(set(names.values())) != 1:
         detail = ", ".join(f"{k} {v!r}" for k, v in names.items())
         bad = f"{md}:name" if front["name"] != folder.name else f"{folder / SKILL_INFO}:name"
-        raise SkillError(f"{folder}: skill names disagree ({detail})", field=bad,
-                         fix="make the folder name, SKILL.md 'name' and skill_info.yaml 'name' identical")
+        raise SkillError(
+            f"{folder}: skill names disagree ({detail})",
+            field=bad,
+            fix="make the folder name, SKILL.md 'name' and skill_info.yaml 'name' identical",
+        )
     return Skill(name=folder.name, dir=folder, info=info, frontmatter=front, body=body)
 
 
 class Catalog:
     """All skills of a bank folder, by name. Build with :meth:`Catalog.load`."""
 
-    _cache: dict[tuple[str, bool], "Catalog"] = {}
+    _cache: dict[tuple[str, bool], Catalog] = {}
     _cache_lock = threading.Lock()
 
     def __init__(self, root: Path, skills: dict[str, Skill]):
@@ -349,7 +433,7 @@ class Catalog:
             keys = {_norm(name)}
             for prefix in _SKILL_PREFIXES:
                 if name.startswith(prefix):
-                    keys.add(_norm(name[len(prefix):]))
+                    keys.add(_norm(name[len(prefix) :]))
                     break
             if skill.network_arch:
                 keys.add(_norm(skill.network_arch))
@@ -367,7 +451,7 @@ class Catalog:
                 self._aliases[key] = next(iter(owners))
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, strict: bool = True, reload: bool = False) -> "Catalog":
+    def load(cls, path: str | Path | None = None, *, strict: bool = True, reload: bool = False) -> Catalog:
         """Load every skill folder (a folder holding SKILL.md) under ``path`` (default paths.skills_dir()).
 
         ``strict`` also runs ``Skill.check_files()`` (templates, schemas, manifest must exist).
@@ -380,8 +464,11 @@ class Catalog:
             if not reload and key in cls._cache:
                 return cls._cache[key]
         if not root.is_dir():
-            raise NotFound(f"skill bank folder {root} does not exist", field="skills_dir",
-                           fix="set TAO_SKILLS_DIR to the bank's skills/ folder")
+            raise NotFound(
+                f"skill bank folder {root} does not exist",
+                field="skills_dir",
+                fix="set TAO_SKILLS_DIR to the bank's skills/ folder",
+            )
         skills: dict[str, Skill] = {}
         errors: list[SkillError] = []
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and (p / SKILL_MD).is_file()):
@@ -394,9 +481,13 @@ class Catalog:
                 errors.append(exc)
         if errors:
             first = errors[0]
-            raise SkillError(first.message if len(errors) == 1 else f"{len(errors)} skills are invalid; first: {first.message}",
-                             field=first.field, fix=first.fix, issues=first.issues,
-                             details={"errors": [e.as_dict() for e in errors]})
+            raise SkillError(
+                first.message if len(errors) == 1 else f"{len(errors)} skills are invalid; first: {first.message}",
+                field=first.field,
+                fix=first.fix,
+                issues=first.issues,
+                details={"errors": [e.as_dict() for e in errors]},
+            )
         catalog = cls(root, skills)
         with cls._cache_lock:
             cls._cache[key] = catalog
@@ -442,9 +533,12 @@ class Catalog:
         candidates = sorted(set(self._aliases) | set(self.skills))
         near = difflib.get_close_matches(_norm(str(name)), candidates, n=1, cutoff=0.5)
         hint = f" Did you mean {self._aliases.get(near[0], near[0])!r}?" if near else ""
-        raise NotFound(f"no skill named {name!r}.{hint} Skills: {', '.join(self.skills)}", field="skill",
-                       fix=f"use one of: {', '.join(self.skills)}",
-                       details={"skills": list(self.skills), "suggestion": self._aliases.get(near[0]) if near else None})
+        raise NotFound(
+            f"no skill named {name!r}.{hint} Skills: {', '.join(self.skills)}",
+            field="skill",
+            fix=f"use one of: {', '.join(self.skills)}",
+            details={"skills": list(self.skills), "suggestion": self._aliases.get(near[0]) if near else None},
+        )
 
     def by_network(self, arch: str) -> Skill:
         """The model skill whose ``network_arch`` is ``arch`` (``dino``, ``grounding_dino``, ``nvdinov2``, ``mae``)."""
@@ -454,8 +548,11 @@ class Catalog:
         archs = sorted(s.network_arch for s in self.skills.values() if s.network_arch)
         near = difflib.get_close_matches(str(arch), archs, n=1)
         hint = f" Did you mean {near[0]!r}?" if near else ""
-        raise NotFound(f"no skill for network_arch {arch!r}.{hint} Networks: {', '.join(archs)}",
-                       field="network_arch", fix=f"use one of: {', '.join(archs)}")
+        raise NotFound(
+            f"no skill for network_arch {arch!r}.{hint} Networks: {', '.join(archs)}",
+            field="network_arch",
+            fix=f"use one of: {', '.join(archs)}",
+        )
 
     def automl_skill(self) -> Skill | None:
         """The application skill carrying the AutoML contract (tao-run-automl), if present."""

@@ -7,10 +7,10 @@ need ``student_epoch_*``; ``model_epoch_*`` (full Lightning state) is for resume
 ``nvdinov2_model_latest.pth`` is a training checkpoint that inference rejects.
 
 Which files an action may consume is data, not code: a skill's ``skill_info.yaml`` gives each
-action a :class:`~taoskills.skill_info.CheckpointRule` (``from_action``, ``prefer`` globs,
+action a :class:`~taoskills.bank.skill_info.CheckpointRule` (``from_action``, ``prefer`` globs,
 ``avoid`` globs, ``allow_latest``) and the skill's ``latest_checkpoint_alias``.
 :func:`select_checkpoint` applies a rule; :func:`select_for_action` and :func:`resume_rule`
-read the rule from a :class:`~taoskills.skill_info.SkillInfo`.
+read the rule from a :class:`~taoskills.bank.skill_info.SkillInfo`.
 
 Parsing follows TAO's SDK checkpoint discovery (anchor_report_tao.md §1.11): extensions
 ``.pth .tlt .pt .ckpt .hdf5 .onnx .engine .trt``; epoch from ``epoch[_-=]N``, step from
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
+from taoskills.bank.skill_info import CheckpointRule
 from taoskills.errors import NotFound
-from taoskills.skill_info import CheckpointRule
 
 if TYPE_CHECKING:
-    from taoskills.skill_info import SkillInfo
+    from taoskills.bank.skill_info import SkillInfo
 
 #: File extensions counted as checkpoints or deployable models (anchor_report_tao.md §1.11).
 CHECKPOINT_EXTENSIONS: tuple[str, ...] = (".pth", ".tlt", ".pt", ".ckpt", ".hdf5", ".onnx", ".engine", ".trt")
@@ -129,8 +129,14 @@ def _file(path: Path) -> CheckpointFile:
     except OSError:  # dangling link
         mtime = path.lstat().st_mtime
     return CheckpointFile(
-        path=path, name=path.name, epoch=epoch, step=step, kind=kind,
-        is_latest="latest" in path.name.lower(), is_link=path.is_symlink(), mtime=mtime,
+        path=path,
+        name=path.name,
+        epoch=epoch,
+        step=step,
+        kind=kind,
+        is_latest="latest" in path.name.lower(),
+        is_link=path.is_symlink(),
+        mtime=mtime,
     )
 
 
@@ -242,8 +248,15 @@ def select_checkpoint(
         best = max(cands, key=_sort_key)
         path = best.path.resolve() if best.is_link else best.path
         return CheckpointChoice(
-            path=path, reason=why.format(name=best.name, n=len(cands)), candidates=sorted(cands, key=_sort_key),
-            considered=considered, rule=effective_rule, searched=searched, glob=glob, epoch=best.epoch, step=best.step,
+            path=path,
+            reason=why.format(name=best.name, n=len(cands)),
+            candidates=sorted(cands, key=_sort_key),
+            considered=considered,
+            rule=effective_rule,
+            searched=searched,
+            glob=glob,
+            epoch=best.epoch,
+            step=best.step,
         )
 
     for glob in rule.prefer:
@@ -267,15 +280,22 @@ def select_checkpoint(
             return pick(exact, glob, f"{{name}} matches {glob!r} and has the requested epoch {epoch}.")
         previous = [c for c in matched if c.epoch == epoch - 1]
         if previous:
-            return pick(previous, glob, (
-                f"{{name}} matches {glob!r}: no file of epoch {epoch}; TAO names checkpoints by zero-indexed "
-                f"epoch, so epoch {epoch - 1} is the file written after epoch {epoch} "
-                "(anchor_report_tao.md §1.11)."
-            ))
+            return pick(
+                previous,
+                glob,
+                (
+                    f"{{name}} matches {glob!r}: no file of epoch {epoch}; TAO names checkpoints by zero-indexed "
+                    f"epoch, so epoch {epoch - 1} is the file written after epoch {epoch} "
+                    "(anchor_report_tao.md §1.11)."
+                ),
+            )
 
     if latest_ok and alias_targets and epoch is None and step is None:
-        return pick([t for _, t in alias_targets], None,
-                    "{name}: no prefer glob matched; the latest alias was allowed and stands for this file.")
+        return pick(
+            [t for _, t in alias_targets],
+            None,
+            "{name}: no prefer glob matched; the latest alias was allowed and stands for this file.",
+        )
 
     raise _nothing_found(who, searched, considered, rule, aliases, avoided, latest_ok, epoch, step)
 
@@ -297,13 +317,16 @@ def _nothing_found(
     filt = ""
     if epoch is not None or step is not None:
         filt = " with " + " and ".join(
-            x for x in (f"epoch {epoch} (or {epoch - 1})" if epoch is not None else "",
-                        f"step {step}" if step is not None else "") if x
+            x
+            for x in (f"epoch {epoch} (or {epoch - 1})" if epoch is not None else "", f"step {step}" if step is not None else "")
+            if x
         )
     notes = []
     if aliases and not latest_ok:
-        notes.append(f"{', '.join(a.name for a in aliases)} is a latest alias (a training checkpoint), "
-                     "used only when latest is explicitly allowed")
+        notes.append(
+            f"{', '.join(a.name for a in aliases)} is a latest alias (a training checkpoint), "
+            "used only when latest is explicitly allowed"
+        )
     if avoided:
         notes.append(f"{', '.join(a.name for a in avoided[:5])} match avoided pattern(s) {', '.join(rule.avoid)}")
     note = ("; " + "; ".join(notes)) if notes else ""
@@ -322,7 +345,7 @@ def _nothing_found(
     )
 
 
-def resume_rule(info: "SkillInfo") -> CheckpointRule:
+def resume_rule(info: SkillInfo) -> CheckpointRule:
     """The rule for ``resume_model`` (restarting a train job from its own results).
 
     A skill declares it as ``actions.train.resume`` (skill_info.yaml); otherwise
@@ -336,7 +359,7 @@ def resume_rule(info: "SkillInfo") -> CheckpointRule:
 
 
 def select_for_action(
-    info: "SkillInfo",
+    info: SkillInfo,
     action: str,
     results_dir: str | Path,
     *,
@@ -352,13 +375,19 @@ def select_for_action(
     """
     if action in ("resume", "train"):
         return select_checkpoint(
-            results_dir, resume_rule(info), latest_alias=info.latest_checkpoint_alias, epoch=epoch, step=step,
-            allow_latest=allow_latest, action="resume",
+            results_dir,
+            resume_rule(info),
+            latest_alias=info.latest_checkpoint_alias,
+            epoch=epoch,
+            step=step,
+            allow_latest=allow_latest,
+            action="resume",
         )
     act = info.actions.get(action)
     if act is None:
         raise NotFound(
-            f"{info.name} has no action {action!r}.", field="action",
+            f"{info.name} has no action {action!r}.",
+            field="action",
             fix=f"Use one of: {', '.join(info.actions)} or 'resume'.",
         )
     rule = act.checkpoint
@@ -369,6 +398,11 @@ def select_for_action(
             fix="Pick an action that takes parent_model (export, inference, evaluate), or pass the checkpoint path yourself.",
         )
     return select_checkpoint(
-        results_dir, rule, latest_alias=info.latest_checkpoint_alias, epoch=epoch, step=step,
-        allow_latest=allow_latest, action=action,
+        results_dir,
+        rule,
+        latest_alias=info.latest_checkpoint_alias,
+        epoch=epoch,
+        step=step,
+        allow_latest=allow_latest,
+        action=action,
     )

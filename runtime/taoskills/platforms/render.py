@@ -132,7 +132,9 @@ class RunnerContext(BaseModel):
     @classmethod
     def _env_values(cls, v: Any) -> Any:
         if isinstance(v, dict):
-            return {k: (str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, (int, float)) else x) for k, x in v.items()}
+            return {
+                k: (str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, (int, float)) else x) for k, x in v.items()
+            }
         return v
 
     @field_validator("command", mode="before")
@@ -143,7 +145,7 @@ class RunnerContext(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _checks(self) -> "RunnerContext":
+    def _checks(self) -> RunnerContext:
         from taoskills.jobs.store import is_secret_key
 
         for name in ("job_id", "skill", "action", "platform", "workdir", "results_dir", "spec_path", "spec_yaml"):
@@ -154,7 +156,9 @@ class RunnerContext(BaseModel):
             if not _IDENT.match(key):
                 raise ValueError(f"env name {key!r} is not a shell variable name (letters, digits, '_')")
             if is_secret_key(key):
-                raise ValueError(f"env name {key!r} looks like a secret: list it in secret_env_names (its value is never written)")
+                raise ValueError(
+                    f"env name {key!r} looks like a secret: list it in secret_env_names (its value is never written)"
+                )
             _no_nul(value, f"env.{key}")
         for name in self.secret_env_names:
             if not _IDENT.match(name):
@@ -202,7 +206,11 @@ def render_runner(ctx: RunnerContext, template: str = "runner.sh.j2") -> str:
     except RenderError:
         raise
     except Exception as exc:  # jinja2 UndefinedError, TemplateNotFound, syntax errors
-        raise RenderError(f"cannot render runner template {template}: {exc}", field="template", fix="check the template and the RunnerContext fields") from exc
+        raise RenderError(
+            f"cannot render runner template {template}: {exc}",
+            field="template",
+            fix="check the template and the RunnerContext fields",
+        ) from exc
 
 
 def write_runner(ctx: RunnerContext, path: str | os.PathLike, template: str = "runner.sh.j2") -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 import yaml
@@ -19,7 +19,9 @@ from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs."
+)
 skills_app = typer.Typer(no_args_is_help=True, help="List and show skills.")
 spec_app = typer.Typer(no_args_is_help=True, help="Spec templates, building and validation.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, logs, cancel.")
@@ -53,7 +55,9 @@ def _parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise TaoSkillsError(f"{what} {pair!r} is not KEY=VALUE", field=what, fix=f"write {what} as key=value, e.g. train.num_epochs=5")
+            raise TaoSkillsError(
+                f"{what} {pair!r} is not KEY=VALUE", field=what, fix=f"write {what} as key=value, e.g. train.num_epochs=5"
+            )
         key, _, raw = pair.partition("=")
         result[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
     return result
@@ -63,11 +67,15 @@ def _load_spec(path: Path) -> dict:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
-        raise TaoSkillsError(f"spec file {path} not found", field="spec", fix="pass the path of a YAML spec (tao-skills spec build -o FILE)") from None
+        raise TaoSkillsError(
+            f"spec file {path} not found", field="spec", fix="pass the path of a YAML spec (tao-skills spec build -o FILE)"
+        ) from None
     except yaml.YAMLError as exc:
         raise TaoSkillsError(f"spec file {path} is not valid YAML: {exc}", field="spec", fix="fix the YAML syntax") from None
     if not isinstance(data, dict):
-        raise TaoSkillsError(f"spec file {path} does not hold a mapping", field="spec", fix="a spec is a YAML mapping of sections")
+        raise TaoSkillsError(
+            f"spec file {path} does not hold a mapping", field="spec", fix="a spec is a YAML mapping of sections"
+        )
     return data
 
 
@@ -91,11 +99,24 @@ RESUME = typer.Option(None, "--resume", help="job id whose training to resume (t
 PTM = typer.Option(None, "--pretrained", help="pretrained model file for train (used only when not resuming)")
 
 
-def _build_kwargs(set_: list[str] | None, shorthand: list[str] | None, data: list[str] | None, parent: str | None,
-                  profile: str | None, resume: str | None = None, pretrained: str | None = None) -> dict:
-    return dict(overrides=_parse_pairs(set_, "--set"), shorthand=_parse_pairs(shorthand, "--shorthand"),
-                data_sources={k: str(v) for k, v in _parse_pairs(data, "--data").items()}, parent_job_id=parent, profile=profile,
-                resume_job_id=resume, pretrained_model=pretrained)
+def _build_kwargs(
+    set_: list[str] | None,
+    shorthand: list[str] | None,
+    data: list[str] | None,
+    parent: str | None,
+    profile: str | None,
+    resume: str | None = None,
+    pretrained: str | None = None,
+) -> dict:
+    return dict(
+        overrides=_parse_pairs(set_, "--set"),
+        shorthand=_parse_pairs(shorthand, "--shorthand"),
+        data_sources={k: str(v) for k, v in _parse_pairs(data, "--data").items()},
+        parent_job_id=parent,
+        profile=profile,
+        resume_job_id=resume,
+        pretrained_model=pretrained,
+    )
 
 
 # ----------------------------------------------------------------------------- skills
@@ -112,9 +133,14 @@ def skills_list(as_json: bool = JSON) -> None:
     for s in skills:
         pyt = [a for a in s.actions if not a.startswith("deploy_")]
         deploy = [a.removeprefix("deploy_") for a in s.actions if a.startswith("deploy_")]
-        table.add_row(s.name, s.network_arch or "-", " ".join(pyt) or "-", " ".join(deploy) or "-",
-                      "yes" if s.automl_enabled else ("(this is it)" if s.kind == "application" else "no"),
-                      " ".join(s.builtin_engine_actions) or "-")
+        table.add_row(
+            s.name,
+            s.network_arch or "-",
+            " ".join(pyt) or "-",
+            " ".join(deploy) or "-",
+            "yes" if s.automl_enabled else ("(this is it)" if s.kind == "application" else "no"),
+            " ".join(s.builtin_engine_actions) or "-",
+        )
     out.print(table)
 
 
@@ -130,7 +156,7 @@ def skills_show(name: str, as_json: bool = JSON, body: bool = typer.Option(False
 
 
 @app.command()
-def route(text: str, action: Optional[str] = None, automl_policy: Optional[str] = None, as_json: bool = JSON) -> None:
+def route(text: str, action: str | None = None, automl_policy: str | None = None, as_json: bool = JSON) -> None:
     """Route a request ("train DINO on my COCO data") to a skill, action and automl_policy."""
     _emit(_service().route_request(text, action=action, automl_policy=automl_policy), as_json)
 
@@ -147,11 +173,19 @@ def spec_template(skill: str, action: str) -> None:
 
 
 @spec_app.command("build")
-def spec_build(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
-               parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
-               resume: Optional[str] = RESUME, pretrained: Optional[str] = PTM,
-               output: Optional[Path] = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
-               as_json: bool = JSON) -> None:
+def spec_build(
+    skill: str,
+    action: str,
+    set_: list[str] = SET,
+    shorthand: list[str] = SHORT,
+    data: list[str] = DATA,
+    parent: str | None = PARENT,
+    profile: str | None = PROFILE,
+    resume: str | None = RESUME,
+    pretrained: str | None = PTM,
+    output: Path | None = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
+    as_json: bool = JSON,
+) -> None:
     """Build a spec from the template, shorthand, overrides, data sources and a parent job."""
     result = _service().build_spec(skill, action, **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained))
     if output:
@@ -170,8 +204,13 @@ def spec_build(skill: str, action: str, set_: list[str] = SET, shorthand: list[s
 
 
 @spec_app.command("validate")
-def spec_validate(skill: str, action: str, spec: Path, complete: bool = typer.Option(False, help="also require every ??? value set"),
-                  as_json: bool = JSON) -> None:
+def spec_validate(
+    skill: str,
+    action: str,
+    spec: Path,
+    complete: bool = typer.Option(False, help="also require every ??? value set"),
+    as_json: bool = JSON,
+) -> None:
     """Validate a spec file against the action's schema and TAO's constraints."""
     result = _service().validate_spec(skill, action, _load_spec(spec), require_complete=complete)
     _emit(result, as_json)
@@ -180,7 +219,9 @@ def spec_validate(skill: str, action: str, spec: Path, complete: bool = typer.Op
 
 
 @app.command()
-def preflight(skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local", as_json: bool = JSON) -> None:
+def preflight(
+    skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local", as_json: bool = JSON
+) -> None:
     """Check data and host for a spec file before launch."""
     report = _service().preflight(skill, action, _load_spec(spec), engine=engine, platform=platform)
     _emit(report, as_json)
@@ -189,8 +230,14 @@ def preflight(skill: str, action: str, spec: Path, engine: str = "builtin", plat
 
 
 @app.command()
-def render(skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local",
-           output: Optional[Path] = typer.Option(None, "-o", "--output")) -> None:
+def render(
+    skill: str,
+    action: str,
+    spec: Path,
+    engine: str = "builtin",
+    platform: str = "local",
+    output: Path | None = typer.Option(None, "-o", "--output"),
+) -> None:
     """Render the runner script for a spec file (runs by hand with bash)."""
     result = _service().render_runner(skill, action, _load_spec(spec), engine=engine, platform=platform)
     if output:
@@ -205,19 +252,37 @@ def render(skill: str, action: str, spec: Path, engine: str = "builtin", platfor
 
 
 @app.command()
-def run(skill: str, action: str, set_: list[str] = SET, shorthand: list[str] = SHORT, data: list[str] = DATA,
-        parent: Optional[str] = PARENT, profile: Optional[str] = PROFILE,
-        resume: Optional[str] = RESUME, pretrained: Optional[str] = PTM,
-        automl_policy: Optional[str] = typer.Option(None, help="on | off | auto (train only; default on)"),
-        request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
-        engine: str = "builtin", platform: str = "local",
-        follow: bool = typer.Option(True, help="follow the job with a progress bar until it ends"),
-        as_json: bool = JSON) -> None:
+def run(
+    skill: str,
+    action: str,
+    set_: list[str] = SET,
+    shorthand: list[str] = SHORT,
+    data: list[str] = DATA,
+    parent: str | None = PARENT,
+    profile: str | None = PROFILE,
+    resume: str | None = RESUME,
+    pretrained: str | None = PTM,
+    automl_policy: str | None = typer.Option(None, help="on | off | auto (train only; default on)"),
+    request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
+    engine: str = "builtin",
+    platform: str = "local",
+    follow: bool = typer.Option(True, help="follow the job with a progress bar until it ends"),
+    as_json: bool = JSON,
+) -> None:
     """Launch a job (and follow it with a progress bar)."""
     svc = _service()
-    handle = svc.launch_job(skill, action, automl_policy=automl_policy, request_text=request, engine=engine, platform=platform,
-                            **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained))
-    err.print(f"launched [bold]{handle.job_id}[/] ({handle.skill} {handle.action}, engine {handle.engine}); log: {handle.log_path}")
+    handle = svc.launch_job(
+        skill,
+        action,
+        automl_policy=automl_policy,
+        request_text=request,
+        engine=engine,
+        platform=platform,
+        **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained),
+    )
+    err.print(
+        f"launched [bold]{handle.job_id}[/] ({handle.skill} {handle.action}, engine {handle.engine}); log: {handle.log_path}"
+    )
     if not follow:
         return _emit(handle, as_json)
     status = follow_job(svc, handle.job_id)
@@ -230,8 +295,14 @@ def follow_job(svc, job_id: str, timeout_s: float = 24 * 3600):
     """Poll a job with a rich progress bar (epochs) until it ends; returns the final JobStatus."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                  console=err, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
         task = progress.add_task(job_id, total=None, detail="starting")
 
         def update(st) -> None:
@@ -252,16 +323,24 @@ def follow_job(svc, job_id: str, timeout_s: float = 24 * 3600):
 
 
 @jobs_app.command("list")
-def jobs_list(status: Optional[str] = None, skill: Optional[str] = None, action: Optional[str] = None, limit: int = 50,
-              as_json: bool = JSON) -> None:
+def jobs_list(
+    status: str | None = None, skill: str | None = None, action: str | None = None, limit: int = 50, as_json: bool = JSON
+) -> None:
     """List jobs, newest first."""
     jobs = _service().list_jobs(status=status, skill=skill, action=action, limit=limit)
     if as_json:
         return _emit(jobs, True)
     table = Table("job", "skill", "action", "status", "epoch", "kpis", "parent")
     for j in jobs:
-        table.add_row(j.job_id, j.skill, j.action, j.status, f"{j.epoch}/{j.max_epoch}" if j.max_epoch else "-",
-                      " ".join(f"{k}={v:.4g}" for k, v in j.kpis.items()) or "-", j.parent_job_id or "-")
+        table.add_row(
+            j.job_id,
+            j.skill,
+            j.action,
+            j.status,
+            f"{j.epoch}/{j.max_epoch}" if j.max_epoch else "-",
+            " ".join(f"{k}={v:.4g}" for k, v in j.kpis.items()) or "-",
+            j.parent_job_id or "-",
+        )
     out.print(table)
 
 
@@ -272,7 +351,7 @@ def jobs_status(job_id: str, as_json: bool = JSON) -> None:
 
 
 @jobs_app.command("logs")
-def jobs_logs(job_id: str, tail: int = 200, grep: Optional[str] = None, max_bytes: int = 65536) -> None:
+def jobs_logs(job_id: str, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> None:
     """Print the end of a job's log (optionally only lines matching a regex)."""
     typer.echo(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text)
 
@@ -293,26 +372,37 @@ def jobs_wait(job_id: str, as_json: bool = JSON) -> None:
 
 
 @app.command()
-def checkpoints(job_id: str, for_action: str = typer.Option("inference", "--for", help="consumer action, or 'resume'"),
-                epoch: Optional[int] = None, allow_latest: bool = False, as_json: bool = JSON) -> None:
+def checkpoints(
+    job_id: str,
+    for_action: str = typer.Option("inference", "--for", help="consumer action, or 'resume'"),
+    epoch: int | None = None,
+    allow_latest: bool = False,
+    as_json: bool = JSON,
+) -> None:
     """Pick the checkpoint a downstream action should use from a job's results."""
     _emit(_service().resolve_checkpoint(job_id, for_action, epoch=epoch, allow_latest=allow_latest), as_json)
 
 
 @app.command()
-def serve(transport: str = typer.Option("stdio", help="stdio | streamable-http"), host: str = "127.0.0.1", port: int = 8765,
-          allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (no auth: only on a trusted network)")) -> None:
+def serve(
+    transport: str = typer.Option("stdio", help="stdio | streamable-http"),
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (no auth: only on a trusted network)"),
+) -> None:
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
-    from taoskills import mcp_server
+    from taoskills.surfaces import mcp as mcp_server
 
     mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)
 
 
 @app.command()
-def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
-         epochs: int = typer.Option(10, help="training epochs")) -> None:
+def demo(
+    out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
+    epochs: int = typer.Option(10, help="training epochs"),
+) -> None:
     """The main job: NVDINOv2 train -> inference -> export on real photos, built-in engine, local platform."""
-    from taoskills.demo import run_demo
+    from taoskills.surfaces.demo import run_demo
 
     raise typer.Exit(run_demo(out_dir, epochs=epochs))
 

@@ -35,13 +35,13 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from taoskills.bank.skill_info import DataSource
 from taoskills.errors import NotSupported, StagingError
-from taoskills.skill_info import DataSource
 
 #: Archive suffixes this module extracts, longest first (so ``.tar.gz`` wins over ``.gz``).
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
@@ -287,8 +287,7 @@ def _stage_archive(archive: Path, *, field: str, cache_dir: Path | None, max_mem
         marker = _read_marker(dest) if dest.is_dir() else None
         if marker is None:
             raise StagingError(
-                f"{field}: {dest} already exists and was not extracted by tao-skills from {archive.name}; "
-                "it is left untouched.",
+                f"{field}: {dest} already exists and was not extracted by tao-skills from {archive.name}; it is left untouched.",
                 field=field,
                 fix=f"If {dest} holds the extracted images, pass that folder instead; otherwise move it away so "
                 f"{archive.name} can be extracted there.",
@@ -389,7 +388,9 @@ def _check_link_target(member: str, target: str, *, hard: bool, field: str, arch
     base = "" if hard else posixpath.dirname(member)
     resolved = posixpath.normpath(posixpath.join(base, target))
     if resolved == ".." or resolved.startswith("../"):
-        raise _refuse(field, archive, member, f"is a {'hard' if hard else 'symbolic'} link pointing outside the destination ({target!r})")
+        raise _refuse(
+            field, archive, member, f"is a {'hard' if hard else 'symbolic'} link pointing outside the destination ({target!r})"
+        )
 
 
 def _verify_links(root: Path, *, field: str, archive: Path) -> None:
@@ -402,7 +403,9 @@ def _verify_links(root: Path, *, field: str, archive: Path) -> None:
                 real = Path(os.path.realpath(p))
                 if real != real_root and real_root not in real.parents:
                     rel = p.relative_to(root).as_posix()
-                    raise _refuse(field, archive, rel, f"is a symbolic link resolving outside the destination ({os.readlink(p)!r})")
+                    raise _refuse(
+                        field, archive, rel, f"is a symbolic link resolving outside the destination ({os.readlink(p)!r})"
+                    )
 
 
 def _extract_tar(archive: Path, dest: Path, *, field: str, max_member_bytes: int) -> None:

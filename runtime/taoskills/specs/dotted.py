@@ -24,8 +24,11 @@ def split_dotted(key: str) -> list[str | int]:
     for seg in key.split("."):
         m = _SEG.match(seg)
         if not m:
-            raise SpecError(f"malformed spec key {key!r} at segment {seg!r}", field=key,
-                            fix="use letters, digits and underscores, with optional [index], joined by dots")
+            raise SpecError(
+                f"malformed spec key {key!r} at segment {seg!r}",
+                field=key,
+                fix="use letters, digits and underscores, with optional [index], joined by dots",
+            )
         parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
     return parts
@@ -39,8 +42,11 @@ def get_dotted(tree: Any, key: str, default: Any = _MISSING) -> Any:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             if default is _MISSING:
-                raise SpecError(f"spec key {key!r} is not present", field=key,
-                                fix="check the key against the action's schema (tao-skills spec template)") from None
+                raise SpecError(
+                    f"spec key {key!r} is not present",
+                    field=key,
+                    fix="check the key against the action's schema (tao-skills spec template)",
+                ) from None
             return default
     return node
 
@@ -70,7 +76,9 @@ def set_dotted(tree: dict, key: str, value: Any, *, create: bool = True) -> None
             node = node[part]
         else:
             if not isinstance(node, dict):
-                raise SpecError(f"{key!r}: {_prefix(parts, i)} is not a mapping", field=key, fix="set a parent key that is a section")
+                raise SpecError(
+                    f"{key!r}: {_prefix(parts, i)} is not a mapping", field=key, fix="set a parent key that is a section"
+                )
             if part not in node or node[part] is None:
                 if not create:
                     raise SpecError(f"spec key {key!r} is not present", field=key, fix="check the key against the schema")

@@ -136,7 +136,7 @@ class ActionInfo(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _parent_rule(self) -> "ActionInfo":
+    def _parent_rule(self) -> ActionInfo:
         uses_parent = any(fn in ("parent_model", "parent_model_folder") for fn in self.spec_params.values())
         if uses_parent and (self.parent_action is None or self.checkpoint is None):
             raise ValueError("spec_params names parent_model: set parent_action and checkpoint")
@@ -246,7 +246,7 @@ class SkillInfo(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SkillInfo":
+    def _consistent(self) -> SkillInfo:
         if self.kind == "model":
             missing = [f for f in ("network_arch", "gpu_spec_key", "multi_gpu") if getattr(self, f) is None]
             if missing:
@@ -267,7 +267,7 @@ class SkillInfo(_Strict):
 
     def metric_for(self, spec: dict | None = None) -> MetricContract:
         """The metric contract that applies to ``spec`` (first whose ``when`` matches)."""
-        from taoskills.dotted import get_dotted  # local import: dotted has no deps
+        from taoskills.specs.dotted import get_dotted  # local import: dotted has no deps
 
         for metric in self.metrics:
             if all(get_dotted(spec or {}, k, default=None) == v for k, v in metric.when.items()):

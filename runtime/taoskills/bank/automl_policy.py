@@ -33,8 +33,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from taoskills.bank.skill_info import SkillInfo
 from taoskills.errors import SpecError
-from taoskills.skill_info import SkillInfo
 
 AUTOML_SKILL = "tao-run-automl"
 
@@ -93,10 +93,19 @@ _OFF_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     for p in (
         _W + r"(?:turn|switch|turning|switching)\s+off\s+(?:the\s+|any\s+)?" + _AUTOML_NOUN + _E,
         _W + r"(?:turn|switch|turning|switching)\s+(?:the\s+)?" + _AUTOML_NOUN + r"\s+off" + _E,
-        _W + r"(?:disable|disabling|disabled|skip|skipping|without|bypass|bypassing|avoid|no|w/o)\s+(?:the\s+|any\s+)?" + _AUTOML_NOUN + _E,
-        _W + r"(?:don'?t|do\s+not|does\s+not|doesn'?t|never|not)\s+(?:want\s+(?:to\s+)?|need\s+(?:to\s+)?)?(?:use|run|do|launch|want|need|with|through|via)?\s*(?:any\s+|the\s+)?" + _AUTOML_NOUN + _E,
+        _W
+        + r"(?:disable|disabling|disabled|skip|skipping|without|bypass|bypassing|avoid|no|w/o)\s+(?:the\s+|any\s+)?"
+        + _AUTOML_NOUN
+        + _E,
+        _W
+        + r"(?:don'?t|do\s+not|does\s+not|doesn'?t|never|not)\s+(?:want\s+(?:to\s+)?|need\s+(?:to\s+)?)?(?:use|run|do|launch|want|need|with|through|via)?\s*(?:any\s+|the\s+)?"
+        + _AUTOML_NOUN
+        + _E,
         _W + _AUTOML_NOUN + r"\s*(?:[:=]\s*|\s(?:turned|switched|set\s+to|is|stays?|kept)\s+)?(?:off|disabled|false|no)" + _E,
-        _W + _AUTOML_NOUN + r"\s+(?:\S+\s+){0,3}?(?:is|are|isn't|aren't|seems?)\s+(?:not\s+(?:needed|necessary|required|wanted)|unnecessary|pointless|overkill)" + _E,
+        _W
+        + _AUTOML_NOUN
+        + r"\s+(?:\S+\s+){0,3}?(?:is|are|isn't|aren't|seems?)\s+(?:not\s+(?:needed|necessary|required|wanted)|unnecessary|pointless|overkill)"
+        + _E,
         _W + r"plain(?:\s+|-)(?:training|train(?:\s+run)?|fit)" + _E,
         _W + r"direct(?:\s+model)?\s+training" + _E,
         _W + r"train(?:ing)?\s+(?:it\s+|the\s+model\s+)?directly" + _E,
@@ -256,11 +265,15 @@ def resolve_automl_policy(
 
     said = {"explicit": "explicit automl_policy", "request text": f"request text ({phrase!r})", "default": "default"}[source]
     if action_name not in TRAIN_STAGE_ACTIONS:
-        return decision("off", False, f"{action_name}: non-train actions stay in the model skill (automl_policy applies to train only)")
+        return decision(
+            "off", False, f"{action_name}: non-train actions stay in the model skill (automl_policy applies to train only)"
+        )
     if requested == "off":
         return decision("off", True, f"automl_policy off from {said}: train directly in {skill_info.name} for this run only")
     if not enabled:
         return decision("off", True, f"{skill_info.name} is not AutoML-enabled (automl_enabled: false): train directly")
     if missing:
         return decision("off", True, f"{NOT_RUNNABLE_REASON} (missing or unreadable: {', '.join(missing)}); training directly")
-    return decision("on", True, f"automl_policy on ({said}): route the train action through {AUTOML_SKILL} with skill_dir {skill_dir}")
+    return decision(
+        "on", True, f"automl_policy on ({said}): route the train action through {AUTOML_SKILL} with skill_dir {skill_dir}"
+    )

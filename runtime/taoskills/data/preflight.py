@@ -19,8 +19,9 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -162,27 +163,39 @@ def check_image_folder(
             if folder.with_name(folder.name + suffix).is_file():
                 hint = f" An archive {folder.name + suffix} sits beside it: stage it first."
                 break
-        results.append(CheckResult(
-            name="image_folder.exists", ok=False, field=field,
-            message=f"{folder} does not exist.{hint}",
-            fix=f"Set {field} to an existing folder of images (or an archive to stage).",
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.exists",
+                ok=False,
+                field=field,
+                message=f"{folder} does not exist.{hint}",
+                fix=f"Set {field} to an existing folder of images (or an archive to stage).",
+            )
+        )
         return results
     results.append(CheckResult(name="image_folder.exists", ok=True, field=field, message=f"{folder} exists."))
 
     if not folder.is_dir():
         if _is_archive_name(folder.name):
-            results.append(CheckResult(
-                name="image_folder.is_folder", ok=False, field=field,
-                message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
-                fix="Stage it (taoskills.staging.stage extracts it beside the archive) or pass the extracted folder.",
-            ))
+            results.append(
+                CheckResult(
+                    name="image_folder.is_folder",
+                    ok=False,
+                    field=field,
+                    message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
+                    fix="Stage it (taoskills.data.staging.stage extracts it beside the archive) or pass the extracted folder.",
+                )
+            )
         else:
-            results.append(CheckResult(
-                name="image_folder.is_folder", ok=False, field=field,
-                message=f"{folder} is a file, not a folder of images.",
-                fix=f"Set {field} to the folder holding the images.",
-            ))
+            results.append(
+                CheckResult(
+                    name="image_folder.is_folder",
+                    ok=False,
+                    field=field,
+                    message=f"{folder} is a file, not a folder of images.",
+                    fix=f"Set {field} to the folder holding the images.",
+                )
+            )
         return results
     results.append(CheckResult(name="image_folder.is_folder", ok=True, field=field, message=f"{folder} is a folder."))
 
@@ -199,55 +212,89 @@ def check_image_folder(
     scope = "all" if sample_limit is None or sample_limit >= len(images) else f"first {len(to_check)} of"
     if corrupt:
         shown = "; ".join(corrupt[:10]) + (f"; ... {len(corrupt) - 10} more" if len(corrupt) > 10 else "")
-        results.append(CheckResult(
-            name="image_folder.readable", ok=False, field=field,
-            message=f"{len(corrupt)} of {len(to_check)} checked images in {folder} are unreadable or corrupt: {shown}.",
-            fix="Remove or replace the listed files, then run the preflight again.",
-            details={"corrupt": corrupt, "checked": len(to_check), "method": method, "notes": notes},
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.readable",
+                ok=False,
+                field=field,
+                message=f"{len(corrupt)} of {len(to_check)} checked images in {folder} are unreadable or corrupt: {shown}.",
+                fix="Remove or replace the listed files, then run the preflight again.",
+                details={"corrupt": corrupt, "checked": len(to_check), "method": method, "notes": notes},
+            )
+        )
     else:
-        results.append(CheckResult(
-            name="image_folder.readable", ok=True, field=field,
-            message=f"Checked {scope} {len(images)} images ({method}): all readable.",
-            details={"checked": len(to_check), "method": method, "notes": notes},
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.readable",
+                ok=True,
+                field=field,
+                message=f"Checked {scope} {len(images)} images ({method}): all readable.",
+                details={"checked": len(to_check), "method": method, "notes": notes},
+            )
+        )
 
-    count_details = {"images": len(images), "readable": readable, "other_files": others,
-                     "archives": [a.relative_to(folder).as_posix() for a in archives[:10]]}
+    count_details = {
+        "images": len(images),
+        "readable": readable,
+        "other_files": others,
+        "archives": [a.relative_to(folder).as_posix() for a in archives[:10]],
+    }
     if not images:
         hint = f" It holds archives ({', '.join(count_details['archives'])}): extract them." if archives else ""
-        results.append(CheckResult(
-            name="image_folder.count", ok=False, field=field,
-            message=f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}",
-            fix=f"Put the images in {folder} (sub-folders are fine) or point {field} at the folder that holds them.",
-            details=count_details,
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.count",
+                ok=False,
+                field=field,
+                message=f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}",
+                fix=f"Put the images in {folder} (sub-folders are fine) or point {field} at the folder that holds them.",
+                details=count_details,
+            )
+        )
         return results
     if readable < min_images:
-        results.append(CheckResult(
-            name="image_folder.count", ok=False, field=field,
-            message=f"{folder} has {readable} readable images; at least {min_images} are needed.",
-            fix="Add images or lower the requirement.", details=count_details,
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.count",
+                ok=False,
+                field=field,
+                message=f"{folder} has {readable} readable images; at least {min_images} are needed.",
+                fix="Add images or lower the requirement.",
+                details=count_details,
+            )
+        )
     else:
-        results.append(CheckResult(
-            name="image_folder.count", ok=True, field=field,
-            message=f"{folder} has {len(images)} images ({readable} readable).", details=count_details,
-        ))
+        results.append(
+            CheckResult(
+                name="image_folder.count",
+                ok=True,
+                field=field,
+                message=f"{folder} has {len(images)} images ({readable} readable).",
+                details=count_details,
+            )
+        )
     if batch_size is not None:
         if readable < batch_size:
-            results.append(CheckResult(
-                name="image_folder.batch", ok=False, field=field,
-                message=f"{readable} readable images is fewer than one batch of {batch_size}.",
-                fix=f"Lower the batch size (dataset.batch_size) to at most {readable}, or add images.",
-                details={"readable": readable, "batch_size": batch_size},
-            ))
+            results.append(
+                CheckResult(
+                    name="image_folder.batch",
+                    ok=False,
+                    field=field,
+                    message=f"{readable} readable images is fewer than one batch of {batch_size}.",
+                    fix=f"Lower the batch size (dataset.batch_size) to at most {readable}, or add images.",
+                    details={"readable": readable, "batch_size": batch_size},
+                )
+            )
         else:
-            results.append(CheckResult(
-                name="image_folder.batch", ok=True, field=field,
-                message=f"{readable} readable images give {readable // batch_size} full batch(es) of {batch_size}.",
-                details={"readable": readable, "batch_size": batch_size},
-            ))
+            results.append(
+                CheckResult(
+                    name="image_folder.batch",
+                    ok=True,
+                    field=field,
+                    message=f"{readable} readable images give {readable // batch_size} full batch(es) of {batch_size}.",
+                    details={"readable": readable, "batch_size": batch_size},
+                )
+            )
     return results
 
 
@@ -331,37 +378,64 @@ def _run(cmd: list[str], timeout: float = 10.0) -> tuple[int, str]:
 def _check_docker(field: str) -> list[CheckResult]:
     docker = shutil.which("docker")
     if docker is None:
-        return [CheckResult(
-            name="host.docker", ok=False, field=field,
-            message="The docker CLI is not on PATH.",
-            fix="Install Docker Engine with the NVIDIA Container Toolkit, or use platform 'local'.",
-        )]
+        return [
+            CheckResult(
+                name="host.docker",
+                ok=False,
+                field=field,
+                message="The docker CLI is not on PATH.",
+                fix="Install Docker Engine with the NVIDIA Container Toolkit, or use platform 'local'.",
+            )
+        ]
     rc, out = _run([docker, "version", "--format", "{{.Server.Version}}"])
     if rc != 0:
-        return [CheckResult(
-            name="host.docker", ok=False, field=field,
-            message=f"The docker CLI is installed but the Docker daemon is not reachable: {out[:300]}",
-            fix="Start the Docker daemon (systemctl start docker) and make sure this user may use it.",
-            details={"docker": docker},
-        )]
-    return [CheckResult(name="host.docker", ok=True, field=field,
-                        message=f"Docker daemon {out} reachable.", details={"docker": docker})]
+        return [
+            CheckResult(
+                name="host.docker",
+                ok=False,
+                field=field,
+                message=f"The docker CLI is installed but the Docker daemon is not reachable: {out[:300]}",
+                fix="Start the Docker daemon (systemctl start docker) and make sure this user may use it.",
+                details={"docker": docker},
+            )
+        ]
+    return [
+        CheckResult(
+            name="host.docker", ok=True, field=field, message=f"Docker daemon {out} reachable.", details={"docker": docker}
+        )
+    ]
 
 
 def _check_nvidia_smi(severity: Severity) -> CheckResult:
     smi = shutil.which("nvidia-smi")
     if smi is None:
-        return CheckResult(name="host.gpu", ok=False, field="platform", severity=severity,
-                           message="nvidia-smi is not on PATH: no NVIDIA GPU driver found on this host.",
-                           fix="Run on a host with NVIDIA GPUs and drivers (TAO trains on GPUs).")
+        return CheckResult(
+            name="host.gpu",
+            ok=False,
+            field="platform",
+            severity=severity,
+            message="nvidia-smi is not on PATH: no NVIDIA GPU driver found on this host.",
+            fix="Run on a host with NVIDIA GPUs and drivers (TAO trains on GPUs).",
+        )
     rc, out = _run([smi, "--query-gpu=name", "--format=csv,noheader"])
     gpus = [line.strip() for line in out.splitlines() if line.strip()] if rc == 0 else []
     if not gpus:
-        return CheckResult(name="host.gpu", ok=False, field="platform", severity=severity,
-                           message=f"nvidia-smi found no usable GPU: {out[:200]}",
-                           fix="Check the NVIDIA driver (nvidia-smi) on this host.")
-    return CheckResult(name="host.gpu", ok=True, field="platform", severity=severity,
-                       message=f"{len(gpus)} GPU(s): {', '.join(gpus)}.", details={"gpus": gpus})
+        return CheckResult(
+            name="host.gpu",
+            ok=False,
+            field="platform",
+            severity=severity,
+            message=f"nvidia-smi found no usable GPU: {out[:200]}",
+            fix="Check the NVIDIA driver (nvidia-smi) on this host.",
+        )
+    return CheckResult(
+        name="host.gpu",
+        ok=True,
+        field="platform",
+        severity=severity,
+        message=f"{len(gpus)} GPU(s): {', '.join(gpus)}.",
+        details={"gpus": gpus},
+    )
 
 
 def check_host(engine: str, platform: str, *, network: str | None = None) -> list[CheckResult]:
@@ -380,62 +454,99 @@ def check_host(engine: str, platform: str, *, network: str | None = None) -> lis
     """
     results: list[CheckResult] = []
     if engine not in _ENGINES:
-        return [CheckResult(name="host.engine", ok=False, field="engine",
-                            message=f"Unknown engine {engine!r}.",
-                            fix=f"Use one of: {', '.join(_ENGINES)}.")]
+        return [
+            CheckResult(
+                name="host.engine",
+                ok=False,
+                field="engine",
+                message=f"Unknown engine {engine!r}.",
+                fix=f"Use one of: {', '.join(_ENGINES)}.",
+            )
+        ]
     if platform == "docker":
         results += _check_docker("platform")
     elif platform == "slurm":
         missing = [t for t in ("sbatch", "squeue", "scancel") if shutil.which(t) is None]
-        results.append(CheckResult(
-            name="host.slurm", ok=not missing, field="platform",
-            message="SLURM tools found." if not missing else f"SLURM tools missing from PATH: {', '.join(missing)}.",
-            fix=None if not missing else "Run on a SLURM login node (sbatch, squeue, scancel on PATH).",
-        ))
+        results.append(
+            CheckResult(
+                name="host.slurm",
+                ok=not missing,
+                field="platform",
+                message="SLURM tools found." if not missing else f"SLURM tools missing from PATH: {', '.join(missing)}.",
+                fix=None if not missing else "Run on a SLURM login node (sbatch, squeue, scancel on PATH).",
+            )
+        )
     elif platform == "kubernetes":
         have = shutil.which("kubectl") is not None or importlib.util.find_spec("kubernetes") is not None
-        results.append(CheckResult(
-            name="host.kubernetes", ok=have, field="platform",
-            message="Kubernetes client found." if have else "Neither kubectl nor the kubernetes Python client is available.",
-            fix=None if have else "Install kubectl (with a kubeconfig) or `pip install kubernetes`.",
-        ))
+        results.append(
+            CheckResult(
+                name="host.kubernetes",
+                ok=have,
+                field="platform",
+                message="Kubernetes client found." if have else "Neither kubectl nor the kubernetes Python client is available.",
+                fix=None if have else "Install kubectl (with a kubeconfig) or `pip install kubernetes`.",
+            )
+        )
     elif platform != "local":
-        results.append(CheckResult(name="host.platform", ok=False, field="platform",
-                                   message=f"Unknown platform {platform!r}.",
-                                   fix="Use one of: local, docker, slurm, kubernetes."))
+        results.append(
+            CheckResult(
+                name="host.platform",
+                ok=False,
+                field="platform",
+                message=f"Unknown platform {platform!r}.",
+                fix="Use one of: local, docker, slurm, kubernetes.",
+            )
+        )
 
     if engine == "tao":
         if platform == "local":
             tools = ["tao"] + ([network] if network else [])
             found = [t for t in tools if shutil.which(t)]
-            results.append(CheckResult(
-                name="host.tao_cli", ok=bool(found), field="engine",
-                message=f"TAO CLI found: {found[0]}." if found else f"No TAO CLI on PATH (looked for: {', '.join(tools)}).",
-                fix=None if found else "Install the TAO launcher (pip install nvidia-tao) with Docker, run inside a TAO "
-                "container, use platform 'docker', or use engine 'builtin'.",
-            ))
+            results.append(
+                CheckResult(
+                    name="host.tao_cli",
+                    ok=bool(found),
+                    field="engine",
+                    message=f"TAO CLI found: {found[0]}." if found else f"No TAO CLI on PATH (looked for: {', '.join(tools)}).",
+                    fix=None
+                    if found
+                    else "Install the TAO launcher (pip install nvidia-tao) with Docker, run inside a TAO "
+                    "container, use platform 'docker', or use engine 'builtin'.",
+                )
+            )
         results.append(_check_nvidia_smi("warning"))
         return results
 
     # builtin
     missing = [m for m in ("torch", "transformers", "pytorch_lightning") if importlib.util.find_spec(m) is None]
-    results.append(CheckResult(
-        name="host.builtin_engine", ok=not missing, field="engine",
-        message="Built-in engine libraries found (torch, transformers, pytorch_lightning)."
-        if not missing else f"Built-in engine libraries missing: {', '.join(missing)}.",
-        fix=None if not missing else "pip install 'tao-skills[engine]' (on CPU hosts install torch first; "
-        "never install torchvision there).",
-    ))
+    results.append(
+        CheckResult(
+            name="host.builtin_engine",
+            ok=not missing,
+            field="engine",
+            message="Built-in engine libraries found (torch, transformers, pytorch_lightning)."
+            if not missing
+            else f"Built-in engine libraries missing: {', '.join(missing)}.",
+            fix=None
+            if not missing
+            else "pip install 'tao-skills[engine]' (on CPU hosts install torch first; never install torchvision there).",
+        )
+    )
     if "torch" not in missing:
         import torch  # imported only here: heavy
 
         has_gpu = bool(torch.cuda.is_available())
         count = torch.cuda.device_count() if has_gpu else 0
-        results.append(CheckResult(
-            name="host.gpu", ok=True, field="platform", severity="info",
-            message=f"{count} CUDA GPU(s) available." if has_gpu else "No CUDA GPU: the built-in engine runs on CPU.",
-            details={"cuda": has_gpu, "gpus": count},
-        ))
+        results.append(
+            CheckResult(
+                name="host.gpu",
+                ok=True,
+                field="platform",
+                severity="info",
+                message=f"{count} CUDA GPU(s) available." if has_gpu else "No CUDA GPU: the built-in engine runs on CPU.",
+                details={"cuda": has_gpu, "gpus": count},
+            )
+        )
     return results
 
 
@@ -443,9 +554,7 @@ def check_host(engine: str, platform: str, *, network: str | None = None) -> lis
 # credentials
 
 
-def check_credentials(
-    names: Iterable[str], *, required: bool = True, env: Mapping[str, str] | None = None
-) -> list[CheckResult]:
+def check_credentials(names: Iterable[str], *, required: bool = True, env: Mapping[str, str] | None = None) -> list[CheckResult]:
     """Report each environment variable in ``names`` as set or not set, by NAME only.
 
     Values are never read into results, logged or returned. ``required=False`` makes a
@@ -455,11 +564,15 @@ def check_credentials(
     results = []
     for name in names:
         present = bool(source.get(name))
-        results.append(CheckResult(
-            name="credentials.present", ok=present, field=name,
-            severity="error" if required else "warning",
-            message=f"{name} is set." if present else f"Environment variable {name} is not set.",
-            fix=None if present else f"export {name}=... in the shell that launches the job (never put the value in a spec).",
-            details={"variable": name, "present": present},
-        ))
+        results.append(
+            CheckResult(
+                name="credentials.present",
+                ok=present,
+                field=name,
+                severity="error" if required else "warning",
+                message=f"{name} is set." if present else f"Environment variable {name} is not set.",
+                fix=None if present else f"export {name}=... in the shell that launches the job (never put the value in a spec).",
+                details={"variable": name, "present": present},
+            )
+        )
     return results

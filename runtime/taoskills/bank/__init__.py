@@ -1,0 +1,1 @@
+"""The skill bank: catalog, skill_info contract, routing, automl_policy."""

@@ -1,0 +1,1 @@
+"""Data: staging of data sources, preflight checks, sample data."""
