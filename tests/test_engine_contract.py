@@ -22,7 +22,7 @@ def test_capabilities_import_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
-    assert capabilities.SUPPORTED["nvdinov2"] == ("train", "inference", "export")
+    assert capabilities.supported()["nvdinov2"] == ("train", "inference", "export")
 
 
 def test_status_logger_format(tmp_path):

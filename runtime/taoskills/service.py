@@ -427,7 +427,7 @@ class Service:
         sk.action(action)
         if engine == "builtin":
             if not capabilities.supports(arch, action):
-                have = ", ".join(f"{n} {'/'.join(a)}" for n, a in capabilities.SUPPORTED.items())
+                have = ", ".join(f"{n} {'/'.join(a)}" for n, a in capabilities.supported().items())
                 raise NotSupported(
                     f"the built-in engine does not run {arch} {action} yet (it runs: {have})",
                     field="engine",

@@ -5,10 +5,11 @@
 TAO spec, writes ``<results_dir>/<action>/status.json`` (JSON Lines), ``experiment.yaml``
 and TAO-named checkpoints, and ends by printing ``Execution status: PASS|FAIL``.
 
-Importing this package does not import torch; :mod:`taoskills.engine.capabilities` says
-what can run. Output formats are described in ``README.md`` next to this file.
+Importing this package does not import torch; :mod:`taoskills.engine.registry` says what can
+run (one descriptor per network, discovered from ``<net>/descriptor.py``). Output formats are
+described in ``README.md`` next to this file.
 """
 
-from taoskills.engine.capabilities import SUPPORTED, supports
+from taoskills.engine.registry import supports
 
-__all__ = ["SUPPORTED", "supports"]
+__all__ = ["supports"]

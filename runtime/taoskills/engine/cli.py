@@ -9,33 +9,28 @@ An unknown network or action prints what is supported and exits 2 (after ``FAIL`
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Callable
 
-from taoskills.engine.capabilities import SUPPORTED, describe, supports
+from taoskills.engine import registry
 from taoskills.errors import TaoSkillsError
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _runner(network: str, action: str) -> tuple[Callable, dict, str]:
-    """(action function, defaults, defaults source) for a supported network/action."""
-    if network == "nvdinov2":
-        from taoskills.engine.nvdinov2 import spec
-
-        def run(ctx):  # import torch & co. only once the spec is known to be well-formed
-            return importlib.import_module(f"taoskills.engine.nvdinov2.{action}").run(ctx)
-
-        return run, spec.DEFAULTS, spec.SOURCE
-    raise KeyError(network)
+def _runner(network: str, action: str):
+    """(action function, defaults, defaults source) of a registered network/action."""
+    desc = registry.get(network)
+    if desc is None:
+        raise KeyError(network)
+    defaults, source = desc.spec_defaults()
+    return desc.action_fn(action), defaults, source
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tao-skills-engine",
-        description="Built-in TAO-compatible engine. Supported: " + describe(),
+        description="Built-in TAO-compatible engine. Supported: " + registry.describe(),
         epilog="Extra arguments are dot overrides, e.g. results_dir=/out train.num_epochs=5.",
     )
     p.add_argument("network", help="network_arch, e.g. nvdinov2")
@@ -64,15 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             print("Execution status: FAIL", flush=True)
             return EXIT_USAGE
         return EXIT_PASS
-    if not supports(args.network, args.action):
-        if args.network in SUPPORTED:
+    if not registry.supports(args.network, args.action):
+        desc = registry.get(args.network)
+        if desc is not None:
             msg = (
                 f"Action {args.action!r} is not supported for {args.network} by the built-in engine; "
-                f"supported actions: {', '.join(SUPPORTED[args.network])}."
+                f"supported actions: {', '.join(desc.actions)}."
             )
         else:
             msg = (
-                f"Network {args.network!r} is not supported by the built-in engine; supported: {describe()}. "
+                f"Network {args.network!r} is not supported by the built-in engine; supported: {registry.describe()}. "
                 "Run other networks with the TAO container engine."
             )
         print(f"ERROR: {msg}", file=sys.stderr, flush=True)

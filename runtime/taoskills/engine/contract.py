@@ -33,7 +33,6 @@ STATUSES = ("STARTED", "RUNNING", "SUCCESS", "FAILURE", "SKIPPED")
 VERBOSITIES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Spec keys whose values are secrets: never printed, redacted in experiment.yaml.
 SECRET_KEYS = ("encryption_key",)
-DISPLAY_NAMES = {"nvdinov2": "NVDINOv2", "dino": "DINO", "mae": "MAE", "grounding_dino": "Grounding DINO"}
 
 
 class StatusLogger:
@@ -130,7 +129,9 @@ class ActionContext:
 
     @property
     def display(self) -> str:
-        return DISPLAY_NAMES.get(self.network, self.network)
+        from taoskills.engine.registry import display_name
+
+        return display_name(self.network)
 
 
 def write_experiment_yaml(path: Path, cfg: dict[str, Any]) -> None:

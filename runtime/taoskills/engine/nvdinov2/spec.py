@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taoskills.engine.capabilities import CPU_BAD_PRECISIONS  # noqa: F401  (one source of the rule)
+from taoskills.engine.registry import CPU_BAD_PRECISIONS  # noqa: F401  (one source of the rule)
 from taoskills.errors import Issue, NotSupported, SpecError
 
 SOURCE = "TAO Core 7.3.0 nvdinov2 ExperimentConfig"

@@ -11,8 +11,6 @@ the newest model_epoch file), ``status.json`` with a ``train_loss`` KPI per epoc
 from __future__ import annotations
 
 import logging
-import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from taoskills.engine.contract import ActionContext, format_duration
+from taoskills.engine import lightning as L
+from taoskills.engine.contract import ActionContext
 from taoskills.engine.nvdinov2 import data as D
 from taoskills.engine.nvdinov2 import model as M
-from taoskills.engine.nvdinov2.spec import CPU_BAD_PRECISIONS, check, unset
-from taoskills.errors import NotSupported, PreflightError, SpecError
+from taoskills.engine.nvdinov2.spec import check, unset
+from taoskills.errors import PreflightError
 
 log = logging.getLogger("taoskills.engine.nvdinov2")
 
@@ -127,6 +126,10 @@ class NVDINOv2Module(pl.LightningModule):
         self._epoch_sum, self._epoch_n = 0.0, 0
         self.teacher.eval()
 
+    def epoch_kpis(self) -> dict[str, float | None]:
+        """The epoch's KPIs for TAO's status line."""
+        return {"train_loss": self.epoch_loss()}
+
     def epoch_loss(self) -> float | None:
         """Mean train loss of the current epoch over all ranks (None before the first step)."""
         value = torch.tensor([self._epoch_sum, float(self._epoch_n)], device=self.device)
@@ -135,178 +138,28 @@ class NVDINOv2Module(pl.LightningModule):
         return float(value[0] / value[1]) if value[1] > 0 else None
 
 
-class TaoCallback(pl.Callback):
-    """Per-epoch status lines (TAO train format) and TAO-named checkpoints."""
-
-    def __init__(self, ctx: ActionContext) -> None:
-        self.ctx = ctx
-        self.out = ctx.results_dir
-        tr = ctx.cfg["train"]
-        self.unit, self.interval = tr["checkpoint_interval_unit"], tr["checkpoint_interval"]
-        self.replace = tr["checkpointer"]["replace_periodic"]
-        self.saved: list[Path] = []
-        self.t0 = time.time()
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self.t0 = time.time()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        epoch, max_epoch = trainer.current_epoch, trainer.max_epochs
-        dt = time.time() - self.t0
-        loss = pl_module.epoch_loss()
-        kpi = {"train_loss": loss} if loss is not None else None
-        self.ctx.status.write(
-            "RUNNING",
-            "Training loop in progress",
-            kpi=kpi,
-            epoch=epoch,
-            max_epoch=max_epoch,
-            time_per_epoch=format_duration(dt),
-            eta=format_duration(dt * (max_epoch - epoch - 1)),
-        )
-        self.ctx.info["train_loss"] = loss
-        log.info("epoch %d/%d train_loss=%.4f (%.1fs)", epoch, max_epoch - 1, loss if loss is not None else float("nan"), dt)
-        if self.unit == "epoch" and ((epoch + 1) % self.interval == 0 or epoch + 1 == max_epoch):
-            self.save(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.unit == "step" and trainer.global_step % self.interval == 0:
-            self.save(trainer, pl_module)
-
-    def save(self, trainer, pl_module) -> None:
-        tag = f"epoch_{trainer.current_epoch:03d}_step_{trainer.global_step:05d}"
-        model_path = self.out / f"model_{tag}.pth"
-        if model_path.exists():
-            return
-        trainer.save_checkpoint(str(model_path))
-        if not trainer.is_global_zero:
-            return
-        files = [model_path]
-        for role in ("student", "teacher"):
-            p = self.out / f"{role}_{tag}.pth"
-            sd = {k: v.detach().cpu().clone() for k, v in getattr(pl_module, role)["backbone"].state_dict().items()}
-            torch.save(sd, p)
-            files.append(p)
-        latest = self.out / "nvdinov2_model_latest.pth"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(model_path.name)
-        if self.replace:
-            for old in self.saved:
-                old.unlink(missing_ok=True)
-        self.saved = files
-        log.info("saved %s (+ student/teacher weights)", model_path.name)
+#: Keys a resumed run must share with the checkpoint it resumes.
+RESUME_KEYS = (
+    "model.backbone.student_type",
+    "model.backbone.patch_size",
+    "model.backbone.img_size",
+    "model.backbone.num_register_tokens",
+    "model.head.num_layers",
+    "model.head.hidden_dim",
+    "model.head.bottleneck_dim",
+    "train.num_prototypes",
+)
 
 
-def _devices(tr: dict[str, Any]) -> tuple[str, Any, int]:
-    """(accelerator, devices, num_nodes) for Lightning from train.num_gpus/gpu_ids/num_nodes."""
-    n, ids, nodes = tr["num_gpus"], list(tr["gpu_ids"] or []), tr["num_nodes"]
-    if not torch.cuda.is_available():
-        if n > 1 or nodes > 1:
-            raise PreflightError(
-                f"train.num_gpus={n}, train.num_nodes={nodes} but this host has no CUDA GPU.",
-                field="train.num_gpus",
-                fix="run on a GPU host, or set train.num_gpus=1 and train.num_nodes=1 to train on the CPU (small data only).",
-            )
-        log.warning("No CUDA GPU found: train.num_gpus=1 runs on the CPU (slow; fine for small data).")
-        return "cpu", 1, 1
-    if len(ids) != n:
-        log.warning(
-            "train.gpu_ids %s has %d entries but train.num_gpus=%d; using GPUs %s (as TAO reconciles).",
-            ids,
-            len(ids),
-            n,
-            list(range(n)),
-        )
-        ids = list(range(n))
-    bad = [i for i in ids if i >= torch.cuda.device_count()]
-    if bad:
-        raise PreflightError(
-            f"train.gpu_ids {bad} do not exist (this host has {torch.cuda.device_count()} GPU(s)).",
-            field="train.gpu_ids",
-            fix="use ids from 0 to device_count-1.",
-        )
-    return "gpu", ids, nodes
-
-
-def _loggers(cfg: dict[str, Any], out: Path) -> list:
-    from pytorch_lightning.loggers import CSVLogger
-
-    loggers: list = []
-    try:
-        import tensorboard  # noqa: F401
-        from pytorch_lightning.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(str(out), name="lightning_logs"))
-    except ImportError:
-        loggers.append(CSVLogger(str(out), name="lightning_logs"))
-    wb = cfg["wandb"]
-    if wb["enable"]:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            log.warning(
-                "wandb.enable=true but the wandb package is not installed: W&B logging is off for this "
-                "run (as TAO does when W&B is not logged in). Metrics are in status.json and lightning_logs. "
-                "Set wandb.enable=false to silence this, or pip install wandb and set WANDB_API_KEY."
-            )
-            return loggers
-        if not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled")):
-            log.warning(
-                "wandb.enable=true but WANDB_API_KEY is not set: W&B logging is off for this run "
-                "(as TAO does when W&B is not logged in). Set WANDB_API_KEY (or WANDB_MODE=offline), "
-                "or set wandb.enable=false."
-            )
-            return loggers
-        from pytorch_lightning.loggers import WandbLogger
-
-        loggers.append(
-            WandbLogger(
-                project=wb["project"],
-                entity=wb["entity"] or None,
-                group=wb["group"] or None,
-                tags=list(wb["tags"] or []),
-                name=wb["name"],
-                id=wb["run_id"] or None,
-                save_dir=str(out),
-                reinit=wb["reinit"],
-                sync_tensorboard=wb["sync_tensorboard"],
-                save_code=wb["save_code"],
-            )
-        )
-    return loggers
-
-
-def _check_resume(path: str, cfg: dict[str, Any]) -> None:
-    obj = M.load_checkpoint_file(path, field="train.resume_training_checkpoint_path")
-    if not (isinstance(obj, dict) and "state_dict" in obj and "optimizer_states" in obj):
-        raise SpecError(
-            f"train.resume_training_checkpoint_path={path} is not a full training checkpoint.",
-            field="train.resume_training_checkpoint_path",
-            fix="resume from a model_epoch_*.pth file (or nvdinov2_model_latest.pth); student_epoch_* files "
-            "hold weights only - pass those as train.pretrained_model_path instead.",
-        )
-    own = (obj.get("hyper_parameters") or {}).get("cfg") or {}
-    for key in (
-        "model.backbone.student_type",
-        "model.backbone.patch_size",
-        "model.backbone.img_size",
-        "model.backbone.num_register_tokens",
-        "model.head.num_layers",
-        "model.head.hidden_dim",
-        "model.head.bottleneck_dim",
-        "train.num_prototypes",
-    ):
-        theirs, mine = own, cfg
-        for part in key.split("."):
-            theirs = theirs.get(part) if isinstance(theirs, dict) else None
-            mine = mine[part]
-        if theirs is not None and theirs != mine:
-            raise SpecError(
-                f"train.resume_training_checkpoint_path was trained with {key}={theirs}; the spec has {mine}.",
-                field=key,
-                fix=f"set {key}={theirs} to resume that run.",
-            )
+def _student_teacher_files(tag: str, trainer, module: NVDINOv2Module, out: Path) -> list[Path]:
+    """student_/teacher_<tag>.pth: backbone state dicts (for inference, export, pretrained_model_path)."""
+    files = []
+    for role in ("student", "teacher"):
+        p = out / f"{role}_{tag}.pth"
+        sd = {k: v.detach().cpu().clone() for k, v in getattr(module, role)["backbone"].state_dict().items()}
+        torch.save(sd, p)
+        files.append(p)
+    return files
 
 
 def run(ctx: ActionContext) -> dict[str, float]:
@@ -323,16 +176,10 @@ def run(ctx: ActionContext) -> dict[str, float]:
             "model.distill.pretrained_non_distill_pl_model_path is only used for distillation "
             "(model.distill.enable=true); it has no effect on this run."
         )
-    accelerator, devices, nodes = _devices(tr)
-    if accelerator == "cpu" and tr["precision"] in CPU_BAD_PRECISIONS:
-        raise NotSupported(
-            f"train.precision={tr['precision']} needs a CUDA GPU; fp16 mixed precision cannot run on this CPU-only host.",
-            field="train.precision",
-            fix='set train.precision to "32-true" or "bf16-mixed".',
-        )
+    accelerator, devices, nodes = L.devices(tr)
     files = D.list_images(ds["train_dataset"]["images_dir"], field="dataset.train_dataset.images_dir")
     D.check_readable(files, field="dataset.train_dataset.images_dir")
-    world = (len(devices) if isinstance(devices, list) else devices) * nodes
+    world = L.world_size(devices, nodes)
     if ds["batch_size"] * world > len(files):
         raise PreflightError(
             f"dataset.batch_size={ds['batch_size']} (x {world} device(s)) is larger than the {len(files)} images in "
@@ -343,7 +190,12 @@ def run(ctx: ActionContext) -> dict[str, float]:
     resume = tr["resume_training_checkpoint_path"]
     resume = None if unset(resume) else str(Path(resume).expanduser())
     if resume:
-        _check_resume(resume, cfg)
+        L.check_resume(
+            resume,
+            cfg,
+            RESUME_KEYS,
+            hint="student_epoch_* files hold weights only - pass those as train.pretrained_model_path instead.",
+        )
     if tr["seed"] is not None and tr["seed"] >= 0:
         pl.seed_everything(tr["seed"], workers=True, verbose=False)
     torch.backends.cudnn.benchmark = tr["cudnn"]["benchmark"]
@@ -371,7 +223,7 @@ def run(ctx: ActionContext) -> dict[str, float]:
         ),
     )
 
-    callbacks: list = [TaoCallback(ctx)]
+    callbacks: list = [L.TaoTrainCallback(ctx, extra_files=_student_teacher_files)]
     ck = tr["checkpointer"]
     if ck["enable_topk"]:
         from pytorch_lightning.callbacks import ModelCheckpoint
@@ -401,7 +253,7 @@ def run(ctx: ActionContext) -> dict[str, float]:
         precision=tr["precision"],
         max_epochs=tr["num_epochs"],
         default_root_dir=str(ctx.results_dir),
-        logger=_loggers(cfg, ctx.results_dir),
+        logger=L.loggers(cfg, ctx.results_dir),
         callbacks=callbacks,
         enable_checkpointing=ck["enable_topk"],
         gradient_clip_val=tr["clip_grad_norm"] or None,
