@@ -81,6 +81,8 @@ class ArchiveLimits:
         source = os.environ if env is None else env
         values: dict[str, float] = {}
         for f in fields(cls):
+            if overrides.get(f.name) is not None:
+                continue
             raw = source.get(LIMIT_ENV[f.name])
             if raw is None or raw.strip() == "":
                 continue
