@@ -368,3 +368,29 @@ def test_archive_given_as_the_root(tmp_path):
     archive = _zip(tmp_path / "holiday.zip", {"x.jpg": b"1"})
     got = resolve_data_source(archive, _ds(), field=FIELD)
     assert got.rule == "archive_root" and (Path(got.path) / "x.jpg").exists()
+
+
+def test_strict_false_returns_not_found_instead_of_raising(tmp_path):
+    got = resolve_data_source(tmp_path, _ds(), field=FIELD, strict=False)
+    assert got.rule == "not_found" and got.path == str(tmp_path / "images_train.tar.gz")
+    got = resolve_data_source(tmp_path / "absent", _ds("ann.json", runtime="file"), field="j", strict=False)
+    assert got.rule == "not_found"
+    from taoskills.data.staging import resolve_spec_path
+
+    assert resolve_spec_path(tmp_path / "x.tar.gz", field=FIELD, strict=False).rule == "not_found"
+    (tmp_path / "notes.txt").write_text("x")  # a wrong kind of file is still an error
+    with pytest.raises(StagingError, match="not a folder or a supported archive"):
+        resolve_spec_path(tmp_path / "notes.txt", field=FIELD, strict=False)
+
+
+@pytest.mark.timeout(60)
+def test_build_spec_refuses_a_fifo_data_source_instead_of_hanging(tmp_path):
+    from taoskills.bank.catalog import Catalog
+    from taoskills.specs.builder import build_spec
+
+    root = tmp_path / "train"
+    root.mkdir()
+    os.mkfifo(root / "images_train.tar.gz")
+    skill = Catalog.load().get("tao-train-nvdinov2")
+    with pytest.raises(StagingError, match="FIFO"):
+        build_spec(skill, "train", results_dir=tmp_path / "r", data_sources={"train_datasets": str(root)})

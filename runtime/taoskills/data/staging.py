@@ -61,7 +61,15 @@ archive_suffix = tao.archive_suffix
 archive_stem = tao.archive_stem
 
 Rule = Literal[
-    "remote", "folder", "file", "archive", "user_extracted_folder", "same_stem_archive", "images_in_root", "archive_root"
+    "remote",
+    "folder",
+    "file",
+    "archive",
+    "user_extracted_folder",
+    "same_stem_archive",
+    "images_in_root",
+    "archive_root",
+    "not_found",
 ]
 
 
@@ -227,6 +235,7 @@ def resolve_data_source(
     stage: bool = True,
     cache_dir: Path | None = None,
     limits: ArchiveLimits | None = None,
+    strict: bool = True,
 ) -> ResolvedSource:
     """Resolve a dataset ``root`` and a skill's ``data_sources`` entry ``ds`` to the spec value.
 
@@ -251,11 +260,27 @@ def resolve_data_source(
 
     ``stage=False`` never writes: an archive to extract gives ``pending=True`` with the
     archive as ``path``. ``ds.list`` entries are resolved one root at a time.
+    ``strict=False``: when nothing is found, return ``rule="not_found"`` with ``root/ds.path``
+    as ``path`` instead of raising (a builder that leaves missing data to preflight); every
+    other error still raises.
 
     Raises:
         StagingError: nothing found (the message states these rules, what ``root`` holds and
-            the fix); a FIFO/socket/device path; an unsafe or oversized archive.
+            the fix; ``details["reason"] == "not_found"``); a FIFO/socket/device path; an
+            unsafe or oversized archive.
     """
+    try:
+        return _resolve_root(root, ds, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    except StagingError as exc:
+        if strict or exc.details.get("reason") != "not_found":
+            raise
+        joined = str(Path(root).expanduser().absolute() / ds.path)
+        return ResolvedSource(path=joined, rule="not_found", source=joined, reused=True)
+
+
+def _resolve_root(
+    root: str | Path, ds: DataSource, *, field: str, stage: bool, cache_dir: Path | None, limits: ArchiveLimits | None
+) -> ResolvedSource:
     if _is_remote(root):
         joined = str(root).rstrip("/") + "/" + ds.path
         return ResolvedSource(path=joined, rule="remote", source=joined)
@@ -268,6 +293,7 @@ def resolve_data_source(
             f"{field}: dataset root {base} is {'missing' if base_kind == 'missing' else 'a file, not a folder'}.",
             field=field,
             fix=f"Pass the folder that holds {ds.path} (or its extracted folder, or the images themselves).",
+            details={"reason": "not_found" if base_kind == "missing" else "not_a_folder", "root": str(base)},
         )
     target = base / ds.path
     if ds.runtime in ("file", "folder"):
@@ -278,7 +304,7 @@ def resolve_data_source(
         raise _not_found(base, field, [f"the {'file' if want == 'file' else 'folder'} {ds.path}"], ds.path)
 
     try:
-        return resolve_spec_path(target, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+        return _resolve_value(target, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
     except StagingError as exc:
         if exc.details.get("reason") != "not_found":
             raise
@@ -302,13 +328,26 @@ def resolve_spec_path(
     stage: bool = True,
     cache_dir: Path | None = None,
     limits: ArchiveLimits | None = None,
+    strict: bool = True,
 ) -> ResolvedSource:
     """Resolve a folder-typed spec value (``extracted_folder``): rules 1-4 of
     :func:`resolve_data_source` applied to ``value`` itself (remote values untouched).
 
-    Raises StagingError (``details["reason"] == "not_found"`` when nothing matched), or for a
+    Raises StagingError (``details["reason"] == "not_found"`` when nothing matched, unless
+    ``strict=False``: then ``rule="not_found"`` and ``value`` unchanged), or for a
     FIFO/socket/device, a non-archive file, or an unsafe archive.
     """
+    try:
+        return _resolve_value(value, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    except StagingError as exc:
+        if strict or exc.details.get("reason") != "not_found":
+            raise
+        return ResolvedSource(path=str(value), rule="not_found", source=str(value))
+
+
+def _resolve_value(
+    value: str | Path, *, field: str, stage: bool, cache_dir: Path | None, limits: ArchiveLimits | None
+) -> ResolvedSource:
     if _is_remote(value):
         return ResolvedSource(path=str(value), rule="remote", source=str(value))
     target = Path(value).expanduser().absolute()
