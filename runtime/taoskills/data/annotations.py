@@ -64,6 +64,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _as_int(v: Any) -> int | None:
+    """``v`` when it is an int (not a bool), else ``None``."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 def _is_num(v: Any) -> bool:
     return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
 
@@ -140,8 +145,8 @@ def check_coco(
     cat_ids: list[int] = []
     bad_cats: list[str] = []
     for i, cat in enumerate(data["categories"]):
-        cid = cat.get("id") if isinstance(cat, dict) else None
-        if not _is_int(cid):
+        cid = _as_int(cat.get("id")) if isinstance(cat, dict) else None
+        if cid is None:
             bad_cats.append(f"categories[{i}] has no integer id")
         elif cid in cat_ids:
             bad_cats.append(f"category id {cid} appears twice")
@@ -163,8 +168,8 @@ def check_coco(
         if not isinstance(ann, dict):
             problems.append(f"annotations[{i}] is not an object")
             continue
-        cid = ann.get("category_id")
-        if not _is_int(cid):
+        cid = _as_int(ann.get("category_id"))
+        if cid is None:
             problems.append(f"annotations[{i}] has no integer category_id")
         else:
             used.add(cid)
@@ -218,7 +223,7 @@ def check_coco(
                 severity="warning",
             )
         )
-    names = [im.get("file_name") for im in data["images"] if isinstance(im, dict) and isinstance(im.get("file_name"), str)]
+    names = [str(im["file_name"]) for im in data["images"] if isinstance(im, dict) and isinstance(im.get("file_name"), str)]
     check = _images_exist(image_dir, names, field=field, image_field=image_field, limit=sample_images)
     return [*results, *([check] if check else [])]
 
@@ -240,8 +245,8 @@ def _odvg_record(rec: Any, n: int, labels: dict[int, str], problems: list[str]) 
             box = inst.get("bbox") if isinstance(inst, dict) else None
             if not (isinstance(box, list) and len(box) == 4 and all(_is_num(v) for v in box)):
                 problems.append(f"line {n} instance {j} bbox {box!r} is not [x1, y1, x2, y2]")
-            label = inst.get("label") if isinstance(inst, dict) else None
-            if not _is_int(label):
+            label = _as_int(inst.get("label")) if isinstance(inst, dict) else None
+            if label is None:
                 problems.append(f"line {n} instance {j} has no integer 'label'")
             else:
                 labels.setdefault(label, str(inst.get("category", "")))
@@ -460,24 +465,28 @@ def check_detection_datasets(
             json_file, image_dir = entry.get("json_file"), entry.get("image_dir")
             if _blank(json_file) or not isinstance(json_file, str) or "://" in json_file:
                 continue
-            image_dir = image_dir if isinstance(image_dir, str) else None
-            common = {"field": f"{base}.json_file", "image_dir": image_dir, "image_field": f"{base}.image_dir"}
+            folder = image_dir if isinstance(image_dir, str) else None
+            field, image_field = f"{base}.json_file", f"{base}.image_dir"
             if fmt == "odvg" or json_file.lower().endswith(".jsonl"):
                 label_map = entry.get("label_map")
                 results += check_odvg(
                     json_file,
+                    field=field,
                     label_map=label_map if isinstance(label_map, str) and "://" not in label_map else None,
                     label_map_field=f"{base}.label_map",
+                    image_dir=folder,
+                    image_field=image_field,
                     sample_images=sample_images,
-                    **common,
                 )
             else:
                 results += check_coco(
                     json_file,
+                    field=field,
+                    image_dir=folder,
+                    image_field=image_field,
                     num_classes=num_classes,
                     ids_from_zero=network == "grounding_dino",
                     sample_images=sample_images,
-                    **common,
                 )
     return results + check_val_split(network, action, spec)
 

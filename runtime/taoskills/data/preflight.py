@@ -241,14 +241,15 @@ def check_image_folder(
             )
         )
 
-    count_details = {
+    archive_names = [a.relative_to(folder).as_posix() for a in archives[:10]]
+    count_details: dict[str, Any] = {
         "images": len(images),
         "readable": readable,
         "other_files": others,
-        "archives": [a.relative_to(folder).as_posix() for a in archives[:10]],
+        "archives": archive_names,
     }
     if not images:
-        hint = f" It holds archives ({', '.join(count_details['archives'])}): extract them." if archives else ""
+        hint = f" It holds archives ({', '.join(archive_names)}): extract them." if archives else ""
         results.append(
             CheckResult(
                 name="image_folder.count",

@@ -83,7 +83,7 @@ def write_sample_images(dest: Path, n: int = 32, size: int = 160) -> list[Path]:
         else:
             side = max(8, int(min(w, h) * rng.uniform(0.4, 1.0)))
             x, y = rng.randint(0, w - side), rng.randint(0, h - side)
-        crop = img.resize((size, size), Image.BICUBIC, box=(x, y, x + side, y + side))
+        crop = img.resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side))
         if rnd % 2 == 1:
             crop = ImageOps.mirror(crop)
         path = dest / f"{src.stem}_{i:03d}.jpg"
@@ -144,7 +144,9 @@ def write_sample_detection(
     files = write_sample_images(img_dir, n=n, size=size)
     rng = random.Random(7)
     names = list(DETECTION_CLASSES)
-    images, annotations, odvg = [], [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
+    odvg: list[dict] = []
     for image_id, path in enumerate(files, 1):
         with Image.open(path) as im:
             img = im.convert("RGB")
