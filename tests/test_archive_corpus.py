@@ -370,3 +370,15 @@ def test_device_and_socket_sources_refused(tmp_path):
     link.symlink_to("/dev/zero")  # a symlink to a device is followed by os.stat and refused
     with pytest.raises(StagingError, match="device node"):
         stage(link, field=FIELD)
+
+
+def test_format_read_from_content_not_name(tmp_path):
+    z = tmp_path / "z"
+    z.mkdir()
+    with zipfile.ZipFile(z / "images_train.tar.gz", "w") as zf:  # a zip wearing a .tar.gz name
+        zf.writestr("a.jpg", b"1")
+    assert (stage(z / "images_train.tar.gz", field=FIELD).path / "a.jpg").read_bytes() == b"1"
+    t = tmp_path / "t"
+    t.mkdir()
+    _tar(t / "images_train.tgz", [_file("b.jpg", b"2")], mode="w:bz2")  # bz2 inside a .tgz name
+    assert (stage(t / "images_train.tgz", field=FIELD).path / "b.jpg").read_bytes() == b"2"

@@ -378,14 +378,25 @@ def verify_links(root: Path, *, field_: str, archive: Path) -> None:
                     )
 
 
+def _looks_like_zip(archive: Path) -> bool:
+    """Zip by content (local-file or empty-archive signature), whatever the name says; a name
+    ending in ``.zip`` that holds something else is read as zip and reported corrupt."""
+    with archive.open("rb") as fh:
+        head = fh.read(4)
+    return head in (b"PK\x03\x04", b"PK\x05\x06") or tao.archive_suffix(archive) == ".zip"
+
+
 def extract(archive: Path, dest: Path, *, field_: str, limits: ArchiveLimits) -> Plan:
     """Plan, check free space on ``dest``'s disk, then extract ``archive`` into the empty ``dest``.
+
+    The format is read from the content (zip signature, else tar with any compression
+    ``tarfile`` detects), so ``images.tar.gz`` that is really a zip still extracts.
 
     ``dest`` must exist (a fresh temporary folder: the caller removes it on any error).
     Raises StagingError (refusals above) and lets tarfile/zipfile/OSError errors through
     for the caller to name.
     """
-    if tao.archive_suffix(archive) == ".zip":
+    if _looks_like_zip(archive):
         with zipfile.ZipFile(archive) as zf:
             plan = plan_zip(zf, archive, field_=field_, limits=limits)
             check_free_space(plan, dest, field_=field_, limits=limits)
