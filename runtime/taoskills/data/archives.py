@@ -233,7 +233,7 @@ def _check_ratio(plan: Plan, *, field_: str, limits: ArchiveLimits) -> None:
             field_,
             plan.archive,
             f"{_size(plan.archive_bytes)} expands to at least {_size(plan.expanded_bytes)} "
-            f"({plan.members} members), a ratio of {ratio:.0f}",
+            f"({plan.members} member{'s' if plan.members != 1 else ''}), a ratio of {ratio:.0f}",
             "max_ratio",
             limits,
             ratio,

@@ -191,7 +191,7 @@ def check_image_folder(
                     ok=False,
                     field=field,
                     message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
-                    fix="Stage it (taoskills.data.staging.stage extracts it beside the archive) or pass the extracted folder.",
+                    fix="Give it as a data source (build_spec extracts it into the staging cache) or pass the extracted folder.",
                 )
             )
         else:
