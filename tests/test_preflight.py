@@ -122,11 +122,29 @@ def test_magic_byte_fallback_without_pil(tmp_path, monkeypatch):
     assert any("PIL" in w for w in report.warnings)
 
 
-def test_coco_not_supported(tmp_path):
-    with pytest.raises(NotSupported) as exc:
-        check_dataset(tmp_path, "coco", field="dataset.train_data_sources")
-    assert exc.value.fix
+def test_check_dataset_dispatches_by_format(tmp_path):
+    coco = check_dataset(tmp_path / "missing.json", "coco", field="dataset.train_data_sources[0].json_file")
+    assert coco[0].name == "coco.file" and not coco[0].ok and "does not exist" in coco[0].message
+    odvg = check_dataset(tmp_path / "missing.jsonl", "odvg", field="json_file")
+    assert odvg[0].name == "odvg.file" and not odvg[0].ok
     assert check_dataset(tmp_path, "ssl", field=FIELD)[0].name == "image_folder.exists"
+    with pytest.raises(NotSupported) as exc:
+        check_dataset(tmp_path, "kitti", field="x")
+    assert exc.value.fix
+
+
+def test_special_files_are_never_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "images"
+    os.mkfifo(fifo)
+    res = _by_name(check_image_folder(fifo, field=FIELD))
+    assert not res["image_folder.is_folder"].ok and "fifo" in res["image_folder.is_folder"].message
+    folder = tmp_path / "imgs"
+    _images(folder, 3)
+    os.mkfifo(folder / "pipe.jpg")  # named like an image: skipped by the one listing rule, not opened
+    res = _by_name(check_image_folder(folder, field=FIELD))
+    assert res["image_folder.count"].ok and res["image_folder.count"].details["images"] == 3
 
 
 def test_credentials_by_name_only():

@@ -57,3 +57,18 @@ def test_write_sample_archive(tmp_path):
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         sd.write_sample_images(tmp_path, n=0)
+
+
+def test_write_sample_detection_deterministic(tmp_path):
+    a = sd.write_sample_detection(tmp_path / "a", n=4, size=64, first_category_id=0)
+    b = sd.write_sample_detection(tmp_path / "b", n=4, size=64, first_category_id=0)
+    for key in ("coco", "odvg", "label_map"):
+        assert a[key].read_bytes() == b[key].read_bytes()
+    import json
+
+    coco = json.loads(a["coco"].read_text())
+    assert [c["id"] for c in coco["categories"]] == [0, 1, 2]
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and 0 <= y and x + w < 64 and y + h < 64 and w > 0 and h > 0
+    assert json.loads(a["label_map"].read_text()) == {"0": "red_box", "1": "green_disc", "2": "blue_diamond"}

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from taoskills.bank.skill_info import DataSource
-from taoskills.data.staging import MARKER_NAME, StagedPath, archive_stem, is_archive, resolve_data_source, stage
+from taoskills.data.staging import (
+    MARKER_NAME,
+    StagedPath,
+    archive_stem,
+    is_archive,
+    resolve_data_source,
+    stage,
+    staged_destination,
+)
 from taoskills.errors import NotSupported, StagingError
 
 FIELD = "dataset.train_dataset.images_dir"
@@ -56,8 +64,12 @@ def _tree(folder: Path) -> set[str]:
 
 
 def _no_temp_left(folder: Path) -> None:
-    left = [p.name for p in folder.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+    left = [p.name for p in folder.rglob("*") if ".staging-" in p.name or ".old-" in p.name]
     assert left == []
+
+
+def _cache(tmp_path: Path) -> Path:
+    return tmp_path / "home" / "staging"
 
 
 def test_names():
@@ -76,7 +88,8 @@ def test_folder_is_itself(tmp_path):
 def test_extract_then_reuse_then_reextract_on_change(tmp_path):
     archive = _tar(tmp_path / "images_train.tar.gz", {"a.jpg": b"one", "sub/b.jpg": b"two"})
     first = stage(archive, field=FIELD)
-    assert first.path == tmp_path / "images_train"
+    assert first.path == staged_destination(archive) and _cache(tmp_path) in first.path.parents
+    assert first.path.name == "images_train" and not (tmp_path / "images_train").exists()
     assert first.extracted and not first.reused
     assert (first.path / "a.jpg").read_bytes() == b"one"
     assert (first.path / "sub" / "b.jpg").read_bytes() == b"two"
@@ -113,7 +126,7 @@ def test_keeps_top_folder_with_other_name(tmp_path):
 def test_zip_extract_and_strip(tmp_path):
     archive = _zip(tmp_path / "images_test.zip", {"images_test/x.png": b"p", "images_test/y/z.png": b"q"})
     got = stage(archive, field=FIELD)
-    assert got.path == tmp_path / "images_test"
+    assert got.path.name == "images_test" and _cache(tmp_path) in got.path.parents
     assert _tree(got.path) == {"x.png", "y", "y/z.png", MARKER_NAME}
     assert stage(archive, field=FIELD).reused
 
@@ -126,9 +139,12 @@ def _assert_refused(tmp_path: Path, archive: Path, member_part: str, outside: li
     assert err.field == FIELD and FIELD in str(err)
     assert member_part in err.message and err.fix
     assert not (tmp_path / archive_stem(archive)).exists()
+    assert not staged_destination(archive).exists()
     for p in outside:
         assert not p.exists() and not p.is_symlink()
-    assert _tree(tmp_path) == before  # nothing written, temp folder cleaned
+    # nothing written, temp folder cleaned (the cache may keep its empty folders)
+    assert {p for p in _tree(tmp_path) if not p.startswith("home")} == {p for p in before if not p.startswith("home")}
+    assert [p for p in (tmp_path / "home").rglob("*") if not p.is_dir()] == []
 
 
 def test_tar_parent_traversal_refused(tmp_path):
@@ -199,14 +215,15 @@ def test_tar_fifo_and_device_refused(tmp_path):
 
 def test_member_over_size_cap_refused(tmp_path):
     archive = _tar(tmp_path / "big.tar.gz", {"a.jpg": b"x" * 10, "huge.jpg": b"y" * 5000})
-    with pytest.raises(StagingError, match="huge.jpg"):
+    with pytest.raises(StagingError, match="huge.jpg") as exc:
         stage(archive, field=FIELD, max_member_bytes=1000)
-    assert not (tmp_path / "big").exists()
+    assert "TAO_SKILLS_MAX_MEMBER_BYTES" in exc.value.fix
+    assert not staged_destination(archive).exists()
     _no_temp_left(tmp_path)
     zarchive = _zip(tmp_path / "bigz.zip", {"huge.jpg": b"y" * 5000})
-    with pytest.raises(StagingError, match="over the cap"):
+    with pytest.raises(StagingError, match="max_member_bytes"):
         stage(zarchive, field=FIELD, max_member_bytes=1000)
-    assert not (tmp_path / "bigz").exists()
+    assert not staged_destination(zarchive).exists()
 
 
 def test_zip_traversal_absolute_symlink_refused(tmp_path):
@@ -245,67 +262,135 @@ def test_missing_path_and_plain_file(tmp_path):
         stage("s3://bucket/images_train.tar.gz", field=FIELD)
 
 
-def test_foreign_folder_is_not_overwritten(tmp_path):
+def test_foreign_folder_in_cache_is_not_overwritten(tmp_path):
     archive = _tar(tmp_path / "images_train.tar.gz", {"a.jpg": b"1"})
-    (tmp_path / "images_train").mkdir()
-    (tmp_path / "images_train" / "mine.jpg").write_bytes(b"keep")
+    dest = staged_destination(archive)
+    dest.mkdir(parents=True)
+    (dest / "mine.jpg").write_bytes(b"keep")
     with pytest.raises(StagingError, match="not extracted by tao-skills"):
         stage(archive, field=FIELD)
-    assert (tmp_path / "images_train" / "mine.jpg").read_bytes() == b"keep"
+    assert (dest / "mine.jpg").read_bytes() == b"keep"
 
 
-def test_readonly_folder_uses_cache_dir(tmp_path, monkeypatch):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    archive = _tar(ro / "images_train.tar.gz", {"a.jpg": b"1"})
-    ro.chmod(0o555)
-    if os.geteuid() == 0:  # root ignores folder permissions: make os.access tell the truth for 0o555
-        real_access = os.access
-        monkeypatch.setattr("taoskills.data.staging.os.access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
-    try:
-        got = stage(archive, field=FIELD, cache_dir=tmp_path / "cache")
-        assert got.path.name == "images_train"
-        assert (tmp_path / "cache") in got.path.parents
-        assert (got.path / "a.jpg").read_bytes() == b"1"
-        assert stage(archive, field=FIELD, cache_dir=tmp_path / "cache").reused
-        assert not (ro / "images_train").exists()
-    finally:
-        ro.chmod(0o755)
+def test_extraction_never_writes_beside_the_archive(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    archive = _tar(data / "images_train.tar.gz", {"a.jpg": b"1"})
+    before = _tree(data)
+    got = stage(archive, field=FIELD, cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache") in got.path.parents and (got.path / "a.jpg").read_bytes() == b"1"
+    assert stage(archive, field=FIELD, cache_dir=tmp_path / "cache").reused
+    assert _tree(data) == before
 
 
-def test_resolve_data_source(tmp_path):
-    ds = DataSource(source="train_datasets", path="images_train.tar.gz", runtime="extracted_folder")
-    # only the archive: staged
+def _ds(path: str = "images_train.tar.gz", runtime: str = "extracted_folder") -> DataSource:
+    return DataSource(source="train_datasets", path=path, runtime=runtime)
+
+
+def test_resolve_data_source_rules(tmp_path):
+    ds = _ds()
+    # 2. only the archive: staged into the cache
     _tar(tmp_path / "images_train.tar.gz", {"images_train/a.jpg": b"1"})
     got = resolve_data_source(tmp_path, ds, field=FIELD)
-    assert got == tmp_path / "images_train" and (got / "a.jpg").exists()
+    assert got.rule == "archive" and got.extracted and Path(got.path) == staged_destination(tmp_path / "images_train.tar.gz")
+    assert (Path(got.path) / "a.jpg").exists() and not (tmp_path / "images_train").exists()
 
-    # only an already extracted sibling folder (the user's own)
+    # 3. only an already extracted sibling folder (the user's own)
     other = tmp_path / "other"
     (other / "images_train").mkdir(parents=True)
-    assert resolve_data_source(other, ds, field=FIELD) == other / "images_train"
+    got = resolve_data_source(other, ds, field=FIELD)
+    assert got.rule == "user_extracted_folder" and Path(got.path) == other / "images_train"
 
     # archive plus user's own folder: the folder is used, untouched
     both = tmp_path / "both"
     (both / "images_train").mkdir(parents=True)
     _tar(both / "images_train.tar.gz", {"a.jpg": b"1"})
-    assert resolve_data_source(both, ds, field=FIELD) == both / "images_train"
+    assert Path(resolve_data_source(both, ds, field=FIELD).path) == both / "images_train"
     assert not (both / "images_train" / "a.jpg").exists()
 
-    # same stem, other archive type
-    z = tmp_path / "z"
-    z.mkdir()
-    _zip(z / "images_train.zip", {"b.jpg": b"2"})
-    assert (resolve_data_source(z, ds, field=FIELD) / "b.jpg").exists()
+    # 4. same stem, other archive types: .zip, .tar
+    for name, maker in (("images_train.zip", _zip), ("images_train.tar", lambda p, m: _tar(p, m, mode="w"))):
+        d = tmp_path / name.replace(".", "_")
+        d.mkdir()
+        maker(d / name, {"b.jpg": b"2"})
+        got = resolve_data_source(d, ds, field=FIELD)
+        assert got.rule == "same_stem_archive" and got.source == str(d / name)
+        assert (Path(got.path) / "b.jpg").read_bytes() == b"2"
 
-    # nothing: the error lists what the root holds
+    # 1. the named folder itself
+    named = tmp_path / "named"
+    (named / "images_train.tar.gz").mkdir(parents=True)
+    assert resolve_data_source(named, ds, field=FIELD).rule == "folder"
+
+    # file runtime
+    fds = _ds("ann.json", runtime="file")
+    (named / "ann.json").write_text("{}")
+    assert resolve_data_source(named, fds, field="x").path == str(named / "ann.json")
+
+
+def test_folder_of_images_given_as_the_dataset_role(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(16):
+        (photos / f"IMG_{i:04d}.JPG").write_bytes(b"\xff\xd8\xff\xe0jpeg")
+    got = resolve_data_source(photos, _ds(), field=FIELD)
+    assert got.rule == "images_in_root" and got.path == str(photos) and not got.extracted
+    assert _tree(photos) == {f"IMG_{i:04d}.JPG" for i in range(16)}  # nothing written
+
+
+def test_nothing_found_states_the_rule_and_the_fix(tmp_path):
     empty = tmp_path / "empty"
-    empty.mkdir()
+    (empty / "docs").mkdir(parents=True)
     (empty / "labels.json").write_text("{}")
     with pytest.raises(StagingError) as exc:
-        resolve_data_source(empty, ds, field=FIELD)
-    assert "labels.json" in exc.value.message and exc.value.field == FIELD
+        resolve_data_source(empty, _ds(), field=FIELD)
+    err = exc.value
+    assert err.field == FIELD and "labels.json" in err.message and "docs/" in err.message
+    for rule in ("images_train.tar.gz", "images_train/", ".zip", "directly in the root", ".jpg"):
+        assert rule in err.message, rule
+    assert str(empty / "images_train") in err.fix and "directly in" in err.fix
+    with pytest.raises(StagingError, match="missing"):
+        resolve_data_source(tmp_path / "nope", _ds(), field=FIELD)
 
-    fds = DataSource(source="eval_dataset", path="ann.json", runtime="file")
-    (empty / "ann.json").write_text("{}")
-    assert resolve_data_source(empty, fds, field="x") == empty / "ann.json"
+
+def test_preview_writes_nothing(tmp_path):
+    archive = _tar(tmp_path / "images_train.tar.gz", {"a.jpg": b"1"})
+    got = resolve_data_source(tmp_path, _ds(), field=FIELD, stage=False)
+    assert got.pending and got.path == str(archive) and not _cache(tmp_path).exists()
+
+
+def test_remote_root_survives_intact():
+    got = resolve_data_source("s3://bucket/data/train/", _ds(), field=FIELD)
+    assert got.rule == "remote" and got.path == "s3://bucket/data/train/images_train.tar.gz"
+
+
+def test_archive_given_as_the_root(tmp_path):
+    archive = _zip(tmp_path / "holiday.zip", {"x.jpg": b"1"})
+    got = resolve_data_source(archive, _ds(), field=FIELD)
+    assert got.rule == "archive_root" and (Path(got.path) / "x.jpg").exists()
+
+
+def test_strict_false_returns_not_found_instead_of_raising(tmp_path):
+    got = resolve_data_source(tmp_path, _ds(), field=FIELD, strict=False)
+    assert got.rule == "not_found" and got.path == str(tmp_path / "images_train.tar.gz")
+    got = resolve_data_source(tmp_path / "absent", _ds("ann.json", runtime="file"), field="j", strict=False)
+    assert got.rule == "not_found"
+    from taoskills.data.staging import resolve_spec_path
+
+    assert resolve_spec_path(tmp_path / "x.tar.gz", field=FIELD, strict=False).rule == "not_found"
+    (tmp_path / "notes.txt").write_text("x")  # a wrong kind of file is still an error
+    with pytest.raises(StagingError, match="not a folder or a supported archive"):
+        resolve_spec_path(tmp_path / "notes.txt", field=FIELD, strict=False)
+
+
+@pytest.mark.timeout(60)
+def test_build_spec_refuses_a_fifo_data_source_instead_of_hanging(tmp_path):
+    from taoskills.bank.catalog import Catalog
+    from taoskills.specs.builder import build_spec
+
+    root = tmp_path / "train"
+    root.mkdir()
+    os.mkfifo(root / "images_train.tar.gz")
+    skill = Catalog.load().get("tao-train-nvdinov2")
+    with pytest.raises(StagingError, match="FIFO"):
+        build_spec(skill, "train", results_dir=tmp_path / "r", data_sources={"train_datasets": str(root)})

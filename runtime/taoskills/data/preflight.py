@@ -7,8 +7,12 @@ failed check (field, reason, fix). Checks of severity ``warning`` never fail a r
 
 Scope follows DESIGN.md "preflight" and TAO's SDK preflight (anchor_report_tao.md §1.12:
 tool present, GPU/host checks) plus §4.5 C13 (``images_dir`` must be a folder, not an
-archive, when the TAO CLI runs). COCO / ODVG annotation checks are not implemented yet:
-:func:`check_dataset` raises :class:`~taoskills.errors.NotSupported` for those formats.
+archive, when the TAO CLI runs). Dataset checks: image folders (:func:`check_image_folder`,
+counting images by the one rule of :func:`taoskills.tao.iter_image_files`, which the
+built-in engine lists with too), COCO and ODVG annotations, ``dataset.num_classes`` against
+the category ids and the validation split (:mod:`taoskills.data.annotations`, re-exported
+here: :func:`check_coco`, :func:`check_odvg`, :func:`check_val_split`,
+:func:`check_detection_datasets`).
 
 No heavy module (torch, PIL) is imported at module import time.
 """
@@ -21,33 +25,21 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from taoskills import tao
+from taoskills.data.annotations import check_coco, check_detection_datasets, check_odvg, check_val_split
+from taoskills.data.checks import CheckResult, Severity
+from taoskills.data.staging import path_kind
 from taoskills.errors import Issue, NotSupported, PreflightError
 
-#: Image extensions counted in an image folder (lower-case, with the dot).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: Image extensions counted in an image folder: the one list in :mod:`taoskills.tao`.
+IMAGE_EXTENSIONS: tuple[str, ...] = tao.IMAGE_EXTENSIONS
 
 #: Archive suffixes recognised when a file is given where a folder is expected.
-_ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
-
-Severity = Literal["error", "warning", "info"]
-
-
-class CheckResult(BaseModel):
-    """One check: ``name`` (stable id, e.g. ``image_folder.exists``), ``ok``, ``message``,
-    ``field`` (spec key / argument at fault or ``None``), ``fix`` (what to do when not ok),
-    ``severity`` (``error`` fails the report; ``warning``/``info`` do not), ``details``."""
-
-    name: str
-    ok: bool
-    message: str
-    field: str | None = None
-    fix: str | None = None
-    severity: Severity = "error"
-    details: dict[str, Any] = Field(default_factory=dict)
+_ARCHIVE_SUFFIXES: tuple[str, ...] = tao.ARCHIVE_SUFFIXES
 
 
 class PreflightReport(BaseModel):
@@ -112,23 +104,27 @@ def run_preflight(*groups: CheckResult | Iterable[CheckResult]) -> PreflightRepo
 def check_dataset(path: str | Path, fmt: str, *, field: str, **kwargs: Any) -> list[CheckResult]:
     """Dispatch on a skill's data format (skill_info ``data_formats``).
 
-    ``ssl``, ``image_folder``, ``images``, ``classification`` -> :func:`check_image_folder`
-    (``kwargs`` passed on). ``coco``, ``odvg`` and anything else -> NotSupported (annotation
-    checks come later).
+    ``ssl``, ``image_folder``, ``images``, ``classification`` -> :func:`check_image_folder`;
+    ``coco``/``coco_raw`` -> :func:`check_coco` (``path`` is the JSON file); ``odvg`` ->
+    :func:`check_odvg` (``path`` is the JSON Lines file; ``label_map=`` the label map).
+    ``kwargs`` are passed on. Other formats -> NotSupported.
     """
-    if fmt.lower() in ("ssl", "image_folder", "images", "classification", "image_classification"):
+    low = fmt.lower()
+    if low in ("ssl", "image_folder", "images", "classification", "image_classification"):
         return check_image_folder(path, field=field, **kwargs)
+    if low in ("coco", "coco_raw"):
+        return check_coco(path, field=field, **kwargs)
+    if low == "odvg":
+        return check_odvg(path, field=field, **kwargs)
     raise NotSupported(
-        f"{field}: preflight checks for {fmt!r} datasets are not implemented yet.",
+        f"{field}: preflight checks for {fmt!r} datasets are not implemented.",
         field=field,
-        fix="Skip the data preflight for this format (the TAO job validates annotations itself), "
-        "or check the annotation file by hand.",
+        fix="Use one of the formats ssl, image_folder, coco, odvg, or check the data by hand.",
     )
 
 
 def _is_archive_name(name: str) -> bool:
-    low = name.lower()
-    return any(low.endswith(s) and len(low) > len(s) for s in _ARCHIVE_SUFFIXES)
+    return tao.is_archive_name(name)
 
 
 def check_image_folder(
@@ -146,8 +142,8 @@ def check_image_folder(
     * ``image_folder.exists``: the path exists;
     * ``image_folder.is_folder``: it is a folder; an archive gets the fix "stage it / pass the
       extracted folder" (TAO's CLI reads folders: anchor_report_tao.md §4.5 C13);
-    * ``image_folder.readable``: images (``IMAGE_EXTENSIONS``, searched recursively, hidden
-      folders skipped) open and verify with PIL (``Image.verify``); without PIL only the
+    * ``image_folder.readable``: images (:func:`taoskills.tao.iter_image_files`: ``IMAGE_EXTENSIONS``,
+      recursive, hidden files and folders skipped, regular files only) open and verify with PIL (``Image.verify``); without PIL only the
       file's magic bytes are checked and a note says so. ``sample_limit`` checks only the
       first N images (sorted paths); ``None`` checks all. Unreadable files are listed in
       ``details["corrupt"]`` (relative paths);
@@ -175,7 +171,19 @@ def check_image_folder(
         return results
     results.append(CheckResult(name="image_folder.exists", ok=True, field=field, message=f"{folder} exists."))
 
-    if not folder.is_dir():
+    kind = path_kind(folder)
+    if kind not in ("dir", "file"):
+        results.append(
+            CheckResult(
+                name="image_folder.is_folder",
+                ok=False,
+                field=field,
+                message=f"{folder} is a {kind}, not a folder of images; it was not opened.",
+                fix=f"Set {field} to the folder holding the images.",
+            )
+        )
+        return results
+    if kind != "dir":
         if _is_archive_name(folder.name):
             results.append(
                 CheckResult(
@@ -183,7 +191,7 @@ def check_image_folder(
                     ok=False,
                     field=field,
                     message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
-                    fix="Stage it (taoskills.data.staging.stage extracts it beside the archive) or pass the extracted folder.",
+                    fix="Give it as a data source (build_spec extracts it into the staging cache) or pass the extracted folder.",
                 )
             )
         else:
@@ -233,14 +241,15 @@ def check_image_folder(
             )
         )
 
-    count_details = {
+    archive_names = [a.relative_to(folder).as_posix() for a in archives[:10]]
+    count_details: dict[str, Any] = {
         "images": len(images),
         "readable": readable,
         "other_files": others,
-        "archives": [a.relative_to(folder).as_posix() for a in archives[:10]],
+        "archives": archive_names,
     }
     if not images:
-        hint = f" It holds archives ({', '.join(count_details['archives'])}): extract them." if archives else ""
+        hint = f" It holds archives ({', '.join(archive_names)}): extract them." if archives else ""
         results.append(
             CheckResult(
                 name="image_folder.count",
@@ -299,18 +308,20 @@ def check_image_folder(
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[Path], int]:
-    images: list[Path] = []
+    """(images by :func:`taoskills.tao.iter_image_files`, archives, count of other files)."""
+    images = list(tao.iter_image_files(folder))
+    image_set = set(images)
     archives: list[Path] = []
     others = 0
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             p = Path(dirpath) / name
-            if p.suffix.lower() in IMAGE_EXTENSIONS:
-                images.append(p)
-            elif _is_archive_name(name):
+            if p in image_set or name.startswith("."):
+                continue
+            if _is_archive_name(name):
                 archives.append(p)
-            elif not name.startswith("."):
+            else:
                 others += 1
     return images, archives, others
 
@@ -576,3 +587,20 @@ def check_credentials(names: Iterable[str], *, required: bool = True, env: Mappi
             )
         )
     return results
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "CheckResult",
+    "PreflightReport",
+    "Severity",
+    "check_coco",
+    "check_credentials",
+    "check_dataset",
+    "check_detection_datasets",
+    "check_host",
+    "check_image_folder",
+    "check_odvg",
+    "check_val_split",
+    "run_preflight",
+]

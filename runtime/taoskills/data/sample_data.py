@@ -83,7 +83,7 @@ def write_sample_images(dest: Path, n: int = 32, size: int = 160) -> list[Path]:
         else:
             side = max(8, int(min(w, h) * rng.uniform(0.4, 1.0)))
             x, y = rng.randint(0, w - side), rng.randint(0, h - side)
-        crop = img.resize((size, size), Image.BICUBIC, box=(x, y, x + side, y + side))
+        crop = img.resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side))
         if rnd % 2 == 1:
             crop = ImageOps.mirror(crop)
         path = dest / f"{src.stem}_{i:03d}.jpg"
@@ -111,3 +111,78 @@ def write_sample_archive(dest_dir: Path, name: str = "images_train.tar.gz", n: i
             for f in [*files, note]:
                 tar.add(f, arcname=f.name)
     return archive
+
+
+#: Object classes drawn by :func:`write_sample_detection`: name -> (RGB colour, shape).
+DETECTION_CLASSES: dict[str, tuple[tuple[int, int, int], str]] = {
+    "red_box": ((220, 30, 30), "rectangle"),
+    "green_disc": ((30, 200, 60), "ellipse"),
+    "blue_diamond": ((40, 70, 230), "diamond"),
+}
+
+
+def write_sample_detection(
+    root: Path, n: int = 8, size: int = 128, *, first_category_id: int = 1, image_folder: str = "images"
+) -> dict[str, Path]:
+    """Write a small object-detection data source in the skills' layout under ``root``.
+
+    ``root/<image_folder>/`` holds ``n`` JPEG photo crops (:func:`write_sample_images`) with 1-3
+    solid shapes drawn on each (classes :data:`DETECTION_CLASSES`, seeded, deterministic);
+    ``annotations.json`` is COCO (category ids ``first_category_id``... in class order: DINO
+    uses 1-based ids, Grounding DINO validation 0-based; ``bbox`` ``[x, y, w, h]`` in pixels);
+    ``annotations_odvg.jsonl`` is ODVG (one record per image, ``detection.instances`` with
+    ``[x1, y1, x2, y2]`` boxes and 0-based ``label``) and ``annotations_odvg_labelmap.json``
+    its label map ``{"0": "red_box", ...}`` (file names as in the DINO and Grounding DINO
+    skill_info data sources). Returns ``{"images", "coco", "odvg", "label_map"}`` -> paths.
+    """
+    import json
+
+    from PIL import Image, ImageDraw
+
+    root = Path(root)
+    img_dir = root / image_folder
+    files = write_sample_images(img_dir, n=n, size=size)
+    rng = random.Random(7)
+    names = list(DETECTION_CLASSES)
+    images: list[dict] = []
+    annotations: list[dict] = []
+    odvg: list[dict] = []
+    for image_id, path in enumerate(files, 1):
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+        draw = ImageDraw.Draw(img)
+        instances = []
+        for _ in range(rng.randint(1, 3)):
+            label = rng.randrange(len(names))
+            colour, shape = DETECTION_CLASSES[names[label]]
+            w, h = rng.randint(size // 6, size // 3), rng.randint(size // 6, size // 3)
+            x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
+            box = (x, y, x + w, y + h)
+            if shape == "rectangle":
+                draw.rectangle(box, fill=colour)
+            elif shape == "ellipse":
+                draw.ellipse(box, fill=colour)
+            else:
+                draw.polygon([(x + w / 2, y), (x + w, y + h / 2), (x + w / 2, y + h), (x, y + h / 2)], fill=colour)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": first_category_id + label,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+            instances.append({"bbox": [x, y, x + w, y + h], "label": label, "category": names[label]})
+        img.save(path, "JPEG", quality=90)
+        images.append({"id": image_id, "file_name": path.name, "width": size, "height": size})
+        odvg.append({"filename": path.name, "height": size, "width": size, "detection": {"instances": instances}})
+    categories = [{"id": first_category_id + i, "name": name, "supercategory": "shape"} for i, name in enumerate(names)]
+    coco = root / "annotations.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    jsonl = root / "annotations_odvg.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in odvg))
+    label_map = root / "annotations_odvg_labelmap.json"
+    label_map.write_text(json.dumps({str(i): name for i, name in enumerate(names)}))
+    return {"images": img_dir, "coco": coco, "odvg": jsonl, "label_map": label_map}

@@ -1,100 +1,128 @@
-"""Dataset staging: turn what the user gives (a folder or an archive) into the folder TAO reads.
+"""Data sources: turn what the user gives (a dataset root, a folder, an archive) into the value
+TAO reads, by one set of rules.
 
-TAO actions read ``images_dir``-style keys as *folders*; TAO's own job runner extracts
-``images_train.tar.gz`` into a sibling ``images_train/`` before the container command runs
-(anchor_report_tao.md §1.13 "archive extraction images.tar.gz -> images", §4.5 C13). This
-module does the same on the machine that launches the job, safely:
+TAO actions read ``image_dir``/``images_dir``-style keys as *folders*; TAO's own job runner
+extracts ``images_train.tar.gz`` into ``images_train/`` before the container command runs
+(skill_info ``runtime: extracted_folder``). This module is the one resolver for those keys:
 
-* a folder is used as it is;
-* an archive (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.bz2``, ``.tar.xz``, ``.zip``) is
-  extracted into a sibling folder named after its stem (``images_train.tar.gz`` ->
-  ``images_train/``), or under a cache folder when the archive's folder is not writable;
-* when every member sits under one top folder equal to the stem, that folder is stripped
-  (``images_train.tar.gz`` holding ``images_train/a.jpg`` gives ``images_train/a.jpg``,
-  not ``images_train/images_train/a.jpg``), as TAO's runner does;
-* extraction is idempotent: a marker file inside the extracted folder records the archive's
-  size, mtime and the sha256 of its first MiB; a changed archive is extracted again;
-* extraction goes to a temporary folder beside the destination and is renamed into place,
-  so a failure never leaves a half-written folder;
-* members are refused (``StagingError`` naming the field and the member; nothing written
-  outside the destination; the temporary folder removed) when they are absolute paths,
-  contain ``..``, are symlinks/hardlinks pointing outside the destination, are device or
-  FIFO nodes, or are bigger than ``max_member_bytes``. Tar archives are additionally
-  extracted with Python's ``tarfile`` ``data`` filter (PEP 706, present in Python 3.11.4+).
+* :func:`resolve_data_source` -- a dataset *root* plus a skill's ``data_sources`` entry
+  (e.g. root ``~/photos`` + ``images_train.tar.gz``); the rules are listed there.
+* :func:`resolve_spec_path` -- a path already in the spec (an override, or root/entry joined).
+* :func:`stage` -- one folder or archive -> the folder to put in the spec.
+
+Archives are extracted into the staging cache (``<runtime home>/staging/<key>/<stem>/``,
+:func:`taoskills.paths.home_dir`; :mod:`taoskills.data.cache`), never beside the archive, with
+the bounds and member rules of :mod:`taoskills.data.archives` and a free-disk check first.
+Extraction is idempotent and atomic (see :mod:`taoskills.data.cache`). A single top folder
+named after the stem is stripped (``images_train.tar.gz`` holding ``images_train/a.jpg`` gives
+``.../images_train/a.jpg``), as TAO's runner does.
+
+Every path is checked with ``os.stat`` before anything opens it: FIFOs, sockets and devices
+are refused (opening a FIFO would block forever).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import posixpath
-import shutil
 import stat
-import tarfile
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from taoskills import tao
 from taoskills.bank.skill_info import DataSource
+from taoskills.data.archives import ArchiveLimits
+from taoskills.data.cache import (
+    MARKER_NAME,
+    StagedPath,
+    archive_fingerprint,
+    stage_archive,
+    staged_destination,
+    staging_root,
+)
 from taoskills.errors import NotSupported, StagingError
 
-#: Archive suffixes this module extracts, longest first (so ``.tar.gz`` wins over ``.gz``).
-ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+#: Archive suffixes this module extracts (the one list in :mod:`taoskills.tao`).
+ARCHIVE_SUFFIXES: tuple[str, ...] = tao.ARCHIVE_SUFFIXES
 
-#: Name of the marker file written inside every folder this module extracted.
-MARKER_NAME = ".tao-skills-extracted.json"
+is_archive = tao.is_archive_name
+archive_suffix = tao.archive_suffix
+archive_stem = tao.archive_stem
 
-#: Default per-member size cap: 64 GiB (generous; a single image or shard is far smaller).
-DEFAULT_MAX_MEMBER_BYTES = 64 * 1024**3
+Rule = Literal[
+    "remote",
+    "folder",
+    "file",
+    "archive",
+    "user_extracted_folder",
+    "same_stem_archive",
+    "images_in_root",
+    "archive_root",
+    "not_found",
+]
 
-_HEAD_BYTES = 1024 * 1024  # the sha256 in the marker covers the archive's first MiB
-_MARKER_VERSION = 1
 
+class ResolvedSource(BaseModel):
+    """Result of :func:`resolve_data_source` / :func:`resolve_spec_path`.
 
-class StagedPath(BaseModel):
-    """Result of :func:`stage`.
-
-    ``source``: what the caller gave (absolute). ``path``: the folder to put in the spec.
-    ``extracted``: ``path`` was produced by extracting an archive (now or earlier).
-    ``reused``: nothing was written by this call (a folder, or an up-to-date extraction).
+    ``path``: the value to put in the spec (a string, so ``s3://`` URIs survive intact).
+    ``rule``: which rule matched (see :func:`resolve_data_source`). ``source``: what was found
+    (the folder, archive or URI). ``extracted``/``reused``: as :class:`StagedPath`.
+    ``pending``: ``stage=False`` and an archive must still be extracted (``path`` is the
+    archive; launching with ``stage=True`` extracts it).
     """
 
     model_config = ConfigDict(frozen=True)
 
-    source: Path
-    path: Path
-    extracted: bool
-    reused: bool
-
-
-def is_archive(path: str | Path) -> bool:
-    """True when ``path``'s name ends with one of :data:`ARCHIVE_SUFFIXES` (case-insensitive)."""
-    return archive_suffix(path) is not None
-
-
-def archive_suffix(path: str | Path) -> str | None:
-    """The archive suffix of ``path`` (``".tar.gz"``, ``".zip"``, ...) or ``None``."""
-    name = Path(path).name.lower()
-    for suffix in ARCHIVE_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return suffix
-    return None
-
-
-def archive_stem(path: str | Path) -> str:
-    """The archive's name without its archive suffix: ``images_train.tar.gz`` -> ``images_train``."""
-    p = Path(path)
-    suffix = archive_suffix(p)
-    return p.name[: -len(suffix)] if suffix else p.name
+    path: str
+    rule: Rule
+    source: str
+    extracted: bool = False
+    reused: bool = True
+    pending: bool = False
 
 
 def _is_remote(path: str | Path) -> bool:
     return "://" in str(path)
+
+
+def path_kind(path: Path) -> str:
+    """``missing``, ``dir``, ``file``, or ``fifo``/``socket``/``device``/``other`` (os.stat, no open)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "other"
+
+
+def _refuse_special(path: Path, kind: str, field: str) -> StagingError:
+    what = {"fifo": "a FIFO (named pipe)", "socket": "a socket", "device": "a device node"}.get(kind, "not a regular file")
+    return StagingError(
+        f"{field}: {path} is {what}; data sources must be regular files or folders. It was not opened.",
+        field=field,
+        fix="Pass the folder that holds the images, or a regular archive file of it.",
+        details={"path": str(path), "kind": kind},
+    )
+
+
+def _kind_or_refuse(path: Path, field: str) -> str:
+    kind = path_kind(path)
+    if kind not in ("missing", "dir", "file"):
+        raise _refuse_special(path, kind, field)
+    return kind
 
 
 def stage(
@@ -102,26 +130,26 @@ def stage(
     *,
     field: str,
     cache_dir: Path | None = None,
-    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
+    limits: ArchiveLimits | None = None,
+    max_member_bytes: int | None = None,
 ) -> StagedPath:
     """Return the folder to put in the spec for ``path`` (a folder or an archive).
 
     Args:
         path: a local folder, or a local archive (see :data:`ARCHIVE_SUFFIXES`).
         field: the spec key or argument ``path`` came from; named in every error.
-        cache_dir: where to extract when the archive's own folder is not writable
-            (default ``$TAO_SKILLS_HOME/staging``); the result is
-            ``cache_dir/<sha1(archive path)[:12]>/<stem>/``.
-        max_member_bytes: refuse archive members larger than this many bytes.
+        cache_dir: the staging cache (default ``<runtime home>/staging``); an archive is
+            extracted to ``cache_dir/<sha256(archive path)[:12]>/<stem>/``.
+        limits: extraction bounds (default :meth:`ArchiveLimits.from_env`).
+        max_member_bytes: shortcut overriding ``limits.max_member_bytes``.
 
     Returns:
         :class:`StagedPath`. A folder gives itself (``extracted=False, reused=True``).
 
     Raises:
-        StagingError: missing path; a file that is not an archive; an unsafe or corrupt
-            archive; a foreign folder already sitting where the archive would be extracted.
-        NotSupported: a remote URI (``s3://...``): those are staged inside the job by the
-            TAO runner, not on this machine.
+        StagingError: missing path; a FIFO, socket or device; a file that is not an archive;
+            an unsafe, oversized, corrupt or truncated archive; too little free disk.
+        NotSupported: a remote URI (``s3://...``): staged by the platform that runs the job.
     """
     if _is_remote(path):
         raise NotSupported(
@@ -130,14 +158,14 @@ def stage(
             fix="Download it to a local folder first, or run on a platform whose TAO runner stages remote inputs.",
         )
     source = Path(path).expanduser().absolute()
-    if not source.exists():
-        hint = _missing_hint(source)
+    kind = _kind_or_refuse(source, field)
+    if kind == "missing":
         raise StagingError(
-            f"{field}: {source} does not exist.{hint}",
+            f"{field}: {source} does not exist.{_missing_hint(source)}",
             field=field,
-            fix="Pass an existing image folder or archive (.tar, .tar.gz, .tgz, .zip) for this field.",
+            fix=f"Pass an existing image folder or archive ({', '.join(ARCHIVE_SUFFIXES)}) for this field.",
         )
-    if source.is_dir():
+    if kind == "dir":
         return StagedPath(source=source, path=source, extracted=False, reused=True)
     if not is_archive(source):
         raise StagingError(
@@ -145,18 +173,23 @@ def stage(
             field=field,
             fix="Pass the folder that holds the images, or an archive of it.",
         )
-    return _stage_archive(source, field=field, cache_dir=cache_dir, max_member_bytes=max_member_bytes)
+    lim = limits or ArchiveLimits.from_env()
+    if max_member_bytes is not None:
+        lim = ArchiveLimits(**{**lim.__dict__, "max_member_bytes": max_member_bytes})
+    return stage_archive(source, field=field, cache_dir=cache_dir, limits=lim)
 
 
 def _missing_hint(source: Path) -> str:
     parent = source.parent
-    if not parent.is_dir():
+    if path_kind(parent) != "dir":
         return f" Its folder {parent} does not exist either."
     stem = archive_stem(source)
     near = sorted(p.name for p in parent.iterdir() if p.name.startswith(stem) or archive_stem(p) == stem)
-    if near:
-        return f" Found beside it: {', '.join(near[:10])}."
-    return ""
+    return f" Found beside it: {', '.join(near[:10])}." if near else ""
+
+
+# ---------------------------------------------------------------------------------------
+# the resolver
 
 
 def resolve_data_source(
@@ -164,312 +197,205 @@ def resolve_data_source(
     ds: DataSource,
     *,
     field: str,
+    stage: bool = True,
     cache_dir: Path | None = None,
-    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES,
-) -> Path:
-    """Join a dataset ``root`` with ``ds.path`` and return the local path to put in the spec.
+    limits: ArchiveLimits | None = None,
+    strict: bool = True,
+) -> ResolvedSource:
+    """Resolve a dataset ``root`` and a skill's ``data_sources`` entry ``ds`` to the spec value.
 
-    ``ds`` is a skill's ``data_sources`` entry (skill_info.yaml, e.g. NVDINOv2 train:
-    ``{source: train_datasets, path: images_train.tar.gz, runtime: extracted_folder}``).
+    ``ds`` comes from skill_info.yaml (e.g. NVDINOv2 train: ``{source: train_datasets, path:
+    images_train.tar.gz, runtime: extracted_folder}``). Rules, first match wins:
 
-    * ``runtime: extracted_folder`` accepts, in this order: ``root/ds.path`` as a folder;
-      ``root/ds.path`` as an archive (staged with :func:`stage`, unless a folder named after
-      its stem that this module did not write already sits beside it: that folder is taken
-      as the user's own extraction); the sibling folder ``root/<stem>/`` alone; another
-      archive with the same stem (``images_train.zip`` for ``images_train.tar.gz``).
-    * ``runtime: folder`` / ``file``: ``root/ds.path`` must exist as that kind.
+    * remote ``root`` (``s3://...``): ``root/ds.path`` as a string, untouched (``remote``);
+    * ``runtime: file`` / ``folder``: ``root/ds.path`` must be a regular file / a folder;
+    * ``runtime: extracted_folder``:
 
-    ``ds.list`` entries are resolved one root at a time: call this once per root.
+      1. ``root/ds.path`` is a folder (``folder``);
+      2. ``root/ds.path`` is an archive: the folder named after its stem beside it when the
+         user extracted it there (``user_extracted_folder``), else the archive is extracted
+         into the staging cache (``archive``);
+      3. the folder ``root/<stem>/`` (``user_extracted_folder``);
+      4. another archive with the same stem, any of :data:`ARCHIVE_SUFFIXES`
+         (``images_train.zip`` or ``images_train.tar`` for ``images_train.tar.gz``;
+         ``same_stem_archive``);
+      5. ``root`` itself when it directly holds image files (a folder of photos given as the
+         dataset role: ``images_in_root``);
+      6. ``root`` is itself an archive file: extracted (``archive_root``).
+
+    ``stage=False`` never writes: an archive to extract gives ``pending=True`` with the
+    archive as ``path``. ``ds.list`` entries are resolved one root at a time.
+    ``strict=False``: when nothing is found, return ``rule="not_found"`` with ``root/ds.path``
+    as ``path`` instead of raising (a builder that leaves missing data to preflight); every
+    other error still raises.
 
     Raises:
-        StagingError: nothing usable found (the message lists what ``root`` holds) or an
-            unsafe archive. NotSupported: a remote ``root``.
+        StagingError: nothing found (the message states these rules, what ``root`` holds and
+            the fix; ``details["reason"] == "not_found"``); a FIFO/socket/device path; an
+            unsafe or oversized archive.
     """
+    try:
+        return _resolve_root(root, ds, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    except StagingError as exc:
+        if strict or exc.details.get("reason") != "not_found":
+            raise
+        joined = str(Path(root).expanduser().absolute() / ds.path)
+        return ResolvedSource(path=joined, rule="not_found", source=joined, reused=True)
+
+
+def _resolve_root(
+    root: str | Path, ds: DataSource, *, field: str, stage: bool, cache_dir: Path | None, limits: ArchiveLimits | None
+) -> ResolvedSource:
     if _is_remote(root):
-        raise NotSupported(
-            f"{field}: dataset root {root} is remote; only local dataset roots are resolved here.",
-            field=field,
-            fix="Pass the remote path in the spec as it is for a platform whose TAO runner stages it, or download it.",
-        )
+        joined = str(root).rstrip("/") + "/" + ds.path
+        return ResolvedSource(path=joined, rule="remote", source=joined)
     base = Path(root).expanduser().absolute()
-    if not base.is_dir():
+    base_kind = _kind_or_refuse(base, field)
+    if base_kind == "file" and ds.runtime == "extracted_folder" and is_archive(base):
+        return _resolve_archive(base, "archive_root", field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    if base_kind != "dir":
         raise StagingError(
-            f"{field}: dataset root {base} is not an existing folder.",
+            f"{field}: dataset root {base} is {'missing' if base_kind == 'missing' else 'a file, not a folder'}.",
             field=field,
-            fix=f"Pass the folder that holds {ds.path}.",
+            fix=f"Pass the folder that holds {ds.path} (or its extracted folder, or the images themselves).",
+            details={"reason": "not_found" if base_kind == "missing" else "not_a_folder", "root": str(base)},
         )
     target = base / ds.path
-    if ds.runtime == "folder":
-        if target.is_dir():
-            return target
-        raise _not_found(base, target, field, "a folder")
-    if ds.runtime == "file":
-        if target.is_file():
-            return target
-        raise _not_found(base, target, field, "a file")
+    if ds.runtime in ("file", "folder"):
+        want = "file" if ds.runtime == "file" else "dir"
+        kind = _kind_or_refuse(target, field)
+        if kind == want:
+            return ResolvedSource(path=str(target), rule=ds.runtime, source=str(target))
+        raise _not_found(base, field, [f"the {'file' if want == 'file' else 'folder'} {ds.path}"], ds.path)
 
-    # extracted_folder
-    if target.is_dir():
-        return target
-    if is_archive(target) or not target.exists():
-        sibling = target.parent / archive_stem(target)
-        if target.is_file():
-            if sibling.is_dir() and not (sibling / MARKER_NAME).exists():
-                return sibling  # the user's own extraction beside the archive
-            return stage(target, field=field, cache_dir=cache_dir, max_member_bytes=max_member_bytes).path
-        if sibling.is_dir() and sibling != target:
-            return sibling
+    try:
+        return _resolve_value(target, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    except StagingError as exc:
+        if exc.details.get("reason") != "not_found":
+            raise
+    if _has_top_level_images(base):
+        return ResolvedSource(path=str(base), rule="images_in_root", source=str(base))
+    stem = archive_stem(ds.path)
+    others = "/".join(s for s in ARCHIVE_SUFFIXES if not ds.path.lower().endswith(s))
+    looked = [
+        f"the folder or archive {ds.path}",
+        f"the folder {stem}/",
+        f"an archive {stem} + one of {others}",
+        f"image files ({', '.join(tao.IMAGE_EXTENSIONS)}) directly in the root",
+    ]
+    raise _not_found(base, field, looked, ds.path)
+
+
+def resolve_spec_path(
+    value: str | Path,
+    *,
+    field: str,
+    stage: bool = True,
+    cache_dir: Path | None = None,
+    limits: ArchiveLimits | None = None,
+    strict: bool = True,
+) -> ResolvedSource:
+    """Resolve a folder-typed spec value (``extracted_folder``): rules 1-4 of
+    :func:`resolve_data_source` applied to ``value`` itself (remote values untouched).
+
+    Raises StagingError (``details["reason"] == "not_found"`` when nothing matched, unless
+    ``strict=False``: then ``rule="not_found"`` and ``value`` unchanged), or for a
+    FIFO/socket/device, a non-archive file, or an unsafe archive.
+    """
+    try:
+        return _resolve_value(value, field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    except StagingError as exc:
+        if strict or exc.details.get("reason") != "not_found":
+            raise
+        return ResolvedSource(path=str(value), rule="not_found", source=str(value))
+
+
+def _resolve_value(
+    value: str | Path, *, field: str, stage: bool, cache_dir: Path | None, limits: ArchiveLimits | None
+) -> ResolvedSource:
+    if _is_remote(value):
+        return ResolvedSource(path=str(value), rule="remote", source=str(value))
+    target = Path(value).expanduser().absolute()
+    kind = _kind_or_refuse(target, field)
+    if kind == "dir":
+        return ResolvedSource(path=str(target), rule="folder", source=str(target))
+    sibling = target.parent / archive_stem(target)
+    if kind == "file":
+        if not is_archive(target):
+            raise StagingError(
+                f"{field}: {target} is a file, not a folder or a supported archive ({', '.join(ARCHIVE_SUFFIXES)}).",
+                field=field,
+                fix=f"Put the images under {sibling}/ or pass an archive of them.",
+            )
+        if sibling != target and path_kind(sibling) == "dir" and not (sibling / MARKER_NAME).exists():
+            return ResolvedSource(path=str(sibling), rule="user_extracted_folder", source=str(sibling))
+        return _resolve_archive(target, "archive", field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    if is_archive(target):
+        if path_kind(sibling) == "dir":
+            return ResolvedSource(path=str(sibling), rule="user_extracted_folder", source=str(sibling))
         for suffix in ARCHIVE_SUFFIXES:
             other = target.parent / f"{archive_stem(target)}{suffix}"
-            if other.is_file():
-                return resolve_data_source(
-                    base,
-                    DataSource(source=ds.source, path=str(other.relative_to(base)), list=ds.list, runtime=ds.runtime),
-                    field=field,
-                    cache_dir=cache_dir,
-                    max_member_bytes=max_member_bytes,
-                )
-    if target.is_file():
-        raise StagingError(
-            f"{field}: {target} is a file, not a folder or a supported archive.",
-            field=field,
-            fix=f"Put the images under {target.parent / archive_stem(target)}/ or pass an archive of them.",
-        )
-    raise _not_found(base, target, field, "an archive or its extracted folder")
+            if other != target and _kind_or_refuse(other, field) == "file":
+                return _resolve_archive(other, "same_stem_archive", field=field, stage=stage, cache_dir=cache_dir, limits=limits)
+    raise StagingError(
+        f"{field}: {target} does not exist.{_missing_hint(target)}",
+        field=field,
+        fix=f"Pass an existing image folder or archive ({', '.join(ARCHIVE_SUFFIXES)}) for this field.",
+        details={"reason": "not_found", "path": str(target)},
+    )
 
 
-def _not_found(base: Path, target: Path, field: str, what: str) -> StagingError:
+def _resolve_archive(
+    archive: Path, rule: Rule, *, field: str, stage: bool, cache_dir: Path | None, limits: ArchiveLimits | None
+) -> ResolvedSource:
+    if not stage:
+        return ResolvedSource(path=str(archive), rule=rule, source=str(archive), pending=True)
+    staged = stage_archive(archive, field=field, cache_dir=cache_dir, limits=limits or ArchiveLimits.from_env())
+    return ResolvedSource(path=str(staged.path), rule=rule, source=str(archive), extracted=True, reused=staged.reused)
+
+
+def _has_top_level_images(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if tao.is_image_name(entry.name) and entry.is_file():
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _not_found(base: Path, field: str, looked: list[str], wanted: str) -> StagingError:
     present = sorted(p.name + ("/" if p.is_dir() else "") for p in base.iterdir())
     shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "") if present else "nothing"
+    stem = archive_stem(wanted)
     return StagingError(
-        f"{field}: expected {what} at {target}; {base} holds: {shown}.",
+        f"{field}: no data found in {base}. Looked for, in order: {'; '.join(looked)}. {base} holds: {shown}.",
         field=field,
-        fix=f"Pass a dataset root that holds {target.relative_to(base)} (or its extracted folder), or set {field} directly.",
+        fix=(
+            f"Put the images in {base / stem}/ or directly in {base}, or add {wanted} (or {stem}.zip / {stem}.tar) "
+            f"there; or pass the folder of images itself as the dataset root, or set {field} directly."
+            if stem != wanted
+            else f"Add {wanted} to {base}, pass the dataset root that holds it, or set {field} directly."
+        ),
+        details={"reason": "not_found", "root": str(base), "looked_for": looked},
     )
 
 
-# ---------------------------------------------------------------------------------------
-# archive extraction
-
-
-def archive_fingerprint(archive: Path) -> dict[str, object]:
-    """``{"name", "size", "mtime_ns", "head_sha256"}`` of ``archive`` (sha256 over the first MiB)."""
-    st = archive.stat()
-    digest = hashlib.sha256()
-    with archive.open("rb") as fh:
-        digest.update(fh.read(_HEAD_BYTES))
-    return {"name": archive.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "head_sha256": digest.hexdigest()}
-
-
-def _read_marker(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MARKER_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _destination(archive: Path, cache_dir: Path | None) -> Path:
-    stem = archive_stem(archive)
-    if os.access(archive.parent, os.W_OK | os.X_OK):
-        return archive.parent / stem
-    if cache_dir is None:
-        from taoskills.paths import home_dir
-
-        cache_dir = home_dir() / "staging"
-    key = hashlib.sha1(str(archive).encode()).hexdigest()[:12]
-    return Path(cache_dir).expanduser().absolute() / key / stem
-
-
-def _stage_archive(archive: Path, *, field: str, cache_dir: Path | None, max_member_bytes: int) -> StagedPath:
-    dest = _destination(archive, cache_dir)
-    fingerprint = archive_fingerprint(archive)
-    if dest.exists():
-        marker = _read_marker(dest) if dest.is_dir() else None
-        if marker is None:
-            raise StagingError(
-                f"{field}: {dest} already exists and was not extracted by tao-skills from {archive.name}; it is left untouched.",
-                field=field,
-                fix=f"If {dest} holds the extracted images, pass that folder instead; otherwise move it away so "
-                f"{archive.name} can be extracted there.",
-            )
-        if marker.get("name") != archive.name:
-            raise StagingError(
-                f"{field}: {dest} was extracted from another archive ({marker.get('name')}), not {archive.name}.",
-                field=field,
-                fix=f"Pass {dest} itself, or move it away so {archive.name} can be extracted.",
-            )
-        if all(marker.get(k) == v for k, v in fingerprint.items()):
-            return StagedPath(source=archive, path=dest, extracted=True, reused=True)
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
-    try:
-        try:
-            if archive_suffix(archive) == ".zip":
-                _extract_zip(archive, tmp, field=field, max_member_bytes=max_member_bytes)
-            else:
-                _extract_tar(archive, tmp, field=field, max_member_bytes=max_member_bytes)
-        except StagingError:
-            raise
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, ValueError) as exc:
-            raise StagingError(
-                f"{field}: {archive} is corrupt or truncated ({type(exc).__name__}: {exc}).",
-                field=field,
-                fix="Re-create or re-download the archive, or pass the extracted folder.",
-            ) from exc
-        except OSError as exc:
-            raise StagingError(
-                f"{field}: extracting {archive} into {dest.parent} failed: {exc}.",
-                field=field,
-                fix="Free disk space or pass cache_dir on a larger, writable disk, or pass the extracted folder.",
-            ) from exc
-
-        _verify_links(tmp, field=field, archive=archive)
-        content = tmp
-        entries = [p for p in tmp.iterdir()]
-        if len(entries) == 1 and entries[0].name == dest.name and entries[0].is_dir() and not entries[0].is_symlink():
-            content = entries[0]  # all members share the top folder named after the stem: strip it
-        marker = dict(fingerprint, version=_MARKER_VERSION, archive=str(archive), stripped_top=content is not tmp)
-        (content / MARKER_NAME).write_text(json.dumps(marker, indent=1))
-        _swap_into_place(content, dest, archive=archive, field=field)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return StagedPath(source=archive, path=dest, extracted=True, reused=False)
-
-
-def _swap_into_place(content: Path, dest: Path, *, archive: Path, field: str) -> None:
-    """Rename ``content`` to ``dest``; a stale ``dest`` of ours is moved aside, then removed."""
-    old: Path | None = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.rename(dest, old / dest.name)
-    try:
-        os.rename(content, dest)
-    except OSError as exc:
-        # another process may have finished the same extraction first
-        marker = _read_marker(dest) if dest.is_dir() else None
-        if marker is None or marker.get("name") != archive.name:
-            if old is not None and not dest.exists():
-                os.rename(old / dest.name, dest)
-            raise StagingError(
-                f"{field}: could not move the extracted folder into {dest}: {exc}.",
-                field=field,
-                fix="Retry; if it persists, check the permissions of the archive's folder or pass cache_dir.",
-            ) from exc
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _refuse(field: str, archive: Path, member: str, reason: str) -> StagingError:
-    return StagingError(
-        f"{field}: refusing to extract {archive.name}: member {member!r} {reason}. Nothing was extracted.",
-        field=field,
-        fix="Re-create the archive with relative member paths inside one folder, without links outside it "
-        "or special files; or extract it yourself and pass the folder.",
-        details={"archive": str(archive), "member": member, "reason": reason},
-    )
-
-
-def _check_name(name: str, *, field: str, archive: Path) -> str:
-    """Normalised relative member name, or StagingError for absolute/``..`` names."""
-    raw = name.replace("\\", "/") if "\\" in name and "/" not in name else name
-    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
-        raise _refuse(field, archive, name, "has an absolute path")
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _refuse(field, archive, name, "contains '..' (path traversal)")
-    return "/".join(parts)
-
-
-def _check_link_target(member: str, target: str, *, hard: bool, field: str, archive: Path) -> None:
-    if not target or target.startswith("/") or (len(target) > 1 and target[1] == ":"):
-        raise _refuse(field, archive, member, f"is a {'hard' if hard else 'symbolic'} link to absolute path {target!r}")
-    base = "" if hard else posixpath.dirname(member)
-    resolved = posixpath.normpath(posixpath.join(base, target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise _refuse(
-            field, archive, member, f"is a {'hard' if hard else 'symbolic'} link pointing outside the destination ({target!r})"
-        )
-
-
-def _verify_links(root: Path, *, field: str, archive: Path) -> None:
-    """After extraction: every symlink must resolve inside ``root`` (catches link chains)."""
-    real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for entry in dirnames + filenames:
-            p = Path(dirpath) / entry
-            if p.is_symlink():
-                real = Path(os.path.realpath(p))
-                if real != real_root and real_root not in real.parents:
-                    rel = p.relative_to(root).as_posix()
-                    raise _refuse(
-                        field, archive, rel, f"is a symbolic link resolving outside the destination ({os.readlink(p)!r})"
-                    )
-
-
-def _extract_tar(archive: Path, dest: Path, *, field: str, max_member_bytes: int) -> None:
-    data_filter: Callable = tarfile.data_filter  # PEP 706 (Python >= 3.11.4)
-
-    def safe_filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
-        name = _check_name(member.name, field=field, archive=archive)
-        if member.isdev():  # character/block devices and FIFOs
-            raise _refuse(field, archive, member.name, "is a device or FIFO node")
-        if member.issym() or member.islnk():
-            _check_link_target(name, member.linkname, hard=member.islnk(), field=field, archive=archive)
-        elif not (member.isfile() or member.isdir()):
-            raise _refuse(field, archive, member.name, "is not a regular file, folder or link")
-        if member.isfile() and member.size > max_member_bytes:
-            raise _refuse(field, archive, member.name, f"is {member.size} bytes, over the cap of {max_member_bytes}")
-        try:
-            return data_filter(member, path)
-        except tarfile.FilterError as exc:  # defence in depth: the stdlib filter disagrees
-            raise _refuse(field, archive, member.name, f"was rejected by tarfile's data filter ({exc})") from exc
-
-    with tarfile.open(archive, "r:*") as tf:
-        tf.extractall(dest, filter=safe_filter)
-
-
-def _extract_zip(archive: Path, dest: Path, *, field: str, max_member_bytes: int) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        plan: list[tuple[zipfile.ZipInfo, str, str]] = []  # (info, name, kind)
-        for info in infos:  # check every member before writing anything
-            name = _check_name(info.filename, field=field, archive=archive)
-            mode = (info.external_attr >> 16) & 0xFFFF
-            if mode and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-                raise _refuse(field, archive, info.filename, "is a device, FIFO or socket node")
-            if mode and stat.S_ISLNK(mode):
-                if info.file_size > 4096:
-                    raise _refuse(field, archive, info.filename, "is a symbolic link with an oversized target")
-                target = zf.read(info).decode("utf-8", "replace")
-                _check_link_target(name, target, hard=False, field=field, archive=archive)
-                plan.append((info, name, "link"))
-                continue
-            if info.is_dir():
-                plan.append((info, name, "dir"))
-                continue
-            if info.file_size > max_member_bytes:
-                raise _refuse(field, archive, info.filename, f"is {info.file_size} bytes, over the cap of {max_member_bytes}")
-            plan.append((info, name, "file"))
-
-        root = dest.resolve()
-        for info, name, kind in plan:
-            if not name:
-                continue
-            out = dest / name
-            # never write through a link that an earlier member created
-            parent = out.parent.resolve()
-            if parent != root and root not in parent.parents:
-                raise _refuse(field, archive, info.filename, "would be written through a link outside the destination")
-            if kind == "dir":
-                out.mkdir(parents=True, exist_ok=True)
-            elif kind == "link":
-                out.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(zf.read(info).decode("utf-8"), out)
-            else:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                if out.is_symlink():
-                    raise _refuse(field, archive, info.filename, "would overwrite a link")
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "ArchiveLimits",
+    "MARKER_NAME",
+    "ResolvedSource",
+    "StagedPath",
+    "archive_fingerprint",
+    "archive_stem",
+    "archive_suffix",
+    "is_archive",
+    "path_kind",
+    "resolve_data_source",
+    "resolve_spec_path",
+    "stage",
+    "staged_destination",
+    "staging_root",
+]

@@ -2,8 +2,8 @@
 
 Folder rules (TAO Core 7.3.0 nvdinov2 ``DataPathFormat.images_dir`` description; anchor_report_tao.md
 §4.5 C13): ``images_dir`` is an *extracted* folder; images are found recursively by extension
-(jpg, jpeg, png, bmp, webp, any case). Augmentations follow the DINOv2 paper recipe (Oquab et al.
-2023, §4 / Appendix): random-resized crop (bicubic), horizontal flip 0.5, colour jitter
+(``taoskills.tao.IMAGE_EXTENSIONS``: jpg, jpeg, png, bmp, webp, tif, tiff, any case; hidden entries
+skipped). Augmentations follow the DINOv2 paper recipe (Oquab et al. 2023, §4 / Appendix): random-resized crop (bicubic), horizontal flip 0.5, colour jitter
 (0.4, 0.4, 0.2, 0.1) with p=0.8, grayscale p=0.2, Gaussian blur (p=1.0 first global crop, 0.1
 second, 0.5 local), solarisation p=0.2 on the second global crop, ImageNet normalisation.
 """
@@ -16,20 +16,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from taoskills import tao
 from taoskills.errors import Issue, PreflightError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+IMAGE_EXTS = tao.IMAGE_EXTENSIONS  # the one list preflight also uses
+ARCHIVE_SUFFIXES = tao.ARCHIVE_SUFFIXES
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _is_archive(path: Path) -> bool:
-    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+    return tao.is_archive_name(path)
 
 
 def list_images(images_dir: str | Path, *, field: str) -> list[Path]:
-    """Sorted image files under ``images_dir`` (recursive). ``field`` is the spec key, for errors.
+    """Sorted image files under ``images_dir`` (:func:`taoskills.tao.iter_image_files`: recursive,
+    extensions :data:`taoskills.tao.IMAGE_EXTENSIONS`, hidden entries skipped, the same rule
+    preflight counts with). ``field`` is the spec key, for errors.
 
     Raises PreflightError when the path is missing, is an archive or a file, or holds no image.
     """
@@ -46,7 +49,7 @@ def list_images(images_dir: str | Path, *, field: str) -> list[Path]:
         raise PreflightError(
             f"{field}={path} is a file, not a folder.", field=field, fix="pass the folder that holds the images."
         )
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = list(tao.iter_image_files(path))
     if not files:
         archives = sorted(p.name for p in path.rglob("*") if p.is_file() and _is_archive(p))
         extra = f" It holds archive(s) {', '.join(archives[:3])}: pass the extracted folder." if archives else ""
