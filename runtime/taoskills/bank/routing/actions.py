@@ -88,7 +88,8 @@ def action_mentions(
     text = _blank(masked, blanks) if blanks else masked
 
     words = _words(info)
-    cands = [Cand(action, w, "action", s, e, 0.0) for action, ws in words.items() for w in ws for s, e in find(w, text)]
+    low = text.lower()
+    cands = [Cand(action, w, "action", s, e, 0.0) for action, ws in words.items() for w in ws for s, e in find(w, text, low=low)]
     exact = {(c.start, c.end) for c in cands}
     vocab = tuple((action, w, "action", 0.0) for action, ws in words.items() for w in ws)
     kept_tokens = tokens

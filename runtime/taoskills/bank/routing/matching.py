@@ -122,8 +122,19 @@ def compile_phrase(phrase: str, cased: bool = False) -> re.Pattern[str]:
     return re.compile(head + body + plural + tail, 0 if cased else re.IGNORECASE)
 
 
-def find(phrase: str, text: str, cased: bool = False) -> Iterator[tuple[int, int]]:
-    """Spans of ``phrase`` in ``text``."""
+@lru_cache(maxsize=8192)
+def _probe(phrase: str) -> str:
+    """A literal, lower-case prefix every match of ``phrase`` starts with."""
+    first = next((t for t in re.split(r"[\s\-_]+", phrase.strip()) if t), "")
+    m = re.fullmatch(r"(.*?[A-Za-z])(v?\d+)", first)
+    return (m.group(1) if m and len(m.group(1)) > 1 else first).lower()
+
+
+def find(phrase: str, text: str, cased: bool = False, low: str | None = None) -> Iterator[tuple[int, int]]:
+    """Spans of ``phrase`` in ``text``. ``low``: ``text.lower()``, when the caller has it,
+    lets a phrase whose first word is absent be skipped without a regex scan."""
+    if low is not None and _probe(phrase) not in low:
+        return
     for m in compile_phrase(phrase, cased).finditer(text):
         yield m.start(), m.end()
 
@@ -156,9 +167,10 @@ def tokenize(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group(0).lower()) for m in _TOKEN.finditer(text)]
 
 
-def _key(phrase: str) -> str | None:
-    key = re.sub(r"[\s\-_]+", "", phrase.lower())
-    return key if key and re.fullmatch(r"[a-z0-9]+", key) else None
+def _words_of(phrase: str) -> tuple[str, ...] | None:
+    """Lower-case ASCII words of a phrase as the tokenizer splits text (None: not ASCII)."""
+    words = tuple(w for w in re.split(r"[^a-z0-9]+", phrase.lower()) if w)
+    return words if words and phrase.isascii() else None
 
 
 def _digits(s: str) -> str:
@@ -167,10 +179,12 @@ def _digits(s: str) -> str:
 
 @dataclass
 class FuzzyIndex:
-    """Phrases by (first letter, length) for fuzzy lookup; ``exact`` holds every key."""
+    """Phrases by (first letter, letters+digits length, words) for fuzzy lookup.
 
-    by_head: dict[tuple[str, int], list[str]] = field(default_factory=lambda: defaultdict(list))
-    owners: dict[str, list[tuple[str, str, str, float]]] = field(default_factory=lambda: defaultdict(list))
+    ``exact`` holds every phrase written together, with its plurals (never a typo)."""
+
+    by_head: dict[tuple[str, int, int], list[tuple[str, ...]]] = field(default_factory=lambda: defaultdict(list))
+    owners: dict[tuple[str, ...], list[tuple[str, str, str, float]]] = field(default_factory=lambda: defaultdict(list))
     exact: set[str] = field(default_factory=set)
 
 
@@ -181,25 +195,54 @@ def fuzzy_index(vocab: tuple[tuple[str, str, str, float], ...]) -> FuzzyIndex:
     rules = load_lexicon().fuzzy
     idx = FuzzyIndex()
     for owner, phrase, kind, weight in vocab:
-        key = _key(phrase)
-        if key is None:
+        words = _words_of(phrase)
+        if words is None:
             continue
+        key = "".join(words)
         idx.exact.update((key, key + "s", key + "es"))
         if rules.edits_for(len(key)) == 0:
             continue
-        if key not in idx.owners:
-            idx.by_head[(key[0], len(key))].append(key)
-        idx.owners[key].append((owner, phrase, kind, weight))
+        if words not in idx.owners:
+            idx.by_head[(key[0], len(key), len(words))].append(words)
+        idx.owners[words].append((owner, phrase, kind, weight))
     return idx
 
 
-def _typo_ok(query: str, key: str, dist: int) -> bool:
+_NOT_TYPOS = ("d", "ed", "r", "er", "n")  # trained, finetuned, trainer: other words, not typos
+
+
+def word_typo(query: str, key: str) -> int | None:
+    """Edits from ``key`` to ``query`` when ``query`` reads as a typo of ``key``, else None.
+
+    Rules (``fuzzy`` of routing_lexicon.yaml): at most ``edits_for(len(key))`` OSA edits;
+    the same digits and the same first letter; below ``substitution_min_length`` only a
+    dropped letter, an adjacent swap or a doubled letter ("expert" is not "export",
+    "dingo" is not "DINO"); never the key plus a suffix ("trained" is not "train")."""
+    if query == key:
+        return 0
     rules = load_lexicon().fuzzy
-    if dist == 0 or dist > rules.edits_for(len(key)) or _digits(query) != _digits(key):
-        return False
-    if len(key) < rules.substitution_min_length and len(query) == len(key):
-        return sorted(query) == sorted(key)  # a swap of adjacent letters, not a different word
-    return True
+    allowed = rules.edits_for(len(key))
+    if not allowed or query[0] != key[0] or _digits(query) != _digits(key):
+        return None
+    if query.startswith(key) and query[len(key) :] in _NOT_TYPOS:
+        return None
+    d = int(OSA.distance(query, key, score_cutoff=allowed))
+    if d > allowed:
+        return None
+    if len(key) < rules.substitution_min_length:
+        if len(query) == len(key) and sorted(query) != sorted(key):
+            return None  # a different letter: another word
+        if len(query) == len(key) + 1:
+            doubled = any(
+                query[:i] + query[i + 1 :] == key
+                and ((i > 0 and query[i] == query[i - 1]) or (i + 1 < len(query) and query[i] == query[i + 1]))
+                for i in range(len(query))
+            )
+            if not doubled:
+                return None
+        if abs(len(query) - len(key)) > 1:
+            return None
+    return d
 
 
 def fuzzy_candidates(
@@ -211,9 +254,10 @@ def fuzzy_candidates(
 ) -> list[Cand]:
     """Fuzzy matches of ``vocab`` phrases in ``text`` (one lookup per word run).
 
-    ``exact``: the exact matches already found; a run holding one of them only matches a
-    phrase that contains it ("grouding dino" may be "Grounding DINO"; "fine-tune MAE" is
-    never "fine-tune SAM", "train G-DINO" never "train DINO")."""
+    A run of n words matches a phrase of n words, word by word (:func:`word_typo`, at
+    least one word misspelled). ``exact``: the exact matches already found; a run holding
+    one of them only matches a phrase that contains it ("grouding dino" may be
+    "Grounding DINO"; "fine-tune MAE" is never "fine-tune SAM")."""
     rules = load_lexicon().fuzzy
     idx = fuzzy_index(vocab)
     out: list[Cand] = []
@@ -225,39 +269,35 @@ def fuzzy_candidates(
     for i in range(len(tokens)):
         if not ascii_tok[i]:
             continue
-        query = ""
-        known: list[str] = []  # words of the run that are phrases themselves ("mae")
+        run: list[str] = []
+        known: list[str] = []  # exact matches inside the run
         for j in range(i, min(len(tokens), i + rules.max_words)):
             if j > i and (not ascii_tok[j] or not _GAP.fullmatch(text[tokens[j - 1][1] : tokens[j][0]])):
                 break
-            word = tokens[j][2]
-            query += word
-            if word in idx.exact:
-                known.append(word)
+            run.append(tokens[j][2])
             for k in range(i, j + 1):
                 known.extend(w for end, w in exact_at.get(tokens[k][0], ()) if end <= tokens[j][1] and w)
-            if len(query) < rules.min_length - 1 or query in idx.exact:
+            query = "".join(run)
+            if len(query) < rules.min_length or query in idx.exact:
                 continue
             work.fuzzy_queries += 1
-            best: list[tuple[int, str]] = []
+            best: list[tuple[int, tuple[str, ...]]] = []
             for length in range(len(query) - 2, len(query) + 3):
-                for key in idx.by_head.get((query[0], length), ()):
-                    # a correctly spelled known word is never edited into another one
-                    # ("fine-tune MAE" is not "fine-tune SAM")
-                    if any(w not in key for w in known):
+                for words in idx.by_head.get((query[0], length, len(run)), ()):
+                    key = "".join(words)
+                    if key in known or any(w not in key for w in known):
                         continue
-                    d = OSA.distance(query, key, score_cutoff=2)
-                    # the edits never make up a whole word of the run ("descriptions in")
-                    if _typo_ok(query, key, d) and d < min(len(tokens[i][2]), len(word)) and key not in known:
-                        best.append((d, key))
+                    edits = [word_typo(q, w) for q, w in zip(run, words)]
+                    if any(e is None for e in edits) or not any(edits):
+                        continue
+                    best.append((sum(e or 0 for e in edits), words))
             if not best:
                 continue
             low = min(d for d, _ in best)
-            for d, key in best:
-                if d != low:
-                    continue
-                for owner, phrase, kind, weight in idx.owners[key]:
-                    out.append(Cand(owner, phrase, kind, tokens[i][0], tokens[j][1], weight * rules.weight, fuzzy=True))
+            for d, words in best:
+                if d == low:
+                    for owner, phrase, kind, weight in idx.owners[words]:
+                        out.append(Cand(owner, phrase, kind, tokens[i][0], tokens[j][1], weight * rules.weight, fuzzy=True))
     return out
 
 
@@ -282,8 +322,9 @@ def collect(masked: str, entries: list[Entry], tokens: list[tuple[int, int, str]
     """Every exact and fuzzy candidate of the skills and near misses in ``masked``."""
     cands: list[Cand] = []
     vocab = skill_vocab(entries)
+    low = masked.lower()
     for owner, phrase, kind, weight in vocab:
-        cands.extend(Cand(owner, phrase, kind, s, e, weight) for s, e in find(phrase, masked))
+        cands.extend(Cand(owner, phrase, kind, s, e, weight) for s, e in find(phrase, masked, low=low))
     for nm in load_near_misses():
         owner = f"near-miss:{nm['name']}"
         weight = float(nm["weight"])
@@ -342,6 +383,7 @@ def score(accepted: list[Cand], masked: str, entries: list[Entry]) -> tuple[dict
         tilde = "~" if c.fuzzy else ""
         s.evidence.append(f"{c.kind} {tilde}{masked[c.start : c.end]!r}" + (f" (~{c.phrase!r})" if c.fuzzy else ""))
     negatives: list[Cand] = []
+    low = masked.lower()
     shared = bytearray(len(masked))
     for c in accepted:
         if c.negated or c.component:
@@ -353,7 +395,7 @@ def score(accepted: list[Cand], masked: str, entries: list[Entry]) -> tuple[dict
                 own[c.start : c.end] = b"\x01" * c.length
         penalty = 0.0
         for phrase in dict.fromkeys(entry.info.routing.negatives):
-            for s_, e_ in find(phrase, masked):
+            for s_, e_ in find(phrase, masked, low=low):
                 if any(own[s_:e_]):
                     continue
                 negatives.append(Cand(entry.name, phrase, "negative", s_, e_, -NEGATIVE))

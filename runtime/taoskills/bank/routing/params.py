@@ -207,14 +207,14 @@ def extract_parameters(text: str, info: SkillInfo | None = None, action: str | N
             )
         )
 
-    for s, e, value in extract_paths(text):
-        name, role = _path_role(text, s, value, action)
+    for s, e, path in extract_paths(text):
+        name, role = _path_role(text, s, path, action)
         keys = []
         if role == "pretrained_model":
             keys = _shorthand_keys(info, "pretrained_model")
         elif role == "checkpoint":
             keys = _shorthand_keys(info, "checkpoint")
-        add(name, value, s, e, role, keys)
+        add(name, path, s, e, role, keys)
 
     for m in _KV.finditer(text):
         if not free(m.start(), m.end()):
@@ -250,11 +250,11 @@ def extract_parameters(text: str, info: SkillInfo | None = None, action: str | N
             add("backbone", m.group(1).lower(), m.start(), m.end())
 
     if info is not None and (_shorthand_keys(info, "stage") or info.network_arch == "mae"):
-        m = _stage_pattern().search(text)
-        if m and free(m.start(), m.end()):
-            stage = _stage_of(m.group(1))
+        sm = _stage_pattern().search(text)
+        if sm and free(sm.start(), sm.end()):
+            stage = _stage_of(sm.group(1))
             keys = _shorthand_keys(info, "stage") or ["train.stage"]
-            params.append(Parameter(name="stage", value=stage, keys=keys, span=(m.start(), m.end()), text=m.group(0)))
+            params.append(Parameter(name="stage", value=stage, keys=keys, span=(sm.start(), sm.end()), text=sm.group(0)))
     return sorted(params, key=lambda p: p.span)
 
 

@@ -155,7 +155,7 @@ def route(
         Match(
             owner=c.owner,
             phrase=c.phrase,
-            kind=c.kind,
+            kind=c.kind,  # type: ignore[arg-type]  # Cand.kind holds one of Match.kind's values
             span=(c.start, c.end),
             weight=round(c.weight + c.bonus, 3),
             negated=c.negated,
@@ -258,7 +258,7 @@ def route(
         )
 
     # 3. a near miss wins (or ties a model skill)
-    if near and best_nm[1] >= MIN_SCORE and best_nm[1] >= top:
+    if near and nm_info and best_nm[1] >= MIN_SCORE and best_nm[1] >= top:
         msg = _no_skill_message(nm_info, entries, bank)
         if top_name and top == best_nm[1]:
             msg += f" ({top_name} also matched as strongly; name the model if you meant it)"
@@ -356,6 +356,7 @@ def _finish_model(
     mentioned = list(dict.fromkeys(mentioned))
 
     unsupported_action = None
+    source: Literal["explicit", "request text", "default"] | None
     if action is not None:
         canon = canonical_action(action, info.actions)
         if canon is None:
