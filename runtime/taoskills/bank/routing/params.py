@@ -9,6 +9,7 @@ pass; overlaps are checked against a per-character occupancy map (linear in leng
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -258,15 +259,14 @@ def extract_parameters(text: str, info: SkillInfo | None = None, action: str | N
     return sorted(params, key=lambda p: p.span)
 
 
+@lru_cache(maxsize=1)
 def _stage_pattern() -> re.Pattern[str]:
     """MAE train.stage words: English, plus routing_lexicon.yaml ``stage_words``."""
     words = [w for ws in load_lexicon().stage_words.values() for w in ws]
     # 预训练权重 / 预训练模型 are "pretrained weights / model", not the pretrain stage
     extra = "|".join(re.escape(w) + "(?!权重|模型|的)" for w in sorted(words, key=len, reverse=True))
-    return re.compile(
-        r"(?<![a-z0-9])(fine[\s\-]?tun(?:e|ing)|pre[\s\-]?train(?:ing)?" + (f"|{extra}" if extra else "") + r")(?![a-z0-9])",
-        re.IGNORECASE,
-    )
+    english = r"(?<![a-z0-9])(?:fine[\s\-]?tun(?:e|ing)|pre[\s\-]?train(?:ing)?)(?![a-z0-9])"
+    return re.compile(f"({english}{'|' + extra if extra else ''})", re.IGNORECASE)
 
 
 def _stage_of(word: str) -> str:
