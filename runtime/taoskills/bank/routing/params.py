@@ -160,13 +160,15 @@ def extract_paths(text: str) -> list[tuple[int, int, str]]:
     dropped.
     """
     found: list[tuple[int, int, str]] = []
+    taken = bytearray(len(text))
     for rx in (_URI, _LOCAL, _FILE, _REL_DIR):
         for m in rx.finditer(text):
             s, e = m.start(), m.end()
             while e > s and text[e - 1] in ".,;:!?)'\"":
                 e -= 1
-            if e - s < 2 or any(s < fe and fs < e for fs, fe, _ in found):
+            if e - s < 2 or any(taken[s:e]):
                 continue
+            taken[s:e] = b"\x01" * (e - s)
             found.append((s, e, text[s:e]))
     return sorted(found)
 
