@@ -15,7 +15,7 @@ from taoskills.bank.routing import load_near_misses
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "eval_routing.py"
 CASES = REPO / "evals" / "routing_cases.yaml"
-HOLDOUTS = (REPO / "evals" / "routing_holdout.yaml", REPO / "evals" / "routing_holdout2.yaml")
+HOLDOUTS = tuple(REPO / "evals" / f"routing_holdout{n}.yaml" for n in ("", "2", "3"))
 SKILLS = ("tao-train-nvdinov2", "tao-train-dino", "tao-train-mask-auto-encoder", "tao-train-grounding-dino", "tao-run-automl")
 THRESHOLDS = {
     "--min-precision": 0.95,
@@ -165,7 +165,7 @@ def test_default_run_reports_each_set_separately() -> None:
     proc = _run("--json")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     sets = json.loads(proc.stdout)["sets"]
-    assert list(sets) == ["routing_cases", "routing_holdout", "routing_holdout2"]
+    assert list(sets) == ["routing_cases", "routing_holdout", "routing_holdout2", "routing_holdout3"]
     for report in sets.values():
         assert {"per_skill", "micro_precision", "micro_recall", "action_accuracy", "policy_accuracy"} <= set(report)
 
@@ -181,6 +181,7 @@ def test_held_out_cases_are_reported() -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     sets = json.loads(proc.stdout)["sets"]
     assert sets["routing_holdout"]["cases"] >= 20 and sets["routing_holdout2"]["cases"] >= 60
+    assert sets["routing_holdout3"]["cases"] >= 30
     for name, report in sets.items():
         for metric in ("micro_precision", "micro_recall", "negative_accuracy", "action_accuracy", "policy_accuracy"):
             assert 0.0 <= report[metric] <= 1.0
