@@ -103,6 +103,13 @@ def test_near_misses_abstain_and_are_named(cat, text: str, near: str) -> None:
     assert r.near_miss.display in (r.no_skill_reason or "")
 
 
+def test_an_autoencoder_named_after_with_is_the_model_not_a_part(cat) -> None:
+    r = route("run inference with the masked auto-encoder on /data/x/", cat)
+    assert (r.skill, r.action) == (MAE, "inference"), r.reason
+    # a real part still counts as a part: DINO with a DINOv2 backbone is DINO
+    assert route("train DINO with a DINOv2 backbone", cat).skill == DINO
+
+
 def test_cased_near_miss_names_are_case_sensitive(cat) -> None:
     assert route("meet Sam and clip the coupons", cat).near_miss is None
     assert route("fine-tune SAM", cat).near_miss is not None

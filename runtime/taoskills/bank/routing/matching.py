@@ -351,7 +351,8 @@ def annotate(cands: list[Cand], masked: str) -> None:
         if c.kind == "near_miss" and _DATA_CONTEXT.search(masked[c.end : c.end + 16]):
             c.weight /= 2
         # "DINO with a DINOv2 backbone", "Grounding DINO and its BERT text encoder": a part, not the model
-        phrase_is_part = bool(re.search(r"(?:backbone|encoder)$", c.phrase, re.IGNORECASE))
+        # (a part: "DINOv2 backbone", "BERT text encoder"; never the model: "masked auto-encoder")
+        phrase_is_part = bool(re.search(r"(?:backbone|(?<!auto)(?<!auto[\s\-_])encoder)$", c.phrase, re.IGNORECASE))
         if _COMPONENT_BEFORE.search(before[-24:]) and (phrase_is_part or _COMPONENT_AFTER.search(masked[c.end : c.end + 16])):
             c.component = True
             c.weight = min(c.weight, KEYWORD) / 2
