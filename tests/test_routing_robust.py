@@ -155,3 +155,13 @@ def test_work_grows_linearly_below_the_cap(cat) -> None:
     assert not route(_request(2000), cat).truncated
     for key in ("tokens", "fuzzy_queries", "candidates"):
         assert double[key] <= 2 * small[key] + 50, (key, small, double)
+
+
+def test_request_policy_reads_chinese_words(cat) -> None:
+    from taoskills.bank.routing import request_policy
+
+    sk = cat.get(DINO)
+    off = request_policy(sk.info, "train", text="直接训练DINO", skill_dir=sk.dir)
+    assert off.policy == "off" and off.source == "request text"
+    assert request_policy(sk.info, "train", text="train DINO", skill_dir=sk.dir).source == "default"
+    assert request_policy(sk.info, "train", explicit="off", text="用AutoML训练", skill_dir=sk.dir).source == "explicit"

@@ -22,7 +22,7 @@ from taoskills.bank.routing.lexicon import (
 )
 from taoskills.bank.routing.models import Alternative, Match, NearMiss, Parameter, RouteResult
 from taoskills.bank.routing.params import SHORTHAND_ALIASES, extract_parameters, extract_paths
-from taoskills.bank.routing.router import route
+from taoskills.bank.routing.router import policy_text, request_policy, route
 
 __all__ = [
     "DEFAULT_ACTION_WORDS",
@@ -44,5 +44,7 @@ __all__ = [
     "extract_paths",
     "load_lexicon",
     "load_near_misses",
+    "policy_text",
+    "request_policy",
     "route",
 ]

@@ -27,10 +27,13 @@ Source of the phrases: the five seed SKILL.md descriptions and their skill_info.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from taoskills.bank.automl_policy import (
     AUTOML_SKILL,
+    PolicyDecision,
     normalize_policy_value,
     policy_from_text,
     resolve_automl_policy,
@@ -83,6 +86,27 @@ def policy_text(masked: str) -> str:
         last = e
     out.append(masked[last:])
     return "".join(out)
+
+
+def request_policy(
+    info: SkillInfo,
+    action: str | None,
+    *,
+    explicit: str | None = None,
+    text: str = "",
+    skill_dir: Path | None = None,
+    extra_off_phrases: Iterable[str] = (),
+) -> PolicyDecision:
+    """:func:`taoskills.bank.automl_policy.resolve_automl_policy` with the request words
+    routing knows: routing_lexicon.yaml ``policy`` (Chinese: 关闭AutoML, 不要AutoML, 直接训练,
+    ...) as well as the English phrases; only the first ``MAX_SCORED_CHARS`` characters
+    of ``text`` are read. Same arguments, result and errors (SpecError(field=
+    "automl_policy") for a bad explicit value)."""
+    head = text[:MAX_SCORED_CHARS]
+    off = [*extra_off_phrases, *load_lexicon().policy_off]
+    return resolve_automl_policy(
+        info, action, explicit=explicit, text=policy_text(head), skill_dir=skill_dir, extra_off_phrases=list(dict.fromkeys(off))
+    )
 
 
 def _policy_intent(text: str, extra_off: list[str]) -> tuple[Literal["on", "off"] | None, str | None]:
@@ -381,8 +405,8 @@ def _finish_model(
 
     decision = None
     if act is not None:
-        decision = resolve_automl_policy(
-            info, act, explicit=automl_policy, text=policy_text(masked), skill_dir=entry.dir, extra_off_phrases=extra_off
+        decision = request_policy(
+            info, act, explicit=automl_policy, text=masked, skill_dir=entry.dir, extra_off_phrases=extra_off
         )
 
     params = extract_parameters(text, info, act)
