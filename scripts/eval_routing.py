@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""Routing evals: run evals/routing_cases.yaml through taoskills.bank.routing.route().
+"""Routing evals: run case files through taoskills.bank.routing.route().
 
-Prints per-skill precision/recall, overall micro precision/recall (over skill predictions;
-a null expectation counts as a negative case), negative accuracy (null expected -> null
-predicted), action accuracy (cases whose skill was right and that name an action),
-policy accuracy (cases that name automl_policy), near-miss accuracy (cases that name one),
-and every miss. ``--json`` prints one JSON object instead. Exits 1 when a metric is below
-its ``--min-*`` threshold, 2 when the cases or the catalog cannot be loaded.
+For each case file, separately: per-skill precision/recall, overall micro
+precision/recall (over skill predictions; a null expectation counts as a negative case),
+negative accuracy (null expected -> null predicted), action accuracy (cases whose skill
+was right and that name an action), policy accuracy (cases that name automl_policy),
+near-miss accuracy (cases that name one), accuracy per tag (typo, zh, near-miss, ...;
+a case is right when it has no problem), and every miss. By default the three sets are
+run: the tuned set (evals/routing_cases.yaml), the first held-out set
+(evals/routing_holdout.yaml), the second (evals/routing_holdout2.yaml, written before
+the fuzzy/multilingual tuning, whose failures then guided it) and the third
+(evals/routing_holdout3.yaml, written after that tuning and never tuned on). ``--json`` prints one JSON object instead: the report of
+the one file given, or ``{"sets": {name: report}}`` for several. Exits 1 when a metric
+of any set is below its ``--min-*`` threshold, 2 when the cases or the catalog cannot be
+loaded.
 
-Usage: python scripts/eval_routing.py [--cases evals/routing_cases.yaml] [--skills-dir skills]
+Usage: python scripts/eval_routing.py [--cases FILE ...] [--skills-dir skills]
        [--json] [--min-precision 0.95] [--min-recall 0.95] [--min-action-accuracy 0.9] ...
 """
 
@@ -24,6 +31,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SETS = ("routing_cases.yaml", "routing_holdout.yaml", "routing_holdout2.yaml", "routing_holdout3.yaml")
 
 
 def _policy_value(value: Any) -> str | None:
@@ -76,6 +84,7 @@ def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
     results = []
     neg_total = neg_ok = act_total = act_ok = pol_total = pol_ok = nm_total = nm_ok = 0
     misses = []
+    tags: dict[str, dict[str, int]] = {}
     for case in cases:
         expected = case.get("skill")
         try:
@@ -134,6 +143,10 @@ def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
         results.append(row)
         if row["problems"]:
             misses.append(row)
+        for tag in case.get("tags") or []:
+            t = tags.setdefault(str(tag), {"cases": 0, "correct": 0})
+            t["cases"] += 1
+            t["correct"] += not row["problems"]
 
     def ratio(a: int, b: int) -> float:
         return round(a / b, 4) if b else 1.0
@@ -164,6 +177,7 @@ def evaluate(cases: list[dict[str, Any]], catalog: Any) -> dict[str, Any]:
         "policies_checked": pol_total,
         "near_miss_accuracy": ratio(nm_ok, nm_total),
         "near_misses_checked": nm_total,
+        "per_tag": {k: {**v, "accuracy": ratio(v["correct"], v["cases"])} for k, v in sorted(tags.items())},
         "misses": misses,
     }
 
@@ -178,45 +192,59 @@ THRESHOLDS = {
 }
 
 
+def _print(name: str, report: dict[str, Any]) -> None:
+    print(f"== {name}: {report['cases']} cases, skills: {', '.join(report['skills'])}")
+    print(f"{'skill':34} {'precision':>9} {'recall':>7} {'support':>8}")
+    for skill, m in report["per_skill"].items():
+        print(f"{skill:34} {m['precision']:9.3f} {m['recall']:7.3f} {m['support']:8d}")
+    print(f"micro precision {report['micro_precision']:.3f}  micro recall {report['micro_recall']:.3f}")
+    print(
+        f"negatives {report['negative_accuracy']:.3f} ({report['negatives']})  "
+        f"action {report['action_accuracy']:.3f} ({report['actions_checked']})  "
+        f"policy {report['policy_accuracy']:.3f} ({report['policies_checked']})  "
+        f"near miss {report['near_miss_accuracy']:.3f} ({report['near_misses_checked']})"
+    )
+    if report["per_tag"]:
+        print("tags: " + "  ".join(f"{k} {v['accuracy']:.3f} ({v['cases']})" for k, v in report["per_tag"].items()))
+    for miss in report["misses"]:
+        print(f"MISS {miss['text']!r}: {'; '.join(miss['problems'])} -- {miss['reason']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=Path, default=REPO / "evals" / "routing_cases.yaml")
+    ap.add_argument("--cases", type=Path, action="append", default=None, help="case file (repeatable; default: the three sets)")
     ap.add_argument("--skills-dir", type=Path, default=None, help="bank folder (default: the repo's skills/)")
     ap.add_argument("--skill-info-only", action="store_true", help="load only references/skill_info.yaml of each folder")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     for flag in THRESHOLDS:
         ap.add_argument("--" + flag.replace("_", "-"), type=float, default=0.0)
     args = ap.parse_args(argv)
+    files = args.cases or [REPO / "evals" / name for name in DEFAULT_SETS]
 
     try:
-        cases = load_cases(args.cases)
+        sets = {f.stem: load_cases(f) for f in files}
         catalog = load_catalog(args.skills_dir, args.skill_info_only)
     except Exception as exc:  # noqa: BLE001 - report any load failure with exit code 2
         print(f"cannot load cases or catalog: {exc}", file=sys.stderr)
         return 2
-    report = evaluate(cases, catalog)
+    reports = {name: evaluate(cases, catalog) for name, cases in sets.items()}
     failed = [
-        f"{metric} {report[metric]} < {getattr(args, flag)}"
-        for flag, metric in THRESHOLDS.items()
-        if report[metric] < getattr(args, flag)
-    ]
-    report["failed_thresholds"] = failed
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"routing evals: {report['cases']} cases, skills: {', '.join(report['skills'])}")
-        print(f"{'skill':34} {'precision':>9} {'recall':>7} {'support':>8}")
-        for skill, m in report["per_skill"].items():
-            print(f"{skill:34} {m['precision']:9.3f} {m['recall']:7.3f} {m['support']:8d}")
-        print(f"micro precision {report['micro_precision']:.3f}  micro recall {report['micro_recall']:.3f}")
-        print(
-            f"negatives {report['negative_accuracy']:.3f} ({report['negatives']})  "
-            f"action {report['action_accuracy']:.3f} ({report['actions_checked']})  "
-            f"policy {report['policy_accuracy']:.3f} ({report['policies_checked']})  "
-            f"near miss {report['near_miss_accuracy']:.3f} ({report['near_misses_checked']})"
+        (
+            f"{metric} {r[metric]} < {getattr(args, flag)}"
+            if len(reports) == 1
+            else f"{name}: {metric} {r[metric]} < {getattr(args, flag)}"
         )
-        for miss in report["misses"]:
-            print(f"MISS {miss['text']!r}: {'; '.join(miss['problems'])} -- {miss['reason']}")
+        for name, r in reports.items()
+        for flag, metric in THRESHOLDS.items()
+        if r[metric] < getattr(args, flag)
+    ]
+    if args.json:
+        out = next(iter(reports.values())) if len(reports) == 1 else {"sets": reports}
+        out["failed_thresholds"] = failed
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for name, report in reports.items():
+            _print(name, report)
         for f in failed:
             print(f"BELOW THRESHOLD: {f}")
     return 1 if failed else 0
