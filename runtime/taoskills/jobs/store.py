@@ -42,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taoskills.errors import Issue, JobError, NotFound
+from taoskills.jobs import recovery
 from taoskills.paths import home_dir
 
 JobState = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
@@ -200,7 +201,9 @@ def _json_default(o: Any) -> Any:
 
 def _dumps(record: JobRecord) -> str:
     try:
-        return json.dumps(record.model_dump(mode="json"), default=_json_default, allow_nan=False, sort_keys=True)
+        from taoskills.security.redact import redact_text  # security: no secret value reaches the store
+
+        return redact_text(json.dumps(record.model_dump(mode="json"), default=_json_default, allow_nan=False, sort_keys=True))
     except ValueError as exc:  # NaN/inf
         raise JobError(
             f"job {record.job_id}: record holds a non-finite number ({exc})",
@@ -263,7 +266,14 @@ class JobStore:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        # security: integrity check at start; a damaged store is moved aside and rebuilt from job.json
+        check = recovery.check_store(self.path)
         self._connect()
+        self.recovery_message: str | None = None
+        if check.rebuild:
+            n = recovery.rebuild(self)
+            self.recovery_message = f"{check.message}: {n} job(s) recovered"
+            recovery.log.warning("%s", self.recovery_message)
 
     # ---- connection
     def _connect(self) -> sqlite3.Connection:
@@ -340,11 +350,13 @@ class JobStore:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (*values, record.job_id),
             )
+            recovery.write_job_json(JobRecord.model_validate_json(data))  # security: each job folder holds its record
         else:
             conn.execute(
                 "UPDATE jobs SET skill=?, action=?, status=?, parent_job_id=?, created_at=?, updated_at=?, data=? WHERE job_id=?",
                 (*values, record.job_id),
             )
+            recovery.write_job_json(JobRecord.model_validate_json(data))
 
     def _load(self, conn: sqlite3.Connection, job_id: str) -> JobRecord:
         row = conn.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
