@@ -60,7 +60,9 @@ INTERPOLATION_KEYS = frozenset({"encryption_key", "key"})
 #: Argument names holding free text (capped at MAX_TEXT rather than MAX_STRING).
 TEXT_ARGUMENTS = frozenset({"text", "request_text"})
 #: Argument names holding spec values (interpolation and secret-key rules apply).
-SPEC_ARGUMENTS = frozenset({"overrides", "shorthand", "spec", "data_sources", "pretrained_model", "parent_job_id", "resume_job_id"})
+SPEC_ARGUMENTS = frozenset(
+    {"overrides", "shorthand", "spec", "data_sources", "pretrained_model", "parent_job_id", "resume_job_id"}
+)
 CREDENTIAL_VARS = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (S3), NGC_API_KEY (NGC), HF_TOKEN (Hugging Face)"
 
 _URL_CRED = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s]+@")
