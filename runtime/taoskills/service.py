@@ -496,10 +496,12 @@ class Service:
             sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action, require_complete=True
         )
         pf.run_preflight(self._host_checks(sk, action, built.spec, engine, platform)).raise_if_failed()
-        launch_guard.check_checkpoints(built.spec, sk.info.network_arch)  # security: launch only what can run
+        launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
 
+        ctx = self._runner_context(
+            sk, action, built.spec, engine, platform, job_id, workdir
+        )  # before mkdir: a refusal leaves nothing
         workdir.mkdir(parents=True, exist_ok=False)
-        ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)
         script_path = workdir / "run.sh"
         record = JobRecord(
             job_id=job_id,

@@ -125,6 +125,31 @@ def check_checkpoints(spec: Mapping[str, Any], network_arch: str | None) -> None
         check_checkpoint_file(value, key, network_arch)
 
 
+def check_results_dirs(spec: Mapping[str, Any]) -> None:
+    """Every ``results_dir`` the spec sets (top level or per action) is an absolute path."""
+    for key, value in _results_dirs(spec):
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise SpecError(
+                f"{key} must be an absolute folder path",
+                field=key,
+                fix=f"leave {key} unset (the job's own results folder is used) or give an absolute path",
+            )
+
+
+def _results_dirs(spec: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in spec.items():
+        if isinstance(v, Mapping):
+            yield from _results_dirs(v, f"{prefix}{k}.")
+        elif k == "results_dir" and v not in (None, "", "???"):
+            yield f"{prefix}{k}", v
+
+
+def check_launchable(spec: Mapping[str, Any], network_arch: str | None) -> None:
+    """All launch checks on a built spec: :func:`check_results_dirs`, :func:`check_checkpoints`."""
+    check_results_dirs(spec)
+    check_checkpoints(spec, network_arch)
+
+
 def check_resume_source(store, resume_job_id: str | None, refresh=None) -> None:
     """One job per resume source. ``refresh(job_id)`` updates a job's stored state first
     (the service's ``job_status``). Raises PreflightError when the source still runs or
@@ -151,4 +176,12 @@ def check_resume_source(store, resume_job_id: str | None, refresh=None) -> None:
             )
 
 
-__all__ = ["check_checkpoints", "check_checkpoint_file", "check_resume_source", "checkpoint_format", "CHECKPOINT_KEYS"]
+__all__ = [
+    "check_launchable",
+    "check_results_dirs",
+    "check_checkpoints",
+    "check_checkpoint_file",
+    "check_resume_source",
+    "checkpoint_format",
+    "CHECKPOINT_KEYS",
+]

@@ -146,7 +146,7 @@ class _ErrorShapeMiddleware:
                     str(args.get("name", "?")), args.get("arguments") if isinstance(args.get("arguments"), Mapping) else None
                 )
             except TaoSkillsError as exc:
-                return {"content": [{"type": "text", "text": json.dumps(redact(exc.as_dict()))}], "isError": True}
+                return _error_result(redact(exc.as_dict())).model_dump(mode="json", by_alias=True, exclude_none=True)
         result = await call_next(ctx)
         if getattr(ctx, "method", None) != "tools/call":
             return result
