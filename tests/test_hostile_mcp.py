@@ -21,7 +21,6 @@ import pytest
 from mcp import Client
 
 from engine_settings import TINY_TRAIN_OVERRIDES
-
 from taoskills.jobs.store import JobRecord
 from taoskills.service import Service
 from taoskills.surfaces.mcp import build_server
