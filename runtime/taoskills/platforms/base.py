@@ -99,9 +99,10 @@ def read_log(path: str | os.PathLike | None, tail: int = 200, grep: str | None =
     if truncated:  # drop the partial first line
         nl = data.find(b"\n")
         data = data[nl + 1 :] if nl != -1 else b""
-    lines = data.decode("utf-8", errors="replace").splitlines()
     if rx is not None:
-        lines = rx.filter(lines)  # security: RE2, linear time
+        lines = rx.filter_blob(data)  # security: RE2 (linear time), chunked so the GIL is not held long
+    else:
+        lines = data.decode("utf-8", errors="replace").splitlines()
     if len(lines) > tail:
         lines = lines[-tail:]
         truncated = True

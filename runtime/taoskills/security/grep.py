@@ -26,6 +26,7 @@ from taoskills.errors import JobError
 MAX_PATTERN = 1024  # characters
 MAX_MEM = 8 << 20  # bytes of RE2 program memory
 FALLBACK_TIMEOUT_S = 5.0
+CHUNK_BYTES = 128 << 10  # bytes decoded and filtered per step
 
 try:  # pragma: no branch
     import re2 as _re2
@@ -41,15 +42,35 @@ _FIX = (
 class LineFilter:
     """A compiled grep: :meth:`filter` keeps the lines that match (``search`` semantics)."""
 
-    def __init__(self, pattern: str, search: Callable[[str], object] | None) -> None:
+    def __init__(
+        self, pattern: str, search: Callable[[str], object] | None, block_search: Callable[[str], object] | None = None
+    ) -> None:
         self.pattern = pattern
         self._search = search
+        # ``(?m:pattern)`` over a block of lines: no hit there means no line of the block matches
+        self._block_search = block_search
 
     def search(self, line: str) -> bool:
         """True when ``line`` matches (RE2 only; the fallback filters whole lists)."""
         if self._search is None:
             return bool(self.filter([line]))
         return self._search(line) is not None
+
+    def filter_blob(self, data: bytes, chunk: int = CHUNK_BYTES) -> list[str]:
+        """Decode ``data`` (UTF-8, errors replaced) and keep the matching lines, a chunk of about
+        ``chunk`` bytes at a time so no single step holds the GIL for long (other tool calls,
+        ``ping`` included, keep running)."""
+        out: list[str] = []
+        start, n = 0, len(data)
+        while start < n:
+            end = data.find(b"\n", min(start + chunk, n))
+            end = n if end == -1 else end + 1
+            text = data[start:end].decode("utf-8", errors="replace")
+            start = end
+            if self._block_search is not None and self._block_search(text) is None:
+                continue  # one linear scan of the block: no line in it matches
+            out.extend(self.filter(text.splitlines()))
+        return out
 
     def filter(self, lines: list[str]) -> list[str]:
         """The lines that match, in order. Errors: JobError when the fallback times out."""
@@ -77,7 +98,13 @@ def compile_grep(grep: str | None) -> LineFilter | None:
         except Exception as exc:  # re2.error; message is bytes
             reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
             raise JobError(f"grep is not a valid regular expression: {reason}", field="grep", fix=_FIX) from exc
-        return LineFilter(grep, rx.search)
+        block = None
+        if "\\A" not in grep and "\\z" not in grep:
+            try:
+                block = _re2.compile(f"(?m:{grep})", opts).search
+            except Exception:  # noqa: BLE001 - the prefilter is an optimisation only
+                block = None
+        return LineFilter(grep, rx.search, block)
     import re
 
     try:

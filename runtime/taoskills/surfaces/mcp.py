@@ -79,6 +79,7 @@ LOG_BYTES_MAX = 262144  # bytes returned by job_logs at most
 #: Tool calls running at once (threads) and the wall-clock limit of one call (seconds).
 MAX_CONCURRENT_CALLS = 8
 TOOL_TIMEOUT_S = 300.0
+GIL_SWITCH_S = 0.001
 JOB_STATES = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
 
 INSTRUCTIONS = """\
@@ -209,6 +210,9 @@ def build_server(service: Service | None = None) -> MCPServer:
     """
     svc = service if service is not None else Service()
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
+    # security (no request freezes the server): the event-loop thread gets the GIL back
+    # within GIL_SWITCH_S while tool threads compute (CPython's default is 5 ms).
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
     server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, middleware=[_ErrorShapeMiddleware()])
 
     async def _call(tool: str, fn: Callable[[], Any]) -> Any:
