@@ -715,3 +715,37 @@ def test_http_refuses_a_named_but_unset_token_variable(monkeypatch):
     monkeypatch.delenv("TS_NO_SUCH_TOKEN", raising=False)
     with pytest.raises(ValueError, match="TS_NO_SUCH_TOKEN"):
         run("streamable-http", auth_token_env="TS_NO_SUCH_TOKEN")
+
+
+def test_tool_calls_run_concurrently_and_have_a_time_limit(tmp_path, monkeypatch):
+    import taoskills.surfaces.mcp as mcp_mod
+    from taoskills.service import Service
+
+    class Slow(Service):
+        def list_skills(self):
+            time.sleep(0.6)
+            return super().list_skills()
+
+        def get_skill(self, name):
+            time.sleep(3.0)
+            return super().get_skill(name)
+
+    monkeypatch.setattr(mcp_mod, "TOOL_TIMEOUT_S", 1.0)
+    svc = Slow(home=tmp_path / "home")
+
+    async def scenario():
+        async with Client(mcp_mod.build_server(svc)) as client:
+            t = time.perf_counter()
+            res = await asyncio.gather(*[client.call_tool("list_skills", {}) for _ in range(4)])
+            together = time.perf_counter() - t
+            assert all(not r.is_error for r in res)
+            t = time.perf_counter()
+            slow = await client.call_tool("get_skill", {"name": SKILL})
+            waited = time.perf_counter() - t
+            return together, slow, waited
+
+    together, slow, waited = asyncio.run(scenario())
+    assert together < 4 * 0.6  # four 0.6 s calls overlapped instead of queueing on one worker
+    payload = json.loads(slow.content[0].text)
+    assert slow.is_error and payload["error"] == "timeout" and payload["fix"]
+    assert waited < 2.5
