@@ -391,12 +391,27 @@ def serve(
     transport: str = typer.Option("stdio", help="stdio | streamable-http"),
     host: str = "127.0.0.1",
     port: int = 8765,
-    allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (no auth: only on a trusted network)"),
+    allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (use with --auth-token-env)"),
+    auth_token_env: str | None = typer.Option(None, help="HTTP: NAME of the env var holding the bearer token to require"),
+    max_sessions_per_client: int = typer.Option(16, help="HTTP: open sessions one client address may hold"),
+    session_idle_s: float = typer.Option(600.0, help="HTTP: seconds after which an idle session expires"),
 ) -> None:
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
     from taoskills.surfaces import mcp as mcp_server
 
-    mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)
+    try:
+        mcp_server.run(
+            transport=transport,
+            host=host,
+            port=port,
+            allow_remote=allow_remote,
+            auth_token_env=auth_token_env,
+            max_sessions_per_client=max_sessions_per_client,
+            session_idle_s=session_idle_s,
+        )
+    except ValueError as exc:
+        err.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()
