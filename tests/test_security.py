@@ -421,11 +421,16 @@ def test_ping_stays_responsive_during_a_pathological_grep_and_a_huge_route(tmp_p
             results = [t.result() for t in heavy]
             return usual, during, results
 
-    usual, during, results = asyncio.run(scenario())
-    assert all(not r.is_error for r in results[:2])  # the greps answered (no match), no timeout
-    assert results[2].is_error and "limit" in results[2].content[0].text  # 1 MB of text: refused by the size cap
-    print(f"\nping usual {usual * 1000:.1f} ms, worst during heavy calls {max(during) * 1000:.1f} ms ({len(during)} pings)")
-    assert max(during) <= usual + 0.100
+    # A frozen server fails every attempt; up to 3 attempts absorb a scheduler stall of the
+    # shared CI host (the one timing assertion issue 6 asks for).
+    for attempt in range(3):
+        usual, during, results = asyncio.run(scenario())
+        assert all(not r.is_error for r in results[:2])  # the greps answered (no match), no timeout
+        assert results[2].is_error and "limit" in results[2].content[0].text  # 1 MB of text: refused by the size cap
+        print(f"\nping usual {usual * 1000:.1f} ms, worst during heavy calls {max(during) * 1000:.1f} ms ({len(during)} pings)")
+        if max(during) <= usual + 0.100:
+            break
+    assert max(during) <= usual + 0.100, f"ping took {max(during):.3f} s during heavy calls (usual {usual:.4f} s), 3 attempts"
 
 
 # ----------------------------------------------------------------------------- protocol robustness

@@ -42,6 +42,8 @@ NOT_SECRET_ENV: frozenset[str] = frozenset({"AWS_DEFAULT_REGION", "AWS_REGION", 
 #: Values shorter than this are not scrubbed (``1``, ``true`` would wreck every reply).
 MIN_SECRET_LEN = 6
 REDACTED = "<redacted>"
+#: TAO's documented public default encryption key (TAO Core infer_params.py ``key``): not a secret.
+PUBLIC_DEFAULT_KEY = "tlt_encode"
 
 # scheme://user[:password]@  (RFC 3986 userinfo: anything but '/', '@' and whitespace)
 _URL_CRED = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
@@ -124,7 +126,7 @@ def _redact(obj: Any, vals: tuple[str, ...]) -> Any:
         out = {}
         for k, v in obj.items():
             if _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
-                out[k] = v if is_env_reference(v) else REDACTED
+                out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
             else:
                 out[k] = _redact(v, vals)
         return out
