@@ -754,3 +754,70 @@ def test_tool_calls_run_concurrently_and_have_a_time_limit(tmp_path, monkeypatch
     payload = json.loads(slow.content[0].text)
     assert slow.is_error and payload["error"] == "timeout" and payload["fix"]
     assert waited < 2.5
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_post(port: int, body: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:
+    import urllib.error
+    import urllib.request
+
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream", **headers}
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=body.encode(), headers=h, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_http_server_requires_the_bearer_token_and_answers_malformed_json_rpc(tmp_path):
+    """The real server over HTTP: bearer auth from a named env var, then malformed JSON,
+    a batch and deep nesting each get a JSON-RPC error (the SDK's HTTP transport does this
+    itself; only its stdio transport needed the workaround)."""
+    port = _free_port()
+    env = {**os.environ, "TAO_SKILLS_HOME": str(tmp_path / "home"), "TS_HTTP_TOKEN": "tok-abcdef123456"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taoskills.surfaces.mcp", "--transport", "streamable-http", "--port", str(port)]
+        + ["--auth-token-env", "TS_HTTP_TOKEN", "--max-sessions-per-client", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    init = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        }
+    )
+    auth = {"authorization": "Bearer tok-abcdef123456"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _h, _b = _http_post(port, init, {})
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+                time.sleep(0.3)
+        assert status == 401
+        status, headers, _b = _http_post(port, init, auth)
+        assert status == 200
+        sid = {k.lower(): v for k, v in headers.items()}["mcp-session-id"]
+        for body in ["not json", '[{"jsonrpc": "2.0", "id": 2, "method": "ping"}]', "[" * 100000 + "]" * 100000]:
+            status, _h, raw = _http_post(port, body, {**auth, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"})
+            assert status == 400 and json.loads(raw)["error"]["code"] in (-32700, -32600, -32602)
+        assert _http_post(port, init, auth)[0] == 200  # second session of this client
+        status, _h, raw = _http_post(port, init, auth)  # third: over the per-client cap
+        assert status == 429 and "too many open MCP sessions" in json.loads(raw)["error"]["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
