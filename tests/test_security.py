@@ -821,3 +821,19 @@ def test_http_server_requires_the_bearer_token_and_answers_malformed_json_rpc(tm
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_store_damaged_while_in_use_answers_a_clear_error(tmp_path):
+    store = JobStore(tmp_path / "jobs.db")
+    store.create(JobRecord(job_id="job-a", skill=SKILL, action="train"))
+
+    class Broken:
+        def execute(self, *a, **k):
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    store._conn = Broken()  # what a connection does when pages go bad under it
+    for op in (lambda: store.get("job-a"), lambda: store.list(), lambda: store.update_status("job-a", "RUNNING")):
+        with pytest.raises(JobError) as err:
+            op()
+        assert "may be damaged" in err.value.message and "rebuilt" in err.value.fix
+    store._conn = None

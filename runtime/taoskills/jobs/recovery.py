@@ -106,6 +106,24 @@ def check_store(path: Path) -> StoreCheck:
     return StoreCheck(True, msg, aside)
 
 
+def damaged_error(path: Path, exc: Exception):
+    """The JobError for a store that fails while in use (busy/locked stays an OperationalError's own text)."""
+    from taoskills.errors import JobError
+
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return JobError(
+            f"job store {path} is busy ({exc})",
+            field="job_store",
+            fix="retry in a moment; another process holds a long write lock on the store",
+        )
+    return JobError(
+        f"job store {path} failed while in use ({exc}); it may be damaged",
+        field="job_store",
+        fix=f"restart the server or CLI: at start the store is checked, a damaged file is moved aside and the "
+        f"store is rebuilt from the job folders' {JOB_JSON}",
+    )
+
+
 def rebuild(store) -> int:
     """Insert every readable ``<jobs_dir>/*/job.json`` missing from ``store``; returns how many.
 
@@ -128,4 +146,4 @@ def rebuild(store) -> int:
     return n
 
 
-__all__ = ["JOB_JSON", "StoreCheck", "check_store", "rebuild", "write_job_json", "jobs_dir"]
+__all__ = ["JOB_JSON", "StoreCheck", "check_store", "damaged_error", "rebuild", "write_job_json", "jobs_dir"]

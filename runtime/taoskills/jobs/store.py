@@ -310,8 +310,18 @@ class JobStore:
         return conn
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """security: a store damaged while in use answers a clear JobError, not an internal error."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise recovery.damaged_error(self.path, exc) from exc
+
+    @contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._guard():
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
@@ -410,7 +420,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         """The record of ``job_id``. Errors: NotFound (fix: run list_jobs)."""
-        with self._lock:
+        with self._lock, self._guard():
             return self._load(self._connect(), job_id)
 
     def list(
@@ -444,13 +454,13 @@ class JobStore:
         if limit is not None and limit > 0:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
+        with self._lock, self._guard():
             rows = self._connect().execute(sql, args).fetchall()
         return [self._row_to_record(r) for r in rows]
 
     def children(self, job_id: str) -> list[JobRecord]:
         """Jobs whose ``parent_job_id`` is ``job_id``, oldest first (creation order)."""
-        with self._lock:
+        with self._lock, self._guard():
             rows = (
                 self._connect()
                 .execute("SELECT data FROM jobs WHERE parent_job_id=? ORDER BY created_at ASC, rowid ASC", (job_id,))
