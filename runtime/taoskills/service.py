@@ -498,9 +498,8 @@ class Service:
         pf.run_preflight(self._host_checks(sk, action, built.spec, engine, platform)).raise_if_failed()
         launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
 
-        ctx = self._runner_context(
-            sk, action, built.spec, engine, platform, job_id, workdir
-        )  # before mkdir: a refusal leaves nothing
+        # security: the runner context is checked before the job folder exists (a refusal leaves nothing)
+        ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)
         workdir.mkdir(parents=True, exist_ok=False)
         script_path = workdir / "run.sh"
         record = JobRecord(
