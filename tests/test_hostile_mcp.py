@@ -301,7 +301,6 @@ def test_hostile_overrides_on_a_launchable_job_are_refused(tmp_path, monkeypatch
                 payload = json.loads(res.content[0].text)
                 assert payload["error"] != "internal" and payload["fix"], payload
                 assert SECRET not in res.content[0].text
-                print("REFUSED", str(extra)[:60], "->", payload["message"][:150])
                 n_refused += 1
 
         assert not (home / "jobs").exists() or not any((home / "jobs").iterdir())  # refused: nothing left behind
