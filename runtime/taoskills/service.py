@@ -37,6 +37,8 @@ from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import get_platform
 from taoskills.platforms.base import TRUNCATION_MARKER
 from taoskills.platforms.render import RunnerContext, render_runner, write_runner
+from taoskills.security import inputs as guard
+from taoskills.security import launch as launch_guard
 from taoskills.specs import validator
 from taoskills.specs.builder import ENCRYPTION_KEY_ENV, BuiltSpec, ParentJob, build_spec
 
@@ -232,6 +234,7 @@ class Service:
 
         ``skill`` is None when no skill applies; ``no_skill_reason`` then names the nearest.
         """
+        guard.check_request({"text": text, "action": action, "automl_policy": automl_policy})  # security: size caps
         return routing.route(text, self.catalog, action=action, automl_policy=automl_policy)
 
     # -- specs --------------------------------------------------------------------------
@@ -253,6 +256,8 @@ class Service:
         (unknown shorthand, missing parent, bad archive) raise.
         """
         sk = self.catalog.get(skill)
+        sk.action(action)
+        guard.check_request(request, schema=sk.schema(action))  # security: hostile values
         built = self._build(
             sk,
             action,
@@ -466,6 +471,8 @@ class Service:
         """
         sk = self.catalog.get(skill)
         sk.action(action)
+        guard.check_request({**request, "request_text": request_text}, schema=sk.schema(action))  # security
+        launch_guard.check_resume_source(self.store, request.get("resume_job_id"), refresh=self.job_status)  # security
         decision = resolve_automl_policy(sk.info, action, explicit=automl_policy, text=request_text, skill_dir=sk.dir)
         if decision.policy == "on":
             raise PolicyRefusal(
@@ -489,9 +496,11 @@ class Service:
             sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action, require_complete=True
         )
         pf.run_preflight(self._host_checks(sk, action, built.spec, engine, platform)).raise_if_failed()
+        launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
 
-        workdir.mkdir(parents=True, exist_ok=False)
+        # security: the runner context is checked before the job folder exists (a refusal leaves nothing)
         ctx = self._runner_context(sk, action, built.spec, engine, platform, job_id, workdir)
+        workdir.mkdir(parents=True, exist_ok=False)
         script_path = workdir / "run.sh"
         record = JobRecord(
             job_id=job_id,
@@ -508,6 +517,7 @@ class Service:
             script_path=str(script_path),
             log_path=str(workdir / "log.txt"),
             automl_policy=decision.policy,
+            labels={"resume_job_id": request["resume_job_id"]} if request.get("resume_job_id") else {},
         )
         self.store.create(record)
         try:

@@ -151,6 +151,17 @@ def check_image_folder(
     * ``image_folder.batch``: when ``batch_size`` is given, at least one full batch
       (pass batch_size x number of GPUs for data-parallel runs).
     """
+    if not isinstance(path, (str, os.PathLike)) or str(path) in ("", "???") or "\x00" in str(path):
+        # security: a missing or malformed key is a failed check, never an internal error
+        return [
+            CheckResult(
+                name="image_folder.set",
+                ok=False,
+                field=field,
+                message=f"{field} is not set to a folder path.",
+                fix=f"Set {field} to an existing folder of images (build_spec fills it from data_sources).",
+            )
+        ]
     folder = Path(path).expanduser()
     results: list[CheckResult] = []
     if not folder.exists():

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taoskills.errors import SpecError, TaoSkillsError
+from taoskills.security.redact import redact_text
 
 log = logging.getLogger("taoskills.engine")
 
@@ -165,12 +166,12 @@ def run_action(
     try:
         kpi = fn(ctx)
     except TaoSkillsError as exc:
-        log.error("%s %s failed: %s", ctx.display, action, exc)
-        status.write("FAILURE", str(exc), verbosity="ERROR")
+        log.error("%s %s failed: %s", ctx.display, action, redact_text(str(exc)))  # security: no secret echoed
+        status.write("FAILURE", redact_text(str(exc)), verbosity="ERROR")
         return 1
     except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
-        log.error("%s %s failed:\n%s", ctx.display, action, traceback.format_exc())
-        status.write("FAILURE", f"{type(exc).__name__}: {exc}", verbosity="ERROR")
+        log.error("%s %s failed:\n%s", ctx.display, action, redact_text(traceback.format_exc()))
+        status.write("FAILURE", redact_text(f"{type(exc).__name__}: {exc}"), verbosity="ERROR")
         if isinstance(exc, KeyboardInterrupt):
             raise
         return 1

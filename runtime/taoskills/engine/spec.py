@@ -69,15 +69,52 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> tuple[dic
         if dotlist:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
         raw = OmegaConf.to_container(cfg, resolve=False)
+        _refuse_interpolations(raw)  # security: oc.env only where TAO reads a secret by name
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
+        from taoskills.security.redact import redact_text
+
         key = getattr(exc, "full_key", None) or "spec"
         raise SpecError(
-            f"Could not resolve the spec: {exc}".split("\n")[0],
+            redact_text(f"Could not resolve the spec: {exc}".split("\n")[0]),
             field=str(key),
             fix="check the override syntax; for ${oc.env:NAME} set the environment variable NAME or give a default.",
         ) from exc
     return resolved, raw
+
+
+#: Keys whose value may be an ``${oc.env:NAME}`` interpolation (TAO reads them so by name).
+INTERPOLATION_KEYS = ("encryption_key",)
+
+
+def _refuse_interpolations(raw: Any, where: str = "") -> None:
+    """Raise SpecError for an interpolation (``${...}``) anywhere except under
+    :data:`INTERPOLATION_KEYS`, where only ``${oc.env:NAME[,tlt_encode]}`` of a secret
+    variable is accepted. The message names the key, never a value."""
+    import re
+
+    from taoskills.security.redact import is_secret_env_name
+
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            _refuse_interpolations(v, f"{where}.{k}" if where else str(k))
+        return
+    if isinstance(raw, list):
+        for i, v in enumerate(raw):
+            _refuse_interpolations(v, f"{where}[{i}]")
+        return
+    if not (isinstance(raw, str) and "${" in raw):
+        return
+    last = where.rsplit(".", 1)[-1]
+    m = re.fullmatch(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(,[^}]*)?\}", raw.strip())
+    if last in INTERPOLATION_KEYS and m and is_secret_env_name(m.group(1)):
+        return
+    raise SpecError(
+        f"{where} holds an interpolation (${{...}}); the engine resolves ${{oc.env:NAME}} only for "
+        f"{', '.join(INTERPOLATION_KEYS)}.",
+        field=where,
+        fix=f"give {where} a plain value; pass secrets by environment-variable name in encryption_key only.",
+    )
 
 
 def _type_ok(value: Any, default: Any) -> bool:
@@ -94,6 +131,13 @@ def _type_ok(value: Any, default: Any) -> bool:
     if isinstance(default, list):
         return isinstance(value, list)
     return True
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` with secret environment values scrubbed (never echo a secret)."""
+    from taoskills.security.redact import redact_text
+
+    return redact_text(repr(value))
 
 
 def apply_defaults(user: dict[str, Any], defaults: dict[str, Any], *, source: str) -> dict[str, Any]:
@@ -133,7 +177,7 @@ def apply_defaults(user: dict[str, Any], defaults: dict[str, Any], *, source: st
                 issues.append(
                     Issue(
                         dotted,
-                        f"must be of type {type(dv).__name__}, got {value!r}.",
+                        f"must be of type {type(dv).__name__}, got {_shown(value)}.",
                         f"set {dotted} to a {type(dv).__name__} value (default {dv!r}).",
                         "type",
                     )

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taoskills.errors import Issue, JobError, NotFound
+from taoskills.jobs import recovery
 from taoskills.paths import home_dir
 
 JobState = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
@@ -200,7 +201,9 @@ def _json_default(o: Any) -> Any:
 
 def _dumps(record: JobRecord) -> str:
     try:
-        return json.dumps(record.model_dump(mode="json"), default=_json_default, allow_nan=False, sort_keys=True)
+        from taoskills.security.redact import redact_text  # security: no secret value reaches the store
+
+        return redact_text(json.dumps(record.model_dump(mode="json"), default=_json_default, allow_nan=False, sort_keys=True))
     except ValueError as exc:  # NaN/inf
         raise JobError(
             f"job {record.job_id}: record holds a non-finite number ({exc})",
@@ -263,7 +266,14 @@ class JobStore:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        # security: integrity check at start; a damaged store is moved aside and rebuilt from job.json
+        check = recovery.check_store(self.path)
         self._connect()
+        self.recovery_message: str | None = None
+        if check.rebuild:
+            n = recovery.rebuild(self)
+            self.recovery_message = f"{check.message}: {n} job(s) recovered"
+            recovery.log.warning("%s", self.recovery_message)
 
     # ---- connection
     def _connect(self) -> sqlite3.Connection:
@@ -300,8 +310,18 @@ class JobStore:
         return conn
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """security: a store damaged while in use answers a clear JobError, not an internal error."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise recovery.damaged_error(self.path, exc) from exc
+
+    @contextmanager
     def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._guard():
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
@@ -340,11 +360,13 @@ class JobStore:
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (*values, record.job_id),
             )
+            recovery.write_job_json(JobRecord.model_validate_json(data))  # security: each job folder holds its record
         else:
             conn.execute(
                 "UPDATE jobs SET skill=?, action=?, status=?, parent_job_id=?, created_at=?, updated_at=?, data=? WHERE job_id=?",
                 (*values, record.job_id),
             )
+            recovery.write_job_json(JobRecord.model_validate_json(data))
 
     def _load(self, conn: sqlite3.Connection, job_id: str) -> JobRecord:
         row = conn.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
@@ -398,7 +420,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobRecord:
         """The record of ``job_id``. Errors: NotFound (fix: run list_jobs)."""
-        with self._lock:
+        with self._lock, self._guard():
             return self._load(self._connect(), job_id)
 
     def list(
@@ -432,13 +454,13 @@ class JobStore:
         if limit is not None and limit > 0:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
+        with self._lock, self._guard():
             rows = self._connect().execute(sql, args).fetchall()
         return [self._row_to_record(r) for r in rows]
 
     def children(self, job_id: str) -> list[JobRecord]:
         """Jobs whose ``parent_job_id`` is ``job_id``, oldest first (creation order)."""
-        with self._lock:
+        with self._lock, self._guard():
             rows = (
                 self._connect()
                 .execute("SELECT data FROM jobs WHERE parent_job_id=? ORDER BY created_at ASC, rowid ASC", (job_id,))

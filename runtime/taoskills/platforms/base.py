@@ -11,7 +11,6 @@ virtualenv platform (§1.8).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -58,18 +57,13 @@ class Platform(Protocol):
         ...
 
 
-def compile_grep(grep: str | None) -> re.Pattern[str] | None:
-    """Compile a user-given log filter. Errors: JobError (field ``grep``) on a bad regex."""
-    if grep is None or grep == "":
-        return None
-    try:
-        return re.compile(grep)
-    except re.error as exc:
-        raise JobError(
-            f"grep is not a valid regular expression: {exc}",
-            field="grep",
-            fix="pass a Python regular expression such as 'epoch|loss' (escape special characters with a backslash, e.g. '\\[')",
-        ) from exc
+def compile_grep(grep: str | None):
+    """Compile a user-given log filter with a linear-time engine (security: RE2, see
+    :mod:`taoskills.security.grep`). Returns a filter with ``search(line)`` and
+    ``filter(lines)``, or None. Errors: JobError (field ``grep``) on a bad pattern."""
+    from taoskills.security.grep import compile_grep as _compile  # security: linear-time grep
+
+    return _compile(grep)
 
 
 #: First line of a log slice from which earlier output was cut.
@@ -105,9 +99,10 @@ def read_log(path: str | os.PathLike | None, tail: int = 200, grep: str | None =
     if truncated:  # drop the partial first line
         nl = data.find(b"\n")
         data = data[nl + 1 :] if nl != -1 else b""
-    lines = data.decode("utf-8", errors="replace").splitlines()
     if rx is not None:
-        lines = [ln for ln in lines if rx.search(ln)]
+        lines = rx.filter_blob(data)  # security: RE2 (linear time), chunked so the GIL is not held long
+    else:
+        lines = data.decode("utf-8", errors="replace").splitlines()
     if len(lines) > tail:
         lines = lines[-tail:]
         truncated = True

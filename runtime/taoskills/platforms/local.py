@@ -30,6 +30,7 @@ from pathlib import Path
 from taoskills.errors import JobError
 from taoskills.jobs.store import JobRecord, utc_now
 from taoskills.platforms.base import PlatformState, read_log
+from taoskills.security.env import job_env, secret_names_in
 
 PID_FILE = "pid"
 EXIT_FILE = "exit_code"
@@ -78,8 +79,9 @@ def _atomic_write(path: Path, text: str) -> None:
 
 class LocalPlatform:
     """Runs runner scripts as local process groups. ``term_timeout``: seconds between
-    SIGTERM and SIGKILL on cancel; ``env``: extra environment (non-secret) for every job;
-    the job otherwise inherits this process's environment (secrets travel that way, by name).
+    SIGTERM and SIGKILL on cancel; ``env``: extra environment (non-secret) for every job.
+    The job gets a minimal environment (:func:`taoskills.security.env.job_env`): an
+    allowlist plus the secrets its spec references by name.
     """
 
     name = "local"
@@ -210,8 +212,8 @@ class LocalPlatform:
             (workdir / name).unlink(missing_ok=True)
         log_path = Path(record.log_path)  # type: ignore[arg-type]
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ.copy()
-        env.update(self.env)
+        # security: a minimal environment (allowlist + the secrets the job's spec names), never ours whole
+        env = job_env(secret_names_in(record.spec), extra=self.env)
         try:
             with open(log_path, "ab", buffering=0) as log:
                 proc = subprocess.Popen(

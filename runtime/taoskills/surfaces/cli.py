@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
+from taoskills.security.redact import redact, redact_text
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs."
@@ -44,6 +45,7 @@ def _emit(obj: Any, as_json: bool) -> None:
         obj = obj.model_dump()
     elif isinstance(obj, list):
         obj = [o.model_dump() if hasattr(o, "model_dump") else o for o in obj]
+    obj = redact(obj)  # security: one redaction layer over every output
     if as_json:
         typer.echo(json.dumps(obj, indent=2, default=str))
     else:
@@ -80,6 +82,7 @@ def _load_spec(path: Path) -> dict:
 
 
 def _fail(exc: TaoSkillsError) -> None:
+    exc.message, exc.fix = redact_text(exc.message), redact_text(exc.fix)  # security: no secret in errors
     err.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
     if exc.field:
         err.print(f"  field: {exc.field}")
@@ -353,7 +356,7 @@ def jobs_status(job_id: str, as_json: bool = JSON) -> None:
 @jobs_app.command("logs")
 def jobs_logs(job_id: str, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> None:
     """Print the end of a job's log (optionally only lines matching a regex)."""
-    typer.echo(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text)
+    typer.echo(redact_text(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text))
 
 
 @jobs_app.command("cancel")
@@ -388,12 +391,27 @@ def serve(
     transport: str = typer.Option("stdio", help="stdio | streamable-http"),
     host: str = "127.0.0.1",
     port: int = 8765,
-    allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (no auth: only on a trusted network)"),
+    allow_remote: bool = typer.Option(False, help="allow HTTP on a non-loopback host (use with --auth-token-env)"),
+    auth_token_env: str | None = typer.Option(None, help="HTTP: NAME of the env var holding the bearer token to require"),
+    max_sessions_per_client: int = typer.Option(16, help="HTTP: open sessions one client address may hold"),
+    session_idle_s: float = typer.Option(600.0, help="HTTP: seconds after which an idle session expires"),
 ) -> None:
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
     from taoskills.surfaces import mcp as mcp_server
 
-    mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)
+    try:
+        mcp_server.run(
+            transport=transport,
+            host=host,
+            port=port,
+            allow_remote=allow_remote,
+            auth_token_env=auth_token_env,
+            max_sessions_per_client=max_sessions_per_client,
+            session_idle_s=session_idle_s,
+        )
+    except ValueError as exc:
+        err.print(f"[bold red]error[/]: {exc}")
+        raise typer.Exit(2) from exc
 
 
 @app.command()

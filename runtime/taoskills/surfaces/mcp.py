@@ -20,25 +20,30 @@ Resources: every file of every skill is a resource ``skill://<skill>/<relative p
 the SDK rejects ``..``/absolute/NUL parameters and the handler re-checks the resolved path.
 
 Transports: stdio (default) or streamable HTTP, which binds 127.0.0.1 and refuses any
-non-loopback host unless ``allow_remote=True`` (there is no auth layer). Logs go to stderr
-only; the SDK diverts fd 1 to stderr while serving stdio so stray output cannot corrupt
-the wire (mcp 2.3.0 ``mcp.server.stdio.stdio_server``).
+non-loopback host unless ``allow_remote=True``; optional bearer auth (``--auth-token-env
+NAME``) and per-client session caps (:mod:`taoskills.security.transport`). Logs go to
+stderr only; the stdio transport diverts fd 1 to stderr while serving so stray output
+cannot corrupt the wire, and answers malformed JSON-RPC lines with JSON-RPC errors (the
+SDK's own stdio transport drops them silently).
+
+Hostile input (:mod:`taoskills.security`): every tool's arguments are screened before the
+call, tool calls run concurrently off the event loop with a time limit, and every reply
+passes one redaction layer.
 
 Run: ``python -m taoskills.surfaces.mcp [--transport stdio|streamable-http] [--host H] [--port P]``.
 """
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import logging
 import mimetypes
 import sys
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FileResource
@@ -48,6 +53,9 @@ from pydantic import BaseModel, Field
 from taoskills.bank import routing
 from taoskills.data import preflight as pf
 from taoskills.errors import TaoSkillsError
+from taoskills.security import transport as edge
+from taoskills.security.inputs import check_arguments
+from taoskills.security.redact import redact
 from taoskills.service import (
     CheckpointResult,
     JobHandle,
@@ -68,6 +76,10 @@ SERVER_NAME = "tao-skills"
 DEFAULT_PORT = 8765
 LOG_TAIL_MAX = 5000  # lines
 LOG_BYTES_MAX = 262144  # bytes returned by job_logs at most
+#: Tool calls running at once (threads) and the wall-clock limit of one call (seconds).
+MAX_CONCURRENT_CALLS = 8
+TOOL_TIMEOUT_S = 300.0
+GIL_SWITCH_S = 0.001
 JOB_STATES = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
 
 INSTRUCTIONS = """\
@@ -128,6 +140,14 @@ class _ErrorShapeMiddleware:
     """
 
     async def __call__(self, ctx, call_next):
+        if getattr(ctx, "method", None) == "tools/call":  # security: hostile arguments refused first
+            args = ctx.params if isinstance(ctx.params, Mapping) else {}
+            try:
+                check_arguments(
+                    str(args.get("name", "?")), args.get("arguments") if isinstance(args.get("arguments"), Mapping) else None
+                )
+            except TaoSkillsError as exc:
+                return _error_result(redact(exc.as_dict())).model_dump(mode="json", by_alias=True, exclude_none=True)
         result = await call_next(ctx)
         if getattr(ctx, "method", None) != "tools/call":
             return result
@@ -159,7 +179,7 @@ class _ErrorShapeMiddleware:
                 "fix": f"correct the arguments of {tool} to match its inputSchema (tools/list): "
                 "the message names each bad field and what was expected",
             }
-        return {**result, "content": [{"type": "text", "text": json.dumps(payload)}]}
+        return {**result, "content": [{"type": "text", "text": json.dumps(redact(payload))}]}
 
 
 # ----------------------------------------------------------------------------- server
@@ -183,20 +203,34 @@ RO = dict(read_only=True, idempotent=True)
 def build_server(service: Service | None = None) -> MCPServer:
     """Build the MCP server over ``service`` (default: ``Service()`` with the default skill
     bank and ``$TAO_SKILLS_HOME``). Registers the 15 tools and every skill file as a
-    resource. Service calls run one at a time on a dedicated worker thread so the event
-    loop stays free and the job store sees a single caller.
+    resource. Service calls run concurrently on worker threads (at most
+    :data:`MAX_CONCURRENT_CALLS` at once, each limited to :data:`TOOL_TIMEOUT_S` seconds)
+    so the event loop stays free; every reply passes the redaction layer
+    (:func:`taoskills.security.redact.redact`).
     """
     svc = service if service is not None else Service()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taoskills-mcp")
+    limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
+    # security (no request freezes the server): the event-loop thread gets the GIL back
+    # within GIL_SWITCH_S while tool threads compute (CPython's default is 5 ms).
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
     server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, middleware=[_ErrorShapeMiddleware()])
 
     async def _call(tool: str, fn: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, fn)
+            with anyio.fail_after(TOOL_TIMEOUT_S):
+                return redact(await anyio.to_thread.run_sync(fn, limiter=limiter, abandon_on_cancel=True))
+        except TimeoutError:
+            log.warning("tool %s: no answer within %.0f s", tool, TOOL_TIMEOUT_S)
+            return _error_result(
+                {
+                    "error": "timeout",
+                    "message": f"tool {tool} did not finish within {TOOL_TIMEOUT_S:g} s",
+                    "fix": "retry with smaller inputs (a shorter log slice, a simpler grep); long work runs as a job",
+                }
+            )
         except TaoSkillsError as exc:
             log.info("tool %s: %s", tool, exc.code)
-            return _error_result(exc.as_dict())
+            return _error_result(redact(exc.as_dict()))
         except Exception:  # never leak a traceback (paths, env) to the client
             log.exception("tool %s raised an unexpected exception", tool)
             return _error_result(_internal_error(tool))
@@ -623,25 +657,39 @@ def run(
     *,
     allow_remote: bool = False,
     service: Service | None = None,
+    auth_token_env: str | None = None,
+    max_sessions_per_client: int = 16,
+    session_idle_s: float = 600.0,
 ) -> None:
     """Serve over ``transport``. HTTP serves ``http://<host>:<port>/mcp`` and refuses a
-    non-loopback ``host`` unless ``allow_remote`` (the server has no authentication: anyone
-    who reaches the port can launch jobs). Blocks until the client disconnects (stdio) or
-    the process is stopped (HTTP). Raises ValueError for an unknown transport or a
-    refused host.
+    non-loopback ``host`` unless ``allow_remote`` or bearer auth is on. ``auth_token_env``
+    names the environment variable holding the bearer token (HTTP; compared in constant
+    time); ``max_sessions_per_client`` and ``session_idle_s`` cap open sessions per client
+    address (idle ones expire). stdio screens every line and answers malformed JSON-RPC
+    (see :mod:`taoskills.security.transport`). Blocks until the client disconnects (stdio)
+    or the process is stopped (HTTP). Raises ValueError for an unknown transport, a
+    refused host or a named token variable that is unset.
     """
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if transport == "stdio":
-        build_server(service).run("stdio")
+        edge.run_stdio(build_server(service))
     elif transport == "streamable-http":
+        token = edge.token_from_env(auth_token_env)
         if not _is_loopback(host) and not allow_remote:
             raise ValueError(
-                f"refusing to serve MCP over HTTP on non-loopback host {host!r}: the server has no "
-                "authentication. Use 127.0.0.1, or pass allow_remote=True (--allow-remote) behind "
-                "your own authenticating proxy."
+                f"refusing to serve MCP over HTTP on non-loopback host {host!r}: use 127.0.0.1, or pass "
+                "allow_remote=True (--allow-remote), ideally with --auth-token-env NAME (bearer auth) "
+                "or behind your own authenticating proxy."
             )
-        log.info("serving MCP on http://%s:%d/mcp", host, port)
-        build_server(service).run("streamable-http", host=host, port=port)
+        log.info("serving MCP on http://%s:%d/mcp (auth: %s)", host, port, "bearer" if token else "none")
+        edge.run_http(
+            build_server(service),
+            host,
+            port,
+            token=token,
+            max_sessions_per_client=max_sessions_per_client,
+            idle_s=session_idle_s,
+        )
     else:
         raise ValueError(f"unknown transport {transport!r}; use 'stdio' or 'streamable-http'")
 
@@ -652,10 +700,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT)
-    ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (no auth!)")
+    ap.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    ap.add_argument("--auth-token-env", default=None, help="HTTP: require 'Authorization: Bearer <$NAME>' (give the NAME)")
+    ap.add_argument("--max-sessions-per-client", type=int, default=16)
+    ap.add_argument("--session-idle-s", type=float, default=600.0)
     args = ap.parse_args(argv)
     try:
-        run(args.transport, args.host, args.port, allow_remote=args.allow_remote)
+        run(
+            args.transport,
+            args.host,
+            args.port,
+            allow_remote=args.allow_remote,
+            auth_token_env=args.auth_token_env,
+            max_sessions_per_client=args.max_sessions_per_client,
+            session_idle_s=args.session_idle_s,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

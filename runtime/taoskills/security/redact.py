@@ -1,0 +1,140 @@
+"""One redaction layer for everything that leaves the runtime.
+
+What counts as a secret (by environment-variable *name*; the values are whatever the
+current environment holds): ``AWS_*``, ``NGC_*``, ``HF_TOKEN``, ``*_KEY``, ``*_TOKEN``,
+``*_SECRET*``, ``*PASSWORD*``, ``TAO_ENCRYPTION_KEY`` (see :data:`SECRET_ENV_PATTERNS`).
+Besides those values, :func:`redact_text` removes credentials written inside URLs
+(``scheme://user:pass@host`` keeps ``scheme://`` and the host) and AWS access-key ids
+(``AKIA``/``ASIA`` + 16 characters, the documented AWS key-id format), and
+:func:`redact` replaces literal values under secret-named keys (rule:
+:func:`taoskills.jobs.store.is_secret_key`) while keeping env-var references such as
+``${oc.env:TAO_ENCRYPTION_KEY}``.
+
+Every function is pure and cheap (one compiled regex per distinct set of values); it is
+applied to MCP replies, CLI output, log slices, job records and rendered scripts/specs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Environment-variable name patterns (fnmatch, upper-case) whose values are secrets.
+SECRET_ENV_PATTERNS: tuple[str, ...] = (
+    "AWS_*",
+    "NGC_*",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "*_KEY",
+    "*_TOKEN",
+    "*_SECRET*",
+    "*PASSWORD*",
+    "*_PASSWD",
+    "*_CREDENTIALS",
+    "TAO_ENCRYPTION_KEY",
+)
+#: Names that match a pattern above but hold no secret (public settings).
+NOT_SECRET_ENV: frozenset[str] = frozenset({"AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"})
+#: Values shorter than this are not scrubbed (``1``, ``true`` would wreck every reply).
+MIN_SECRET_LEN = 6
+REDACTED = "<redacted>"
+#: TAO's documented public default encryption key (TAO Core infer_params.py ``key``): not a secret.
+PUBLIC_DEFAULT_KEY = "tlt_encode"
+
+# scheme://user[:password]@  (RFC 3986 userinfo: anything but '/', '@' and whitespace)
+_URL_CRED = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+# AWS access key ids (AKIA = long-term, ASIA = temporary credentials).
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+
+
+def is_secret_env_name(name: str) -> bool:
+    """True when the environment variable ``name`` holds a secret (:data:`SECRET_ENV_PATTERNS`)."""
+    n = str(name).upper()
+    if n in NOT_SECRET_ENV:
+        return False
+    return any(fnmatch.fnmatchcase(n, p) for p in SECRET_ENV_PATTERNS)
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Values of the secret variables in ``environ`` (default ``os.environ``), longest first."""
+    env = os.environ if environ is None else environ
+    vals = {v for k, v in env.items() if is_secret_env_name(k) and isinstance(v, str) and len(v) >= MIN_SECRET_LEN}
+    return tuple(sorted(vals, key=lambda v: (-len(v), v)))
+
+
+@functools.lru_cache(maxsize=32)
+def _values_rx(values: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not values:
+        return None
+    return re.compile("|".join(re.escape(v) for v in values))
+
+
+def _scrub_url(m: re.Match[str]) -> str:
+    return f"{m.group('scheme')}{REDACTED}@"
+
+
+def redact_text(text: str, values: Iterable[str] | None = None) -> str:
+    """``text`` with secret values, URL credentials and AWS key ids replaced by ``<redacted>``.
+
+    ``values``: the secret values to remove (default: :func:`secret_values` of the current
+    environment). Non-strings are returned unchanged.
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
+    rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    if rx is not None:
+        text = rx.sub(REDACTED, text)
+    if "://" in text and "@" in text:
+        text = _URL_CRED.sub(_scrub_url, text)
+    if "A" in text:
+        text = _AWS_KEY_ID.sub(REDACTED, text)
+    return text
+
+
+def _secret_key(key: Any) -> bool:
+    from taoskills.jobs.store import is_secret_key
+
+    return isinstance(key, str) and is_secret_key(key)
+
+
+def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
+    """Deep copy of ``obj`` (dicts, lists, tuples, strings, pydantic models) with every string
+    passed through :func:`redact_text` and literal values under secret-named keys replaced
+    (env-var references, ``None``, ``""`` and booleans are kept). A pydantic model comes
+    back as the same model type.
+    """
+    vals = secret_values() if values is None else tuple(values)
+    return _redact(obj, vals)
+
+
+def _redact(obj: Any, vals: tuple[str, ...]) -> Any:
+    from pydantic import BaseModel
+
+    from taoskills.jobs.store import is_env_reference
+
+    if isinstance(obj, str):
+        return redact_text(obj, vals)
+    if isinstance(obj, BaseModel):
+        data = _redact(obj.model_dump(mode="python"), vals)
+        return type(obj).model_validate(data)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
+                out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
+            else:
+                out[k] = _redact(v, vals)
+        return out
+    if isinstance(obj, list):
+        return [_redact(v, vals) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_redact(v, vals) for v in obj)
+    return obj
+
+
+__all__ = ["SECRET_ENV_PATTERNS", "REDACTED", "is_secret_env_name", "secret_values", "redact_text", "redact"]
