@@ -49,7 +49,7 @@ class DINO(nn.Module):
         self.position = SinePositionEmbedding(d // 2, m["pe_temperatureH"], m["pe_temperatureW"])
         self.level_embed = nn.Parameter(torch.empty(levels, d))
         config = T.msda_config(d, nh, levels, m["enc_n_points"], m["dec_n_points"], m["dim_feedforward"], m["dropout_ratio"])
-        act_ckpt = bool(((cfg.get("train") or {}).get("activation_checkpoint", False)))
+        act_ckpt = bool((cfg.get("train") or {}).get("activation_checkpoint", False))
         self.encoder = T.Encoder(config, m["enc_layers"], activation_checkpoint=act_ckpt)
         self.class_embed = nn.Linear(d, self.num_classes)
         self.bbox_embed = T.MLP(d, d, 4, 3)
