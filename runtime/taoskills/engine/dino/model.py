@@ -111,10 +111,8 @@ class DINO(nn.Module):
             cls_all = self.enc_out_class_embed(mem)
             box_all = self.enc_out_bbox_embed(mem) + props
             k = min(self.num_queries, mem.shape[1])
-            top = torch.topk(cls_all.max(-1)[0], k, dim=1)[1]
-            ref_undetached = torch.gather(box_all, 1, top[..., None].expand(-1, -1, 4))
+            _, ref_undetached, tgt_undetached = T.select_queries(cls_all, box_all, mem, k)
             ref = ref_undetached.detach()
-            tgt_undetached = torch.gather(mem, 1, top[..., None].expand(-1, -1, self.hidden_dim))
             if self.embed_init_tgt:
                 tgt = self.tgt_embed.weight[:k][None].expand(b, -1, -1)
             else:

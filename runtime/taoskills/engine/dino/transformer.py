@@ -130,6 +130,18 @@ def encoder_proposals(memory: torch.Tensor, pad: torch.Tensor, shapes: list[tupl
     return out, p
 
 
+def select_queries(cls_all: torch.Tensor, box_all: torch.Tensor, memory: torch.Tensor, k: int):
+    """Mixed query selection: the ``k`` encoder tokens with the highest class logit give the anchors.
+
+    ``cls_all [B,S,C]``, ``box_all [B,S,4]`` (refined proposals, logit space), ``memory [B,S,d]``.
+    Returns ``(indices [B,k], anchors [B,k,4] logit space with gradient, token features [B,k,d])``.
+    """
+    top = torch.topk(cls_all.max(-1)[0], k, dim=1)[1]
+    anchors = torch.gather(box_all, 1, top[..., None].expand(-1, -1, box_all.shape[-1]))
+    feats = torch.gather(memory, 1, top[..., None].expand(-1, -1, memory.shape[-1]))
+    return top, anchors, feats
+
+
 class DecoderLayer(nn.Module):
     """Post-norm DINO decoder layer: self-attention (with the denoising mask), deformable
     cross-attention to the encoder memory (4-d reference boxes), FFN."""
