@@ -191,3 +191,12 @@ def test_dino_learns_shapes_then_evaluate_inference_export(tmp_path, shapes):
     diff = lines[-1]["kpi"]
     print(f"DINO tiny ONNX vs PyTorch: {diff}")
     assert onnx_file.is_file() and max(diff.values()) <= 1e-3
+
+    ds = {**spec["dataset"], "quant_calibration_data_sources": shapes}
+    quant = {"backend": "modelopt.onnx", "mode": "static_ptq", "model_path": str(onnx_file)}
+    rc, lines = _run(tmp_path, "quantize", {**spec, "dataset": ds, "quantize": quant})
+    assert rc == 0, lines[-1]
+    kpi = lines[-1]["kpi"]
+    print(f"DINO tiny INT8: {kpi}")
+    assert (tmp_path / "results" / "quantize" / "dino_int8.onnx").is_file() and kpi["quantize_nodes"] > 0
+    assert kpi["fp32_mAP50"] == pytest.approx(val[-1], abs=0.02) and kpi["int8_mAP50"] > 0.3

@@ -133,7 +133,13 @@ class CocoDetection(torch.utils.data.Dataset):
     (cxcywh normalised to the resized image), ``image_id``, ``orig_size`` (h, w), ``size`` (h, w)."""
 
     def __init__(
-        self, gt: dict[str, Any], aug: dict[str, Any], *, train: bool, seed: int = 0, fixed_wh: tuple[int, int] | None = None
+        self,
+        gt: dict[str, Any],
+        aug: dict[str, Any],
+        *,
+        train: bool,
+        seed: int | None = None,
+        fixed_wh: tuple[int, int] | None = None,
     ):
         self.gt, self.aug, self.train, self.fixed_wh = gt, aug, train, fixed_wh
         self.ids = [img["id"] for img in gt["images"]]
@@ -143,7 +149,8 @@ class CocoDetection(torch.utils.data.Dataset):
                 self.by_image[a["image_id"]].append(a)
         self.mean = np.array(aug["input_mean"], dtype=np.float32)
         self.std = np.array(aug["input_std"], dtype=np.float32)
-        self.rng = random.Random(seed)
+        # The module-level generator: Lightning's seed_everything(workers=True) seeds it per loader worker.
+        self.rng = random if seed is None else random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -21,7 +21,7 @@ def fp16_host_rule(action: str, spec: dict, host: HostInfo) -> list[dict[str, st
 DESCRIPTOR = EngineNetwork(
     network="dino",
     display_name="DINO",
-    actions=("train", "evaluate", "inference", "export"),
+    actions=("train", "evaluate", "inference", "export", "quantize"),
     package="taoskills.engine.dino",
     host_rules=(standard_train_host_rule, fp16_host_rule),
 )

@@ -156,11 +156,10 @@ def build_loaders(cfg: dict[str, Any], world: int):
             field="dataset.val_data_sources",
             fix="point it at a COCO split with images (reuse the train source if there is no val split).",
         )
-    seed = max(cfg["train"]["seed"], 0)
     collate = D.collate_for(cfg)
     common = {"num_workers": ds["workers"], "collate_fn": collate, "persistent_workers": ds["workers"] > 0}
     train = torch.utils.data.DataLoader(
-        D.CocoDetection(train_gt, ds["augmentation"], train=True, seed=seed), batch_size=ds["batch_size"], shuffle=True, **common
+        D.CocoDetection(train_gt, ds["augmentation"], train=True), batch_size=ds["batch_size"], shuffle=True, **common
     )
     val = torch.utils.data.DataLoader(
         D.CocoDetection(val_gt, ds["augmentation"], train=False), batch_size=ds["batch_size"], shuffle=False, **common
