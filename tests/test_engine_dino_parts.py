@@ -378,3 +378,29 @@ def test_collate_masks_and_flip(tmp_path):
     assert im2.size == (100, 50) and np.allclose(b2, boxes) and lab.tolist() == [1]
     _, b3 = D.resize(img, boxes, 25, None)
     assert np.allclose(b3, boxes / 2)
+
+
+def test_quantize_checks_name_backend_mode_and_data():
+    from taoskills.engine.dino.quantize import check_quantize
+
+    with pytest.raises(NotSupported) as err:
+        check_quantize(_cfg())  # TAO's default backend is torchao (PyTorch)
+    assert err.value.field == "quantize.backend" and "TAO engine" in err.value.fix
+    with pytest.raises(NotSupported) as err:
+        check_quantize(_cfg(**{"quantize.backend": "modelopt.onnx"}))  # default mode weight_only_ptq
+    assert err.value.field == "quantize.mode"
+    with pytest.raises(SpecError) as err:
+        check_quantize(_cfg(**{"quantize.backend": "modelopt.onnx", "quantize.mode": "static_ptq"}))
+    assert {i.field for i in err.value.issues} == {"quantize.model_path", "dataset.quant_calibration_data_sources"}
+
+
+def test_registry_and_fp16_host_rule():
+    from taoskills.engine import registry
+    from taoskills.engine.registry import HostInfo
+
+    desc = registry.get("dino")
+    assert desc.display_name == "DINO" and desc.supports("evaluate") and not desc.supports("distill")
+    assert desc.spec_defaults()[0] is S.DEFAULTS
+    issues = desc.host_issues("train", {"train": {"precision": "fp16"}}, HostInfo(cuda=False))
+    assert [i["field"] for i in issues] == ["train.precision"]
+    assert desc.host_issues("train", {"train": {"precision": "fp16"}}, HostInfo(cuda=True, gpus=1)) == []
