@@ -200,3 +200,22 @@ def test_dino_learns_shapes_then_evaluate_inference_export(tmp_path, shapes):
     print(f"DINO tiny INT8: {kpi}")
     assert (tmp_path / "results" / "quantize" / "dino_int8.onnx").is_file() and kpi["quantize_nodes"] > 0
     assert kpi["fp32_mAP50"] == pytest.approx(val[-1], abs=0.02) and kpi["int8_mAP50"] > 0.3
+
+
+@pytest.mark.slow
+def test_resume_continues_and_refuses_other_structure(tmp_path, shapes):
+    src = write_shapes_coco(tmp_path / "small", n_images=8, size=96, seed=1)
+    aug = {**AUG_128, "scales": [96], "train_random_resize": [96], "train_random_crop_min": 64, "train_random_crop_max": 96}
+    spec = _spec(tmp_path, src, dataset={"augmentation": aug}, train={"num_epochs": 1})
+    rc, lines = _run(tmp_path, "train", spec)
+    assert rc == 0, lines[-1]
+    ckpt = tmp_path / "results" / "train" / "model_epoch_000_step_00002.pth"
+    assert ckpt.is_file()
+    spec["train"].update(num_epochs=2, resume_training_checkpoint_path=str(ckpt))
+    rc, lines = _run(tmp_path, "train", spec)
+    assert rc == 0, lines[-1]
+    assert [x["epoch"] for x in lines if "epoch" in x] == [0, 1]  # epoch 0 from the first run, epoch 1 resumed
+    assert (tmp_path / "results" / "train" / "model_epoch_001_step_00004.pth").is_file()
+    spec["model"]["dec_layers"] = 3
+    rc, lines = _run(tmp_path, "train", spec)
+    assert rc == 1 and "model.dec_layers=2" in lines[-1]["message"]
