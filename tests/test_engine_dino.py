@@ -148,7 +148,7 @@ def test_dino_learns_shapes_then_evaluate_inference_export(tmp_path, shapes):
     assert len(val) == epochs // 5 and all("val_mAP" in x["kpi"] for x in epochs_lines if "val_mAP50" in x["kpi"])
     print(f"DINO tiny: {train_s:.0f}s, train_loss {losses[0]:.2f} -> {losses[-1]:.2f}, val_mAP50 {val}")
     assert losses[-1] < 0.5 * losses[0]
-    assert val[-1] >= 0.6 and val[-1] > val[0]
+    assert val[-1] >= 0.7 and val[-1] > val[0]  # measured: 0.87 (mAP 0.37) after 160 steps
     out = tmp_path / "results" / "train"
     assert sorted(p.name for p in out.glob("model_epoch_*.pth")) == [
         "model_epoch_009_step_00080.pth",

@@ -404,3 +404,17 @@ def test_registry_and_fp16_host_rule():
     issues = desc.host_issues("train", {"train": {"precision": "fp16"}}, HostInfo(cuda=False))
     assert [i["field"] for i in issues] == ["train.precision"]
     assert desc.host_issues("train", {"train": {"precision": "fp16"}}, HostInfo(cuda=True, gpus=1)) == []
+
+
+def test_batch_without_boxes_trains(tiny_backbone):
+    from taoskills.engine.dino.criterion import SetCriterion
+    from taoskills.engine.dino.model import DINO
+
+    cfg = _tiny()
+    net = DINO(cfg).train()
+    empty = [{"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)} for _ in range(2)]
+    out = net(torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.bool), empty)
+    assert "dn_meta" not in out
+    total, named = SetCriterion(cfg["model"], 4)(out, empty, 1.0)
+    assert torch.isfinite(total) and named["loss_bbox"].item() == 0 and named["loss_ce"].item() > 0
+    total.backward()
