@@ -260,7 +260,8 @@ def test_look_forward_twice_gradients(tiny_backbone):
         None,
     )
     tgt = torch.randn(1, 5, 32)
-    hs, boxes = dec(tgt, torch.randn(1, 5, 4), *args)
+    boxes_in = torch.randn(1, 5, 4)
+    hs, boxes = dec(tgt, boxes_in, *args)
     assert len(hs) == 3 and boxes[0].shape == (1, 5, 4)
     # call order per layer: (box delta from normed output, reference delta from raw output)
     boxes[1].sum().backward(retain_graph=True)
@@ -269,9 +270,9 @@ def test_look_forward_twice_gradients(tiny_backbone):
         c.grad = None
     boxes[2].sum().backward()
     assert calls[1].grad is None or calls[1].grad.abs().sum() == 0  # but not by layer 2's (references are detached)
-    with torch.no_grad():
-        ref1 = (calls[1] + T.inverse_sigmoid(torch.sigmoid(torch.zeros(1)))).sigmoid()
-    assert ref1.shape == boxes[1].shape
+    # box_1 = sigmoid(delta_1(norm h_1) + logit(b_0)) with b_0 = layer 0's refined reference
+    b0 = (calls[1] + T.inverse_sigmoid(tgt.new_zeros(1, 5, 4) + boxes_in.sigmoid())).sigmoid()
+    assert torch.allclose(boxes[1], (calls[2] + T.inverse_sigmoid(b0)).sigmoid(), atol=1e-6)
 
 
 def _torchvision_names(hf_sd):
