@@ -1,0 +1,27 @@
+"""DINO's entry in the engine registry (torch-free)."""
+
+from taoskills.engine.registry import EngineNetwork, HostInfo, standard_train_host_rule
+
+
+def fp16_host_rule(action: str, spec: dict, host: HostInfo) -> list[dict[str, str]]:
+    """TAO's DINO spells precision ``fp16|fp32`` (TAO Core 7.3.0 dino TrainConfig); fp16 needs CUDA."""
+    if action != "train" or host.cuda:
+        return []
+    if str((spec.get("train") or {}).get("precision", "")).lower() == "fp16":
+        return [
+            {
+                "field": "train.precision",
+                "reason": "fp16 mixed precision needs a CUDA GPU and this host has none",
+                "fix": "set train.precision=fp32 (or bf16), or run on a GPU host",
+            }
+        ]
+    return []
+
+
+DESCRIPTOR = EngineNetwork(
+    network="dino",
+    display_name="DINO",
+    actions=("train", "evaluate", "inference", "export", "quantize"),
+    package="taoskills.engine.dino",
+    host_rules=(standard_train_host_rule, fp16_host_rule),
+)
