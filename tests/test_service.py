@@ -97,7 +97,7 @@ def test_unknown_spec_key_launches_nothing(svc, photos):
 
 def test_builtin_engine_refuses_networks_it_cannot_run(svc):
     with pytest.raises(NotSupported) as exc:
-        svc.render_runner("tao-train-dino", "train", svc.get_spec_template("tao-train-dino", "train"))
+        svc.render_runner("tao-train-dino", "distill", svc.get_spec_template("tao-train-dino", "distill"))
     assert exc.value.field == "engine"
     assert "engine='tao'" in exc.value.fix
 
