@@ -326,8 +326,9 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
 
     Sources: [ext] NVIDIA skill bank MAE notes (inference requires a ``train.stage=finetune``
     checkpoint; ``num_classes`` matters only for finetune; keep ``input_size=224`` for
-    ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE schema default ``model.num_classes`` 1 vs
-    dataclass 1000 (anchor_report_tao.md §4.5 C11, §6 item 5).
+    ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE ``model.num_classes`` defaults to 1000
+    (ImageNet), so a finetune spec that does not set it trains a 1000-way head
+    (anchor_report_tao.md §4.5 C11, §6 item 5).
     """
     if ctx.network_arch != "mae":
         return []
@@ -341,11 +342,11 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
                 "set train.stage: finetune and use a checkpoint from a finetune job.",
             )
         )
-    if ctx.trains() and stage == "finetune" and _num(_get(ctx.spec, "model.num_classes")) == 1:
+    if ctx.trains() and stage == "finetune" and _get(ctx.given, "model.num_classes") is _NOT_SET:
         out.append(
             _warn(
                 "model.num_classes",
-                "finetune with model.num_classes 1 (the schema default; the TAO dataclass default is 1000).",
+                "finetune without model.num_classes: TAO's default 1000 (ImageNet) sizes the classifier head.",
                 "set model.num_classes to the number of classes in your dataset.",
             )
         )

@@ -20,8 +20,15 @@ Type mapping (TAO value type -> JSON Schema):
   own default lies outside its bounds (TAO Core 7.3.0 nvdinov2 ``export.batch_size``: default
   -1 = dynamic, minimum 0) the bound is widened to the default, because the container
   accepts it (OmegaConf does not check bounds);
-* ``null`` is accepted only where the schema has no default or a ``null`` default (OmegaConf
-  rejects ``None`` for non-Optional fields).
+* ``null`` is accepted where the field is ``Optional`` in TAO Core's dataclass (the generator's
+  ``x_tao_nullable``), or the node has no default or a ``null`` default (OmegaConf rejects
+  ``None`` for non-Optional fields);
+* list items: ``x_tao_items`` (the generator's item schema of ``List[<dataclass>]`` /
+  ``List[int]`` ... fields) becomes ``items``, so ``distill.bindings[0]`` is checked key by key
+  as OmegaConf's structured merge checks it;
+* ``x_tao_reads`` (how TAO reads a value, from the generator's ``READER_RULES``):
+  ``enum_case: insensitive`` compares enum values case-insensitively (TAO Deploy lower-cases
+  ``tensorrt.data_type``); ``dynamic: -1`` accepts -1 (dynamic batch) below the bound.
 
 Values that TAO resolves at load time are not type-checked: ``"???"`` (Hydra MISSING; reported
 as "required value not set" only with ``require_complete=True``) and strings holding an
@@ -97,7 +104,8 @@ def _child_props(node: dict) -> dict[str, dict]:
 def _convert(node: dict) -> dict:
     tao_type = node.get("type")
     default = node.get("default")
-    nullable = "default" not in node or default is None
+    nullable = bool(node.get("x_tao_nullable")) or "default" not in node or default is None
+    reads = node.get("x_tao_reads") or {}
     out: dict[str, Any]
     if "anyOf" in node and tao_type is None:
         out = {"anyOf": [_convert(b) for b in node["anyOf"]]}
@@ -110,6 +118,9 @@ def _convert(node: dict) -> dict:
             out["additionalProperties"] = False
     elif tao_type in _LIST_TYPES:
         out = {"type": "array"}
+        items = node.get("x_tao_items")
+        if isinstance(items, dict) and (conv := _convert({**items, "default": {}})):
+            out["items"] = conv
     elif tao_type in ("categorical", "ordered"):
         out = {"enum": list(node["enum"])} if node.get("enum") else {"type": "string"}
     elif tao_type == "ordered_int":
@@ -126,9 +137,10 @@ def _convert(node: dict) -> dict:
         out = {}
     if out.get("type") in ("integer", "number"):
         lo, hi = node.get("minimum"), node.get("maximum")
-        if _finite(default):
-            lo = min(lo, default) if _finite(lo) else lo
-            hi = max(hi, default) if _finite(hi) else hi
+        for v in (default, reads.get("dynamic")):
+            if _finite(v):
+                lo = min(lo, v) if _finite(lo) else lo
+                hi = max(hi, v) if _finite(hi) else hi
         if _finite(lo):
             out["minimum"] = lo
         if _finite(hi):
@@ -220,10 +232,24 @@ def _fmt_path(parts: Iterable[Any]) -> str:
 def _node_at(tao_schema: dict, parts: list[Any]) -> dict | None:
     node: dict | None = tao_schema
     for p in parts:
-        if isinstance(p, int) or node is None:
+        if node is None:
             return None
-        node = _child_props(node).get(p)
+        if isinstance(p, int):
+            items = node.get("x_tao_items")
+            node = items if isinstance(items, dict) else None
+        else:
+            node = _child_props(node).get(p)
     return node
+
+
+def _canonical_enum(node: dict, value: Any) -> Any:
+    """``value`` spelled as the enum member TAO matches it to (``x_tao_reads.enum_case: insensitive``)."""
+    if not isinstance(value, str) or (node.get("x_tao_reads") or {}).get("enum_case") != "insensitive":
+        return value
+    for option in node.get("enum") or ():
+        if isinstance(option, str) and option.lower() == value.strip().lower():
+            return option
+    return value
 
 
 def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
@@ -261,25 +287,38 @@ def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], 
                 continue
             if isinstance(v, str) and _INTERPOLATION.search(v):
                 continue
-            node = _node_at(tao_schema, sub)
-            if node is not None and not isinstance(v, (dict, list)) and v is not None:
-                changed, new = _coerce(node, v)
-                if changed:
-                    field = _fmt_path(sub)
-                    notes.append(
-                        Issue(
-                            field,
-                            f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
-                            f"write {field}: {json.dumps(new)} with the right type (YAML reads 1e-4 as a string; write 1.0e-4)",
-                            code="warning",
-                        )
-                    )
-                    v = new
+            v = _leaf(tao_schema, sub, v, notes)
             out[k] = _prepare(tao_schema, v, sub, missing, notes)
         return out
     if isinstance(spec, list):
-        return [_prepare(tao_schema, v, parts + [i], missing, notes) for i, v in enumerate(spec)]
+        return [
+            _prepare(tao_schema, _leaf(tao_schema, parts + [i], v, notes), parts + [i], missing, notes)
+            for i, v in enumerate(spec)
+        ]
     return spec
+
+
+def _leaf(tao_schema: dict, sub: list[Any], v: Any, notes: list[Issue]) -> Any:
+    """A scalar as TAO reads it: enum spelling (case-insensitive fields) and OmegaConf's silent conversions."""
+    if isinstance(v, (dict, list)) or v is None:
+        return v
+    node = _node_at(tao_schema, sub)
+    if node is None:
+        return v
+    v = _canonical_enum(node, v)
+    changed, new = _coerce(node, v)
+    if changed:
+        field = _fmt_path(sub)
+        notes.append(
+            Issue(
+                field,
+                f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
+                f"write {field}: {json.dumps(new)} with the right type (YAML reads 1e-4 as a string; write 1.0e-4)",
+                code="warning",
+            )
+        )
+        v = new
+    return v
 
 
 def _did_you_mean(tao_schema: dict, parent: list[Any], key: str) -> tuple[str, str]:
