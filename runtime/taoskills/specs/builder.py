@@ -32,7 +32,7 @@ from typing import Any
 from taoskills.data import staging
 from taoskills.errors import Issue, SpecError
 from taoskills.jobs import checkpoints
-from taoskills.specs.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.specs.dotted import copy_tree, delete_dotted, get_dotted, set_dotted, split_dotted
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
@@ -122,7 +122,7 @@ def build_spec(
     """
     info = skill.info
     act = skill.action(action)
-    spec = copy.deepcopy(skill.template(action))
+    spec = copy_tree(skill.template(action))  # the cached template is shared: copy its containers only
     out = BuiltSpec(spec=spec)
     explicit: set[str] = set()
 

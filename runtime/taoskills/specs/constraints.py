@@ -16,7 +16,6 @@ and the C11 checkpoint-stage rule beyond ``train.stage``.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable
@@ -72,9 +71,9 @@ def _deep_merge(base: Any, over: Any) -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _deep_merge(base[k], v) if k in base else copy.deepcopy(v)
+            out[k] = _deep_merge(base[k], v) if k in base else v
         return out
-    return copy.deepcopy(over)
+    return over  # rules only read the effective spec: sharing the caller's values is safe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +429,7 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
 
 
 def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
-    """C14: ``export.input_channel`` in {1, 3}; export/engine ``batch_size`` is -1 (dynamic) or >= 1; TRT min <= opt <= max batch.
+    """C14: ``export.input_channel`` in {1, 3}; export/engine batch sizes are -1 (dynamic) or >= 1; TRT min <= opt <= max batch.
 
     Sources: TAO Core 7.3.0 schemas (``export.input_channel`` ordered_int 1|3; ``batch_size``
     "-1 implies dynamic tensor shapes"); a TensorRT optimization profile needs
@@ -440,16 +439,14 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
     ch = _num(_get(ctx.spec, "export.input_channel"))
     if ctx.action == "export" and ch is not None and ch not in (1, 3):
         out.append(_err("export.input_channel", f"input_channel {ch} is not 1 or 3.", "use 3 (RGB) or 1 (grayscale)."))
-    for key in ("export.batch_size", "gen_trt_engine.batch_size"):
-        if not key.startswith(ctx.action or "-"):
-            continue
+    for key, dynamic, lowest in _dynamic_keys(ctx):
         b = _num(_get(ctx.spec, key))
-        if b is not None and b != -1 and b < 1:
+        if b is not None and b != dynamic and b < lowest:
             out.append(
                 _err(
                     key,
-                    f"{key} {b} is neither -1 (dynamic) nor a positive batch size.",
-                    f"set {key}: -1 for dynamic shapes or a size >= 1.",
+                    f"{key} {b} is neither {dynamic} (dynamic) nor a batch size >= {lowest}.",
+                    f"set {key}: {dynamic} for dynamic shapes or a size >= {lowest}.",
                 )
             )
     if ctx.action == "gen_trt_engine":
@@ -464,6 +461,23 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
                 )
             )
     return out
+
+
+def _dynamic_keys(ctx: _Ctx) -> list[tuple[str, float, float]]:
+    """(key, dynamic value, lowest real value) for the batch sizes this action reads as dynamic.
+
+    From the schema's ``x_tao_reads.dynamic`` (scripts/generate_schemas.py READER_RULES); without
+    an annotated schema, the action's own ``batch_size``.
+    """
+    found = []
+    for key, node in _schema_nodes(ctx.schema or {}):
+        dyn = (node.get("x_tao_reads") or {}).get("dynamic")
+        if _num(dyn) is not None:
+            lo = _num(node.get("minimum"))
+            found.append((key, dyn, max(1, lo) if lo is not None else 1))
+    if not found and ctx.action in ("export", "gen_trt_engine"):
+        found.append((f"{ctx.action}.batch_size", -1, 1))
+    return found
 
 
 def c15_sampler(ctx: _Ctx) -> list[Issue]:
@@ -527,7 +541,22 @@ RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
 )
 
 
-def _schema_nodes(schema: dict, prefix: str = ""):
+_NODES_BY_ID: dict[int, tuple[dict, list[tuple[str, dict]]]] = {}
+
+
+def _schema_nodes(schema: dict) -> list[tuple[str, dict]]:
+    """(dotted key, node) for every node of a schema; cached per schema object (schemas are read-only)."""
+    hit = _NODES_BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    nodes = list(_walk_schema(schema))
+    if len(_NODES_BY_ID) > 128:
+        _NODES_BY_ID.clear()
+    _NODES_BY_ID[id(schema)] = (schema, nodes)
+    return nodes
+
+
+def _walk_schema(schema: dict, prefix: str = ""):
     props = schema.get("properties")
     if not isinstance(props, dict):
         return
@@ -535,7 +564,7 @@ def _schema_nodes(schema: dict, prefix: str = ""):
         if isinstance(v, dict):
             path = f"{prefix}.{k}" if prefix else k
             yield path, v
-            yield from _schema_nodes(v, path)
+            yield from _walk_schema(v, path)
 
 
 @lru_cache(maxsize=64)
@@ -584,7 +613,7 @@ def check_constraints(
         schema = packaged_schema(network_arch, action, container)
     given = spec if isinstance(spec, dict) else {}
     default = schema.get("default") if isinstance(schema, dict) else None
-    effective = _deep_merge(default, given) if isinstance(default, dict) else copy.deepcopy(given)
+    effective = _deep_merge(default, given) if isinstance(default, dict) else given
     ctx = _Ctx(network_arch, action, container, effective, given, schema)
     issues: list[Issue] = []
     for rule in RULES:

@@ -5,7 +5,9 @@ The schemas under ``skills/<skill>/schemas/`` are what TAO Core 7.3.0's generato
 ``Infinity``, enums are ``enum``. TAO's own validator (``nvidia_tao_core/api_utils/
 json_schema_validation.py``) compares those types with JSON-Schema names and so never checks
 types (anchor_report_tao.md §6 item 6). Here the schema is converted to standard JSON Schema
-(draft 2020-12) and checked with ``jsonschema``; the result is a list of
+(draft 2020-12), compiled once per schema, and checked with ``jsonschema``; a compiled
+``fastjsonschema`` validator of the same schema is the fast path (a spec it accepts has no
+schema error, so ``jsonschema`` runs only to word the errors of a spec that fails); the result is a list of
 :class:`taoskills.errors.Issue`, each naming the dotted field, the reason and the fix.
 
 Type mapping (TAO value type -> JSON Schema):
@@ -48,6 +50,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema import Draft202012Validator
 
@@ -153,7 +156,10 @@ def _convert(node: dict) -> dict:
     return out
 
 
-_CACHE: dict[str, tuple[dict, Draft202012Validator]] = {}
+_CACHE: dict[str, tuple[dict, Draft202012Validator, Any]] = {}
+# Schema objects seen before (catalog schemas are loaded once and shared): id -> (the schema
+# itself, to guard against id reuse, compiled form, node index). Saves hashing the schema per call.
+_BY_ID: dict[int, tuple[dict, tuple[dict, Draft202012Validator, Any], dict[tuple, dict]]] = {}
 
 
 def _digest(tao_schema: dict) -> str:
@@ -171,7 +177,41 @@ _TaoValidator = jsonschema.validators.extend(
 )
 
 
-def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
+def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
+    """(JSON Schema, ``jsonschema`` validator that reports every error, ``fastjsonschema`` gate)."""
+    return _entry(tao_schema)[1]
+
+
+def _entry(tao_schema: dict) -> tuple[dict, tuple[dict, Draft202012Validator, Any], dict[tuple, dict]]:
+    """Cached (schema, compiled validator, node index) for a schema object (by identity, then content)."""
+    hit = _BY_ID.get(id(tao_schema))
+    if hit is not None and hit[0] is tao_schema:
+        return hit
+    entry = (tao_schema, _compile(tao_schema), _index(tao_schema))
+    if len(_BY_ID) > 128:
+        _BY_ID.clear()
+    _BY_ID[id(tao_schema)] = entry
+    return entry
+
+
+def _index(tao_schema: dict) -> dict[tuple, dict]:
+    """Path (keys, with ``[]`` for a list item) -> schema node, for every node of the schema."""
+    out: dict[tuple, dict] = {}
+
+    def walk(node: dict, path: tuple) -> None:
+        for k, v in _child_props(node).items():
+            out[path + (k,)] = v
+            walk(v, path + (k,))
+        items = node.get("x_tao_items")
+        if isinstance(items, dict):
+            out[path + ("[]",)] = items
+            walk(items, path + ("[]",))
+
+    walk(tao_schema, ())
+    return out
+
+
+def _compile(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
     key = _digest(tao_schema)
     hit = _CACHE.get(key)
     if hit is None:
@@ -181,7 +221,8 @@ def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
             "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
             "additionalProperties": False,
         }
-        hit = (root, _TaoValidator(root))
+        gate = fastjsonschema.compile({k: v for k, v in root.items() if k != "$schema"})  # same keywords in draft 7
+        hit = (root, _TaoValidator(root), gate)
         if len(_CACHE) > 128:
             _CACHE.clear()
         _CACHE[key] = hit
@@ -230,16 +271,10 @@ def _fmt_path(parts: Iterable[Any]) -> str:
 
 
 def _node_at(tao_schema: dict, parts: list[Any]) -> dict | None:
-    node: dict | None = tao_schema
-    for p in parts:
-        if node is None:
-            return None
-        if isinstance(p, int):
-            items = node.get("x_tao_items")
-            node = items if isinstance(items, dict) else None
-        else:
-            node = _child_props(node).get(p)
-    return node
+    """Schema node at a spec path (``[0]`` steps into ``x_tao_items``); the root for ``[]``; None if unknown."""
+    if not parts:
+        return tao_schema
+    return _entry(tao_schema)[2].get(tuple("[]" if isinstance(p, int) else p for p in parts))
 
 
 def _canonical_enum(node: dict, value: Any) -> Any:
@@ -287,24 +322,29 @@ def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], 
                 continue
             if isinstance(v, str) and _INTERPOLATION.search(v):
                 continue
-            v = _leaf(tao_schema, sub, v, notes)
+            v = _leaf(tao_schema, sub, v, notes, missing)
             out[k] = _prepare(tao_schema, v, sub, missing, notes)
         return out
     if isinstance(spec, list):
         return [
-            _prepare(tao_schema, _leaf(tao_schema, parts + [i], v, notes), parts + [i], missing, notes)
+            _prepare(tao_schema, _leaf(tao_schema, parts + [i], v, notes, missing), parts + [i], missing, notes)
             for i, v in enumerate(spec)
         ]
     return spec
 
 
-def _leaf(tao_schema: dict, sub: list[Any], v: Any, notes: list[Issue]) -> Any:
+_FLOAT_FOR_INT = "<float for int>"  # marker in ``missing``: the fast gate cannot see it (10.0 is a JSON integer)
+
+
+def _leaf(tao_schema: dict, sub: list[Any], v: Any, notes: list[Issue], missing: list[str]) -> Any:
     """A scalar as TAO reads it: enum spelling (case-insensitive fields) and OmegaConf's silent conversions."""
     if isinstance(v, (dict, list)) or v is None:
         return v
     node = _node_at(tao_schema, sub)
     if node is None:
         return v
+    if isinstance(v, float) and node.get("type") in ("int", "integer", "ordered_int"):
+        missing.append(_FLOAT_FOR_INT)
     v = _canonical_enum(node, v)
     changed, new = _coerce(node, v)
     if changed:
@@ -415,6 +455,15 @@ def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list
     return [Issue(field, err.message, f"fix {field} to satisfy the schema{dflt}.", code="invalid")]
 
 
+def _passes(gate: Any, instance: Any) -> bool:
+    """True when the compiled ``fastjsonschema`` gate accepts ``instance`` (then ``jsonschema`` has nothing to report)."""
+    try:
+        gate(instance)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def _resolve(tao_schema: dict, network_arch: str | None, action: str | None) -> tuple[str | None, str | None, str]:
     meta = tao_schema.get("x_tao_schema") or {}
     container = meta.get("container") or ("deploy" if (action or "").startswith("deploy_") else "train")
@@ -506,8 +555,11 @@ def validate_spec(
     missing: list[str] = []
     notes: list[Issue] = []
     prepared = _prepare(schema, spec, [], missing, notes)
-    _, validator = _compiled(schema)
-    errors = sorted(validator.iter_errors(prepared), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    _, validator, gate = _compiled(schema)
+    errors: list[jsonschema.ValidationError] = []
+    if _FLOAT_FOR_INT in missing or not _passes(gate, prepared):
+        errors = sorted(validator.iter_errors(prepared), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    missing = [m for m in missing if m != _FLOAT_FOR_INT]
     issues: list[Issue] = []
     for err in errors:
         issues.extend(_issue_from_error(schema, err))
@@ -517,13 +569,13 @@ def validate_spec(
     if network_arch:
         # Judge cross-field rules without the values the schema already rejected (their
         # defaults stand in), so one bad value gives one message, not a cascade.
-        clean = copy.deepcopy(spec)
-        for i in issues:
-            if i.code in ("type", "enum", "bound", "pattern", "invalid"):
-                try:
-                    delete_dotted(clean, i.field)
-                except SpecError:  # a key that is not dotted-safe: leave it, rules skip bad types
-                    pass
+        rejected = [i for i in issues if i.code in ("type", "enum", "bound", "pattern", "invalid")]
+        clean = copy.deepcopy(spec) if rejected else spec
+        for i in rejected:
+            try:
+                delete_dotted(clean, i.field)
+            except SpecError:  # a key that is not dotted-safe: leave it, rules skip bad types
+                pass
         for issue in constraints.check_constraints(network_arch, tao_action, clean, schema=schema, container=container):
             if issue.field not in bad_fields:
                 issues.append(issue)
