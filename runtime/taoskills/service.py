@@ -666,8 +666,9 @@ class Service:
 
 
 def dump_yaml(spec: dict[str, Any]) -> str:
-    """Spec -> YAML text (key order kept, block style)."""
-    return yaml.safe_dump(spec, sort_keys=False, default_flow_style=False)
+    """Spec -> YAML text (key order kept, block style); libyaml's emitter when PyYAML has it (~10x faster)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(spec, Dumper=dumper, sort_keys=False, default_flow_style=False)
 
 
 def _get(spec: dict, key: str) -> Any:
