@@ -304,8 +304,8 @@ def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
     if jtype == "boolean":
         if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
             return True, _BOOL_WORDS[value.strip().lower()]
-        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
-            return True, bool(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value != 0  # OmegaConf BooleanNode: any int, 0 is false
     if jtype == "string" and not node.get("enum") and isinstance(value, (int, float, bool)):
         return True, str(value)
     return False, value
