@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import spec_corpus as corpus
 
+import spec_corpus as corpus
 from taoskills import paths
 from taoskills.specs.dotted import copy_tree, set_dotted
 from taoskills.specs.validator import validate_spec
