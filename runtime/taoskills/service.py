@@ -54,8 +54,10 @@ class SpecRequest(TypedDict, total=False):
     (``num_epochs``). ``data_sources``: dataset role (``train_datasets``, ``eval_dataset``,
     ``inference_dataset``, ``calibration_dataset``) -> local root folder. ``parent_job_id``:
     the job whose checkpoint and structure this action consumes (train for export).
-    ``resume_job_id``: a train job to resume. ``pretrained_model``: PTM file used when not
-    resuming. ``profile``: ``"smoke"`` for the skill's small, representative settings.
+    ``resume_job_id``: a train job to resume. ``pretrained_model``: full-model PTM file used
+    when not resuming; ``pretrained_backbone``: backbone-only weights (DINO, Grounding DINO
+    ``model.pretrained_backbone_path``), used when not resuming. ``profile``: ``"smoke"`` for
+    the skill's small, representative settings.
     """
 
     overrides: dict[str, Any] | None
@@ -64,6 +66,7 @@ class SpecRequest(TypedDict, total=False):
     parent_job_id: str | None
     resume_job_id: str | None
     pretrained_model: str | None
+    pretrained_backbone: str | None
     profile: str | None
 
 

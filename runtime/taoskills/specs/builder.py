@@ -5,7 +5,9 @@ Order of application (later wins, except that inference functions never overwrit
 value the caller set explicitly):
 
 1. the packaged spec template of the action (``references/spec_template_<action>.yaml``);
-2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``);
+2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``, and
+   ``carry_from_parent_as``: a key here taking the value of another key of the parent's spec,
+   e.g. the DINO distill teacher structure from the parent train job's ``model``);
 3. the skill's ``smoke_overrides`` when ``profile="smoke"``;
 4. data sources: dataset-role roots joined with ``ActionInfo.data_sources[*].path``;
    ``runtime: extracted_folder`` entries are staged (archive -> folder);
@@ -14,7 +16,13 @@ value the caller set explicitly):
 7. ``spec_params`` inference functions (TAO Core ``infer_params.py`` lineage):
    output_dir, key, parent_model, parent_model_folder, resume_model,
    ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
-8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed.
+8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed;
+9. template contradictions are resolved (``_fit_schedule``: MAE milestones beyond
+   ``train.num_epochs``), unless the caller set the values;
+10. ``ActionInfo.required_keys`` must hold a value (SpecError ``missing`` otherwise).
+
+Dataset roots may be local folders or URIs (``s3://bucket/prefix``): a URI is joined with
+``/`` and kept intact (staging it is the platform's job).
 
 Secrets: ``encryption_key`` is written as an OmegaConf env interpolation
 (``${oc.env:TAO_ENCRYPTION_KEY,tlt_encode}``) so the value travels by name only; TAO's
@@ -103,6 +111,7 @@ def build_spec(
     parent: ParentJob | None = None,
     resume_from: Path | None = None,
     pretrained_model: str | None = None,
+    pretrained_backbone: str | None = None,
     profile: str | None = None,
     stage: bool = True,
     cache_dir: Path | None = None,
@@ -115,10 +124,14 @@ def build_spec(
     in skill_info (e.g. ``images_train.tar.gz`` or ``images_train/``).
     ``parent``: the parent job (train for export/inference) for ``parent_model``
     and ``carry_from_parent``. ``resume_from``: a results_dir to resume from (``resume_model``).
-    ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
+    ``pretrained_model``: full-model weights (``ptm_if_no_resume_model``, e.g.
+    ``train.pretrained_model_path``); ``pretrained_backbone``: backbone-only weights
+    (``backbone_if_no_resume_model``, e.g. DINO ``model.pretrained_backbone_path``); each goes
+    only to its own key. ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
 
-    Raises SpecError (bad keys, a required parent missing), StagingError (bad archive),
-    NotFound (no checkpoint matches the rule).
+    Raises SpecError (bad keys, a required parent missing, a ``required_keys`` value unset,
+    a pretrained input the action has no key for), StagingError (bad archive), NotFound (no
+    checkpoint matches the rule).
     """
     info = skill.info
     act = skill.action(action)
@@ -127,11 +140,13 @@ def build_spec(
     explicit: set[str] = set()
 
     if parent is not None:
-        for key in act.carry_from_parent:
-            value = get_dotted(parent.spec, key, default=_ABSENT)
+        pairs = [(k, k) for k in act.carry_from_parent] + list(act.carry_from_parent_as.items())
+        for key, source in pairs:
+            value = get_dotted(parent.spec, source, default=_ABSENT)
             if value is not _ABSENT:
                 set_dotted(spec, key, copy.deepcopy(value))
-                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}")
+                came = "" if source == key else f" (its {source})"
+                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}{came}")
 
     if profile == "smoke":
         for key, value in info.smoke_overrides.items():
@@ -163,14 +178,17 @@ def build_spec(
         parent=parent,
         resume_from=resume_from,
         pretrained_model=pretrained_model,
+        pretrained_backbone=pretrained_backbone,
     )
 
     for key in act.drop_keys:
         if delete_dotted(spec, key):
             out.notes.append(f"dropped {key} (not used by {action})")
 
+    _fit_schedule(info, spec, explicit, out)
     _stage_inputs(act, spec, out, cache_dir, stage=stage)
     _require_data_sources(act, spec, info.name)
+    _require_keys(act, spec, info.name, action)
     return out
 
 
@@ -209,9 +227,16 @@ def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str
         role = ds.source if ds.source in roots else ds.fallback
         if role not in roots:
             continue
-        path = str(Path(roots[role]).expanduser() / ds.path)
+        path = join_root(roots[role], ds.path)
         values[key] = [path] if ds.list else path
     return values
+
+
+def join_root(root: str, relative: str) -> str:
+    """``root`` + ``relative``: a URI (``s3://bucket/data``) joined with ``/`` and kept intact, a local path with ``Path``."""
+    if "://" in root:
+        return root.rstrip("/") + "/" + relative.lstrip("/")
+    return str(Path(root).expanduser() / relative)
 
 
 def _match_gpu_ids(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
@@ -267,9 +292,25 @@ def _apply_spec_params(
     parent: ParentJob | None,
     resume_from: Path | None,
     pretrained_model: str | None,
+    pretrained_backbone: str | None = None,
 ) -> None:
     info = skill.info
     act = skill.action(action)
+    fns = set(act.spec_params.values())
+    for given, fn, flag in (
+        (pretrained_model, "ptm_if_no_resume_model", "pretrained_model"),
+        (pretrained_backbone, "backbone_if_no_resume_model", "pretrained_backbone"),
+    ):
+        if given and fn not in fns:
+            raise SpecError(
+                f"{info.name} {action} takes no {flag}",
+                field=flag,
+                fix=(
+                    "pass the weights as the input this action takes "
+                    + (f"({', '.join(k for k, f in act.spec_params.items() if 'no_resume' in f)})" if fns else "")
+                    + " or set the spec key with an override"
+                ),
+            )
     results_dir = Path(results_dir)
     resume_path: str = ""
     if resume_from is not None:
@@ -318,6 +359,11 @@ def _apply_spec_params(
                 if resume_path
                 else ("pretrained model given by caller" if pretrained_model else "no pretrained model")
             )
+        elif fn == "backbone_if_no_resume_model":
+            if resume_path or not pretrained_backbone:
+                continue  # keep the template value (TAO: null = no backbone weights)
+            value = pretrained_backbone
+            reason = "backbone-only pretrained weights given by caller"
         elif fn == "create_onnx_file":
             value = str(results_dir / "export" / f"{info.network_arch}.onnx")
             reason = "new ONNX path under this job's results_dir"
@@ -358,6 +404,56 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
             else:
                 new_values.append(item)
         set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
+
+
+#: Schedule keys whose template values can exceed ``train.num_epochs`` (network -> key, the
+#: schedule length TAO's default values were written for). TAO Core 7.3.0 MAE ships
+#: ``milestones [88, 96]`` with ``num_epochs 10``: decay points at 88% and 96% of a 100-epoch
+#: run, which a 10-epoch run never reaches (constraint C9).
+_SCHEDULES: dict[str, tuple[str, int]] = {"mae": ("train.optim.milestones", 100)}
+
+
+def _fit_schedule(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
+    """Scale template milestones that lie beyond ``train.num_epochs`` to the same fractions of the run.
+
+    Only values the caller did not set (and only the ``_SCHEDULES`` keys) are changed; a note
+    records the change.
+    """
+    entry = _SCHEDULES.get(info.network_arch or "")
+    if entry is None:
+        return
+    key, length = entry
+    steps = get_dotted(spec, key, default=None)
+    epochs = get_dotted(spec, "train.num_epochs", default=None)
+    if key in explicit or not isinstance(steps, list) or not isinstance(epochs, int) or isinstance(epochs, bool):
+        return
+    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) or max(steps) <= epochs:
+        return
+    scaled = sorted({max(1, min(epochs, s * epochs // length)) for s in steps})
+    set_dotted(spec, key, scaled)
+    out.notes.append(f"{key} {steps} lie beyond train.num_epochs {epochs}; scaled to {scaled} (same fractions of the run)")
+
+
+def _require_keys(act, spec: dict, skill_name: str, action: str) -> None:
+    """``ActionInfo.required_keys`` must hold a value: not null, ``""``, ``"???"`` or a list of only those."""
+    issues = []
+    for key in act.required_keys:
+        if _blank(get_dotted(spec, key, default=None)):
+            issues.append(
+                Issue(
+                    field=key,
+                    reason=f"required for {skill_name} {action} and not set",
+                    fix=f"set {key} with an override (or the input that fills it: a parent job, data source or shorthand)",
+                    code="missing",
+                )
+            )
+    if issues:
+        raise SpecError(
+            f"{skill_name} {action}: required value(s) not set: {', '.join(i.field for i in issues)}",
+            issues=issues,
+            field=issues[0].field,
+            fix=issues[0].fix,
+        )
 
 
 def ds_folder_sibling(value: str) -> str | None:

@@ -1,6 +1,6 @@
 """TAO semantic constraints that can be checked on a spec alone (no data, no parent job).
 
-Catalogue: anchor_report_tao.md §4.5 (C1-C16). Each rule below cites its source. Rules run on
+Catalogue: anchor_report_tao.md §4.5 (C1-C16), plus C17 (Grounding DINO captions). Each rule below cites its source. Rules run on
 the *effective* spec: the schema's defaults with the caller's spec merged over them (what a
 TAO container sees after ``OmegaConf.merge(ExperimentConfig, spec)``), so a partial spec is
 judged together with the defaults it leaves in place. Values TAO resolves at load time
@@ -407,6 +407,8 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
     def check(path: str, value: Any) -> None:
         values = value if isinstance(value, list) else [value]
         for i, v in enumerate(values):
+            if isinstance(v, str) and "://" in v:
+                continue  # a remote URI: the platform downloads and extracts it (TAO SDK runner)
             if isinstance(v, str) and v.lower().endswith(_ARCHIVE_SUFFIXES):
                 field = f"{path}[{i}]" if isinstance(value, list) else path
                 out.append(
@@ -524,6 +526,38 @@ def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
     return out
 
 
+def c17_gdino_captions(ctx: _Ctx) -> list[Issue]:
+    """C17: Grounding DINO inference needs a non-empty ``dataset.infer_data_sources.captions`` list of non-empty strings.
+
+    The captions are the class vocabulary of text-prompted detection (position = label); an
+    empty list or an empty caption loads but fails when the text encoder tokenizes the prompt
+    (TAO Core 7.3.0 ``config/grounding_dino/dataset.py`` infer_data_sources: image_dir + captions).
+    Checked when the spec sets the key (a missing key is ``required_keys``' job).
+    """
+    if ctx.network_arch != "grounding_dino" or ctx.action != "inference":
+        return []
+    key = "dataset.infer_data_sources.captions"
+    caps = _get(ctx.given, key)
+    if caps is _NOT_SET or caps is None:
+        return []
+    if not isinstance(caps, list) or not caps:
+        return [
+            _err(
+                key, f"captions {caps!r} is not a non-empty list.", f'set {key}: ["car", "person", ...] (one caption per class).'
+            )
+        ]
+    blank = [i for i, c in enumerate(caps) if not isinstance(c, str) or not c.strip() or c == MISSING]
+    if blank:
+        return [
+            _err(
+                f"{key}[{blank[0]}]",
+                f"caption(s) at {blank} are empty; every caption names a class.",
+                f"give every entry of {key} a class name (or remove the empty ones).",
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
     c1_num_select,
     c2_interm_indices,
@@ -538,6 +572,7 @@ RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
     c14_batch_and_channels,
     c15_sampler,
     c16_dropped_keys,
+    c17_gdino_captions,
 )
 
 
