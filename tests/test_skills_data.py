@@ -690,3 +690,12 @@ def test_hardware_minimums_per_action(cat):
     assert mae.min_gpus == 2
     with pytest.raises(ValueError):
         hardware_minimums(dino, "retrain")
+
+
+def test_gpu_spec_key_must_agree_with_multi_gpu_keys(cat):
+    from pydantic import ValidationError
+
+    data = cat.get("tao-train-dino").info.model_dump()
+    data["gpu_spec_key"] = "train.gpus"
+    with pytest.raises(ValidationError, match="multi_gpu.keys.num_gpus"):
+        SkillInfo.model_validate(data)

@@ -239,8 +239,8 @@ class SkillInfo(_Strict):
     dataset_type: str | None = None
     data_formats: list[str] = Field(default_factory=list)
     images: dict[Literal["train", "deploy"], str] = Field(default_factory=dict)
-    gpu_spec_key: str | None = None
-    node_spec_key: str | None = None
+    gpu_spec_key: str | None = None  # dotted key of the GPU count; must equal multi_gpu.keys.num_gpus
+    node_spec_key: str | None = None  # dotted key of the node count; must equal multi_gpu.keys.num_nodes
     multi_gpu: MultiGpu | None = None
     hardware: Hardware = Field(default_factory=Hardware)
     metrics: list[MetricContract] = Field(default_factory=list)  # AutoML/monitoring metric; first match wins
@@ -269,6 +269,11 @@ class SkillInfo(_Strict):
                 raise ValueError("a model skill needs at least one action")
             if not self.metrics:
                 raise ValueError("a model skill needs a metric contract (metrics)")
+            assert self.multi_gpu is not None
+            for field_name, role in (("gpu_spec_key", "num_gpus"), ("node_spec_key", "num_nodes")):
+                declared, key = getattr(self, field_name), self.multi_gpu.keys.get(role)
+                if declared and key and declared != key:
+                    raise ValueError(f"{field_name} {declared!r} differs from multi_gpu.keys.{role} {key!r}")
             for name, action in self.actions.items():
                 if action.parent_action and action.parent_action not in self.actions:
                     raise ValueError(f"actions.{name}.parent_action names unknown action {action.parent_action!r}")
