@@ -454,7 +454,7 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
     if ctx.action == "gen_trt_engine":
         t = "gen_trt_engine.tensorrt."
         lo, opt, hi = (_num(_get(ctx.spec, t + k)) for k in ("min_batch_size", "opt_batch_size", "max_batch_size"))
-        if None not in (lo, opt, hi) and not (lo <= opt <= hi):
+        if lo is not None and opt is not None and hi is not None and not (lo <= opt <= hi):
             out.append(
                 _err(
                     t + "opt_batch_size",
@@ -471,10 +471,10 @@ def _dynamic_keys(ctx: _Ctx) -> list[tuple[str, float, float]]:
     From the schema's ``x_tao_reads.dynamic`` (scripts/generate_schemas.py READER_RULES); without
     an annotated schema, the action's own ``batch_size``.
     """
-    found = []
+    found: list[tuple[str, float, float]] = []
     for key, node in _schema_nodes(ctx.schema or {}):
-        dyn = (node.get("x_tao_reads") or {}).get("dynamic")
-        if _num(dyn) is not None:
+        dyn = _num((node.get("x_tao_reads") or {}).get("dynamic"))
+        if dyn is not None:
             lo = _num(node.get("minimum"))
             found.append((key, dyn, max(1, lo) if lo is not None else 1))
     if not found and ctx.action in ("export", "gen_trt_engine"):

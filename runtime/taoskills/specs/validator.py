@@ -139,7 +139,8 @@ def _convert(node: dict) -> dict:
     else:  # unknown TAO type: accept anything rather than guess
         out = {}
     if out.get("type") in ("integer", "number"):
-        lo, hi = node.get("minimum"), node.get("maximum")
+        lo: Any = node.get("minimum")
+        hi: Any = node.get("maximum")
         for v in (default, reads.get("dynamic")):
             if _finite(v):
                 lo = min(lo, v) if _finite(lo) else lo
@@ -290,7 +291,7 @@ def _canonical_enum(node: dict, value: Any) -> Any:
 def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
     """What OmegaConf does with ``value`` for this node's type when it converts silently."""
     tao_type = node.get("type")
-    jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(tao_type)
+    jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(str(tao_type))
     if jtype == "integer" and isinstance(value, str):
         try:
             return True, int(value.strip())
