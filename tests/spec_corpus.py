@@ -229,7 +229,25 @@ class TaoJudge:
 
     def __init__(self, network_arch: str):
         self.network_arch = network_arch
-        self.base = structured(network_arch)
+        self.base = self._fresh()
+        from omegaconf import OmegaConf
+
+        self.values = OmegaConf.to_container(self.base, resolve=False)
+
+    def _fresh(self):
+        """The structured config with every ``Optional`` dataclass section that defaults to null filled in.
+
+        A spec that sets keys under such a section (DINO ``distill``) makes OmegaConf build the
+        section first, so the verdict is the same; filling it up front keeps failed in-place
+        merges from leaving a half-built section behind.
+        """
+        from omegaconf import OmegaConf
+
+        base = structured(self.network_arch)
+        for f in fields(self.network_arch):
+            if dataclasses.is_dataclass(f.hint) and f.value is None and OmegaConf.select(base, f.key) is None:
+                OmegaConf.update(base, f.key, OmegaConf.structured(f.hint), merge=False)
+        return base
 
     def rejects(self, m: Mutation, schema: dict | None = None) -> bool:
         """True when TAO Core refuses the spec with ``m`` applied.
@@ -251,7 +269,7 @@ class TaoJudge:
         except OmegaConfBaseException:
             return True  # refused before anything was assigned: the base is unchanged
         except (TypeError, ValueError):  # e.g. "Cannot merge incompatible container types" (a dict onto a list)
-            self.base = structured(self.network_arch)  # not a validation error: do not trust the base
+            self._undo(m.key)  # not a validation error: put the value back in case part of it was merged
             return True
         self._undo(m.key)
         return False
@@ -260,13 +278,16 @@ class TaoJudge:
         """Put TAO's default back at ``key`` after an accepted in-place merge (or rebuild the config)."""
         from omegaconf import OmegaConf
 
-        node: Any = _defaults(self.network_arch)
+        node: Any = self.values
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                self.base = structured(self.network_arch)
+                self.base = self._fresh()
                 return
             node = node[part]
-        OmegaConf.update(self.base, key, node, merge=False)
+        if isinstance(node, dict):  # a whole section: typed nodes cannot take a plain dict back
+            self.base = self._fresh()
+            return
+        OmegaConf.update(self.base, key, copy.deepcopy(node), merge=False)
 
 
 @functools.lru_cache(maxsize=8)
