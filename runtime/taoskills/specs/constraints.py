@@ -471,6 +471,10 @@ def _dynamic_keys(ctx: _Ctx) -> list[tuple[str, float, float]]:
     From the schema's ``x_tao_reads.dynamic`` (scripts/generate_schemas.py READER_RULES); without
     an annotated schema, the action's own ``batch_size``.
     """
+    if ctx.schema:
+        hit = _DYNAMIC_BY_ID.get(id(ctx.schema))
+        if hit is not None and hit[0] is ctx.schema:
+            return hit[1]
     found: list[tuple[str, float, float]] = []
     for key, node in _schema_nodes(ctx.schema or {}):
         dyn = _num((node.get("x_tao_reads") or {}).get("dynamic"))
@@ -479,7 +483,14 @@ def _dynamic_keys(ctx: _Ctx) -> list[tuple[str, float, float]]:
             found.append((key, dyn, max(1, lo) if lo is not None else 1))
     if not found and ctx.action in ("export", "gen_trt_engine"):
         found.append((f"{ctx.action}.batch_size", -1, 1))
+    if ctx.schema:
+        if len(_DYNAMIC_BY_ID) > 128:
+            _DYNAMIC_BY_ID.clear()
+        _DYNAMIC_BY_ID[id(ctx.schema)] = (ctx.schema, found)
     return found
+
+
+_DYNAMIC_BY_ID: dict[int, tuple[dict, list[tuple[str, float, float]]]] = {}
 
 
 def c15_sampler(ctx: _Ctx) -> list[Issue]:

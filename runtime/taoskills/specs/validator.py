@@ -314,21 +314,34 @@ def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
 
 def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], notes: list[Issue]) -> Any:
     """Copy of ``spec`` without MISSING/interpolated leaves and with OmegaConf's silent conversions."""
+    return _prep(
+        _entry(tao_schema)[2], spec, tuple(parts), tuple("[]" if isinstance(p, int) else p for p in parts), missing, notes
+    )
+
+
+def _prep(index: dict[tuple, dict], spec: Any, parts: tuple, norm: tuple, missing: list[str], notes: list[Issue]) -> Any:
+    """:func:`_prepare` on a subtree: ``parts`` is its spec path, ``norm`` the same with ``[]`` for list indices."""
     if isinstance(spec, dict):
         out = {}
         for k, v in spec.items():
-            sub = parts + [k]
             if v == MISSING:
-                missing.append(_fmt_path(sub))
+                missing.append(_fmt_path(parts + (k,)))
                 continue
             if isinstance(v, str) and _INTERPOLATION.search(v):
                 continue
-            v = _leaf(tao_schema, sub, v, notes, missing)
-            out[k] = _prepare(tao_schema, v, sub, missing, notes)
+            nsub = norm + (k,)
+            if isinstance(v, (dict, list)):
+                out[k] = _prep(index, v, parts + (k,), nsub, missing, notes)
+            else:
+                out[k] = _leaf(index.get(nsub), parts + (k,), v, notes, missing)
         return out
     if isinstance(spec, list):
+        nsub = norm + ("[]",)
+        node = index.get(nsub)
         return [
-            _prepare(tao_schema, _leaf(tao_schema, parts + [i], v, notes, missing), parts + [i], missing, notes)
+            _prep(index, v, parts + (i,), nsub, missing, notes)
+            if isinstance(v, (dict, list))
+            else _leaf(node, parts + (i,), v, notes, missing)
             for i, v in enumerate(spec)
         ]
     return spec
@@ -337,12 +350,9 @@ def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], 
 _FLOAT_FOR_INT = "<float for int>"  # marker in ``missing``: the fast gate cannot see it (10.0 is a JSON integer)
 
 
-def _leaf(tao_schema: dict, sub: list[Any], v: Any, notes: list[Issue], missing: list[str]) -> Any:
+def _leaf(node: dict | None, sub: tuple, v: Any, notes: list[Issue], missing: list[str]) -> Any:
     """A scalar as TAO reads it: enum spelling (case-insensitive fields) and OmegaConf's silent conversions."""
-    if isinstance(v, (dict, list)) or v is None:
-        return v
-    node = _node_at(tao_schema, sub)
-    if node is None:
+    if node is None or v is None:
         return v
     if isinstance(v, float) and node.get("type") in ("int", "integer", "ordered_int"):
         missing.append(_FLOAT_FOR_INT)
