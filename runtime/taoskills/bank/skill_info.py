@@ -21,8 +21,9 @@ SpecParamFn = Literal[
     "parent_model",  # checkpoint picked from the parent job's results (see ActionInfo.checkpoint)
     "parent_model_folder",  # the parent job's results folder
     "resume_model",  # full training checkpoint from this job's own results folder (restart)
-    "ptm_if_no_resume_model",  # full-model pretrained weights (pretrained_model), only when not resuming
-    "backbone_if_no_resume_model",  # backbone-only pretrained weights (pretrained_backbone), only when not resuming
+    # pretrained weights, only when not resuming: the key the skill's shorthand names
+    # ``pretrained_backbone`` takes the backbone-only input, every other key the full model
+    "ptm_if_no_resume_model",
     "create_onnx_file",  # new ONNX path under this job's results_dir
     "create_engine_file",  # new TensorRT engine path (deploy)
     "create_cal_cache",  # new INT8 calibration cache path (deploy)

@@ -124,9 +124,10 @@ def build_spec(
     in skill_info (e.g. ``images_train.tar.gz`` or ``images_train/``).
     ``parent``: the parent job (train for export/inference) for ``parent_model``
     and ``carry_from_parent``. ``resume_from``: a results_dir to resume from (``resume_model``).
-    ``pretrained_model``: full-model weights (``ptm_if_no_resume_model``, e.g.
-    ``train.pretrained_model_path``); ``pretrained_backbone``: backbone-only weights
-    (``backbone_if_no_resume_model``, e.g. DINO ``model.pretrained_backbone_path``); each goes
+    ``pretrained_model``: full-model weights; ``pretrained_backbone``: backbone-only weights.
+    TAO maps both keys to ``ptm_if_no_resume_model``; the key the skill's shorthand calls
+    ``pretrained_backbone`` (DINO ``model.pretrained_backbone_path``) takes the backbone
+    input, the others (``train.pretrained_model_path``) the full model, so each input goes
     only to its own key. ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
 
     Raises SpecError (bad keys, a required parent missing, a ``required_keys`` value unset,
@@ -296,22 +297,26 @@ def _apply_spec_params(
 ) -> None:
     info = skill.info
     act = skill.action(action)
-    fns = set(act.spec_params.values())
-    for given, fn, flag in (
-        (pretrained_model, "ptm_if_no_resume_model", "pretrained_model"),
-        (pretrained_backbone, "backbone_if_no_resume_model", "pretrained_backbone"),
+    results_dir = Path(results_dir)
+    # TAO maps both pretrained keys to ptm_if_no_resume_model (TAO Core network_configs); the
+    # skill's shorthand names which key holds backbone-only weights (``pretrained_backbone``).
+    backbone_key = info.shorthand.get("pretrained_backbone")
+    ptm_keys = [k for k, f in act.spec_params.items() if f == "ptm_if_no_resume_model"]
+    for given, flag, ok in (
+        (pretrained_model, "pretrained_model", any(k != backbone_key for k in ptm_keys)),
+        (pretrained_backbone, "pretrained_backbone", backbone_key in ptm_keys),
     ):
-        if given and fn not in fns:
+        if given and not ok:
             raise SpecError(
                 f"{info.name} {action} takes no {flag}",
                 field=flag,
                 fix=(
-                    "pass the weights as the input this action takes "
-                    + (f"({', '.join(k for k, f in act.spec_params.items() if 'no_resume' in f)})" if fns else "")
-                    + " or set the spec key with an override"
-                ),
+                    f"this action's pretrained weights go to {', '.join(ptm_keys)}"
+                    if ptm_keys
+                    else "this action takes no pretrained weights"
+                )
+                + "; pass the matching input or set the spec key with an override",
             )
-    results_dir = Path(results_dir)
     resume_path: str = ""
     if resume_from is not None:
         choice = checkpoints.select_checkpoint(
@@ -352,6 +357,11 @@ def _apply_spec_params(
         elif fn == "resume_model":
             value = resume_path
             reason = "newest full training checkpoint of the resumed job" if resume_path else "no resume checkpoint"
+        elif fn == "ptm_if_no_resume_model" and key == backbone_key:
+            if resume_path or not pretrained_backbone:
+                continue  # keep the template value (TAO: null = no backbone weights)
+            value = pretrained_backbone
+            reason = "backbone-only pretrained weights given by caller"
         elif fn == "ptm_if_no_resume_model":
             value = "" if resume_path else (pretrained_model or "")
             reason = (
@@ -359,11 +369,6 @@ def _apply_spec_params(
                 if resume_path
                 else ("pretrained model given by caller" if pretrained_model else "no pretrained model")
             )
-        elif fn == "backbone_if_no_resume_model":
-            if resume_path or not pretrained_backbone:
-                continue  # keep the template value (TAO: null = no backbone weights)
-            value = pretrained_backbone
-            reason = "backbone-only pretrained weights given by caller"
         elif fn == "create_onnx_file":
             value = str(results_dir / "export" / f"{info.network_arch}.onnx")
             reason = "new ONNX path under this job's results_dir"
