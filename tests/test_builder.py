@@ -355,3 +355,33 @@ def test_trt_data_type_shorthand_in_lower_case_validates(tmp_path, skill_name, d
         skill.schema("deploy_gen_trt_engine"), built.spec, network_arch=skill.info.network_arch, action="deploy_gen_trt_engine"
     )
     assert [i for i in issues if i.code != "warning"] == []
+
+
+def test_cli_pretrained_backbone_flag_reaches_the_builder(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from taoskills.surfaces.cli import app
+
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    skill = CATALOG.get("tao-train-dino")
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    data = [f"--data={role}={root}" for role, root in roots.items()]
+    args = [
+        "spec",
+        "build",
+        "tao-train-dino",
+        "train",
+        *data,
+        "--pretrained-backbone",
+        "/w/fan.pth",
+        "--pretrained",
+        "/w/dino.pth",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    spec = json.loads(res.stdout)["spec"]
+    assert spec["model"]["pretrained_backbone_path"] == "/w/fan.pth"
+    assert spec["train"]["pretrained_model_path"] == "/w/dino.pth"
