@@ -27,26 +27,45 @@ Faithfulness: the TAO dialect is kept as TAO Core emits it (leaf ``type`` is the
 ``minimum``/``maximum`` from valid_min/valid_max; ``enum``, ``option_weights``, ``math_cond``,
 ``depends_on``, ``parent_param``, ``automl_enabled``, ``popular``, ``pattern``; root
 ``automl_default_parameters``/``automl_disabled_parameters``/``popular``/``required``; the
-``properties.automl_disabled_parameters`` artifact list). Only three things are added or changed:
+``properties.automl_disabled_parameters`` artifact list). What is added or changed, and why:
 
 1. ``x_tao_schema`` (provenance: TAO Core version, network, action, container, config class,
    and the top-level sections TAO's action filter removed);
 2. lists TAO builds from Python sets (root/section ``automl_*_parameters``, ``required``,
    section ``popular`` lists) are sorted, and the root ``popular`` dict is key-sorted, so the
    output is byte-identical from run to run (TAO's own order there depends on hash seeds);
-3. the ``distill`` spec template gets the ``distill`` block built from the distillation
-   dataclass (``DINODistillationConfig``), because ``ExperimentConfig.distill`` defaults to
-   ``None`` and the TAO schema therefore carries ``distill`` as an opaque ``collection`` with
-   no default. The schema itself is left as TAO emits it.
+3. ``default`` of every node that maps to an ``ExperimentConfig`` field is the value TAO's
+   structured config holds (``OmegaConf.to_container(OmegaConf.structured(ExperimentConfig))``),
+   because that is what a TAO container runs with. TAO's converter writes the field's
+   ``default_value`` metadata instead, which differs in places (TAO Core 7.3.0: MAE
+   ``model.num_classes`` 1 vs 1000 and ``dataset.batch_size`` 1 vs 3; DINO/GDINO
+   ``dataset.eval_class_ids`` [1] vs null (= all classes), ``augmentation.fixed_random_crop``
+   1024 vs null; nvdinov2 ``gen_trt_engine.tensorrt.data_type`` "fp32,fp16" vs "fp32"; every
+   ``Optional[str]`` ``""`` vs null; ``wandb.name``/``wandb.tags``);
+   A scalar ``type`` that contradicts the field's annotation follows the annotation, because
+   OmegaConf types the node by it (TAO Core 7.3.0 MAE ``train.optim.warmup_epochs``: ``float``
+   field declared with ``INT_FIELD``, so TAO accepts 2.5);
+4. ``x_tao_nullable: true`` on every node whose dataclass field is ``Optional[...]`` (TAO's
+   converter drops ``Optional``; OmegaConf accepts null exactly there);
+5. dataclass-typed sections the converter leaves opaque (DINO ``distill``:
+   ``Optional[DINODistillationConfig]``) get their ``properties`` from the dataclass, and
+   list fields get ``x_tao_items``: the item schema (``List[<dataclass>]`` such as
+   ``distill.bindings`` or ``quantize.layers``, key by key, as OmegaConf's structured merge
+   checks them; or the item value type of ``List[int]``/``List[float]``/``List[bool]``);
+6. ``x_tao_reads``: how TAO reads a value beyond its dataclass type (see ``READER_RULES``):
+   ``enum_case: insensitive`` where the reader lower-cases the value before comparing, and
+   ``dynamic: -1`` where -1 means a dynamic (batch) dimension for that action.
+
+Spec templates are the action's sections of the structured config's values (item 3), so they
+equal TAO Core's defaults. Deliberate differences (each listed in ``TEMPLATE_DIFFERENCES``):
+the ``distill`` template carries the ``distill`` block built from ``DINODistillationConfig()``
+(``ExperimentConfig.distill`` defaults to null, which would leave nothing to fill in).
 
 ``Infinity``: TAO bounds such as ``valid_max="inf"`` become the float ``inf``. The files are
 written with Python's ``json.dumps`` (``allow_nan=True``, the default), which spells it as the
 token ``Infinity`` (``-Infinity`` for ``-inf``). That token is not strict JSON, but Python's
 ``json.loads`` reads it back as ``float('inf')``, which is what the runtime uses. Strict JSON
 parsers (``jq``, JavaScript ``JSON.parse``) reject it.
-
-Known quirk kept as TAO Core emits it: MAE ``model.num_classes`` has schema/template default 1
-while the dataclass value is 1000 (the converter takes ``default_value`` over ``value``).
 
 Usage::
 
@@ -150,6 +169,8 @@ def _canonical_node(node: dict) -> None:
         for child in props.values():
             if isinstance(child, dict):
                 _canonical_node(child)
+    if isinstance(node.get("x_tao_items"), dict):
+        _canonical_node(node["x_tao_items"])
 
 
 def canonicalize(schema: dict) -> dict:
@@ -175,10 +196,141 @@ def _section_dataclass(network: str, section: str):
     return None
 
 
+#: How TAO reads a value beyond its dataclass type: (network or "*", action or "*", dotted key,
+#: ``x_tao_reads`` annotation). Sources: TAO Deploy's engine builders lower-case
+#: ``tensorrt.data_type`` before comparing it (so ``fp16`` = ``FP16``; the skills' ``trt_data_type``
+#: shorthand documents lower case); ``batch_size: -1`` means a dynamic batch dimension for export
+#: and engine building (TAO Core 7.3.0 ``export.batch_size`` / ``gen_trt_engine.batch_size``
+#: descriptions: "A value of -1 implies dynamic tensor shapes"; the export and gen_trt_engine
+#: entrypoints read ``dataset.batch_size`` with the same convention).
+READER_RULES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("*", "*", "gen_trt_engine.tensorrt.data_type", {"enum_case": "insensitive"}),
+    ("*", "export", "export.batch_size", {"dynamic": -1}),
+    ("*", "export", "dataset.batch_size", {"dynamic": -1}),
+    ("*", "gen_trt_engine", "gen_trt_engine.batch_size", {"dynamic": -1}),
+    ("*", "gen_trt_engine", "dataset.batch_size", {"dynamic": -1}),
+)
+
+#: Spec-template values that deliberately differ from TAO Core's structured-config defaults.
+TEMPLATE_DIFFERENCES: dict[tuple[str, str], str] = {
+    ("dino", "distill"): (
+        "distill: the block of DINODistillationConfig() instead of null (ExperimentConfig.distill "
+        "defaults to None; the distill action needs the teacher, bindings and teacher checkpoint keys)"
+    ),
+}
+
+_HINT_TYPES = {bool: "bool", int: "int", float: "float", str: "string"}
+
+
+def structured_defaults(cls: Any) -> dict:
+    """Values of ``OmegaConf.structured(cls)`` as plain containers (``"???"`` kept, no resolution)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cls), resolve=False, enum_to_str=True)  # type: ignore[return-value]
+
+
+def _unwrap_optional(hint: Any) -> tuple[bool, Any]:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return True, (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)])  # noqa: UP007
+    return False, hint
+
+
+def _node_from_hint(hint: Any) -> dict:
+    """A TAO-dialect node for a field the converter does not describe (type only)."""
+    if hint in _HINT_TYPES:
+        return {"type": _HINT_TYPES[hint]}
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        return {"type": "list"}
+    if origin is dict or dataclasses.is_dataclass(hint):
+        return {"type": "collection"}
+    return {}  # Any or a Union: any value
+
+
+def _dataclass_schema(cls: Any) -> dict:
+    """TAO converter schema of a dataclass, annotated like a section (properties, defaults, nullables)."""
+    _, converter = _import_tao_core()
+    node = converter.create_json_schema(converter.dataclass_to_json(cls()))
+    node["type"] = "collection"
+    _annotate(node, cls, structured_defaults(cls))
+    return node
+
+
+def _annotate(node: dict, cls: Any, value: Any, only: set[str] | None = None) -> None:
+    """Make ``node`` (the schema of dataclass ``cls``) tell what OmegaConf's structured merge checks.
+
+    Per field: ``default`` = the structured config's value, ``x_tao_nullable`` for ``Optional``,
+    ``properties`` for dataclass-typed fields the converter left opaque, ``x_tao_items`` for lists.
+    """
+    hints = typing.get_type_hints(cls)
+    props = node.get("properties")
+    if not isinstance(props, dict):
+        props = node["properties"] = {}
+    values = value if isinstance(value, dict) else {}
+    for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        optional, inner = _unwrap_optional(hints[f.name])
+        child = props.get(f.name)
+        if not isinstance(child, dict):
+            child = props[f.name] = _node_from_hint(inner)
+        child["default"] = values.get(f.name)
+        declared = _HINT_TYPES.get(inner)
+        if declared and child.get("type") in _HINT_TYPES.values() and child["type"] != declared:
+            child["type"] = declared  # OmegaConf types the node by the annotation, not value_type
+        if optional:
+            child["x_tao_nullable"] = True
+        if dataclasses.is_dataclass(inner):
+            sub = values.get(f.name)
+            if not isinstance(child.get("properties"), dict) or not _real_props(child):
+                child.update({k: v for k, v in _dataclass_schema(inner).items() if k not in ("default", "type")})
+            _annotate(child, inner, sub if isinstance(sub, dict) else structured_defaults(inner))
+            child["default"] = sub  # the field's own value (None for an unset Optional section)
+        elif typing.get_origin(inner) in (list, tuple):
+            item_args = typing.get_args(inner)
+            item = _unwrap_optional(item_args[0])[1] if item_args else Any
+            if dataclasses.is_dataclass(item):
+                items = _dataclass_schema(item)
+                items.pop("default", None)
+                child["x_tao_items"] = items
+            elif item in _HINT_TYPES or typing.get_origin(item) in (dict, list):
+                child["x_tao_items"] = _node_from_hint(item)
+    node["default"] = value
+
+
+def _real_props(node: dict) -> dict:
+    return {k: v for k, v in (node.get("properties") or {}).items() if isinstance(v, dict)}
+
+
+def _node_at(schema: dict, dotted: str) -> dict | None:
+    node: Any = schema
+    for part in dotted.split("."):
+        node = (node.get("properties") or {}).get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
+
+
+def annotate_schema(network: str, action: str, schema: dict) -> dict:
+    """Items 3-6 of the module doc on a schema TAO's generator emitted (in place; returns it)."""
+    exp_cls = _config_module(network).ExperimentConfig
+    kept = {k: v for k, v in structured_defaults(exp_cls).items() if k in schema["properties"]}
+    _annotate(schema, exp_cls, kept, only=set(kept))
+    for net, act, key, reads in READER_RULES:
+        if net not in ("*", network) or act not in ("*", action):
+            continue
+        node = _node_at(schema, key)
+        if node is not None:
+            node["x_tao_reads"] = dict(reads)
+    return schema
+
+
 def build_schema(network: str, action: str, container: str) -> dict:
     """TAO-dialect schema of ``network`` for ``action`` plus ``x_tao_schema`` provenance."""
     generate_schema, converter = _import_tao_core()
     schema = canonicalize(generate_schema.generate_schema(network, action))
+    annotate_schema(network, action, schema)
+    _canonical_node(schema)  # the item/section schemas added above carry set-built lists too
     full = converter.create_json_schema(converter.dataclass_to_json(_config_module(network).ExperimentConfig()))
     removed = sorted(k for k in full["properties"] if k not in schema["properties"])
     schema["x_tao_schema"] = {
@@ -196,13 +348,16 @@ def build_schema(network: str, action: str, container: str) -> dict:
 
 
 def build_template(network: str, action: str, schema: dict) -> dict:
-    """Spec template: the schema's top-level ``default`` (+ the action block if TAO has none)."""
-    _, converter = _import_tao_core()
+    """Spec template: the structured config's values of the action's sections (schema ``default``).
+
+    An action block that defaults to null (DINO ``distill``) is filled from its dataclass
+    (``TEMPLATE_DIFFERENCES``).
+    """
     template = copy.deepcopy(schema["default"])
-    if action not in template and action in schema["properties"]:
+    if template.get(action) is None and action in schema["properties"]:
         cls = _section_dataclass(network, action)
         if cls is not None:
-            template[action] = converter.create_json_schema(converter.dataclass_to_json(cls()))["default"]
+            template[action] = structured_defaults(cls)
     return template
 
 

@@ -22,6 +22,8 @@ CASES = [(n, a) for n in MODEL_SKILLS for a in CATALOG.get(n).info.actions]
 # A plausible value for each shorthand key's type (the spec builder does not care; the
 # validator and TAO Core do).
 SHORTHAND_VALUES = {"num_epochs": 3, "batch_size": 2, "learning_rate": 1e-4, "workers": 2}
+# Values for required keys nothing else fills (the caller must give them).
+REQUIRED_VALUES = {"dataset.infer_data_sources.captions": ["car", "person"]}
 
 
 def _dataset_roots(tmp_path: Path, act) -> dict[str, str]:
@@ -75,6 +77,7 @@ def test_every_built_spec_validates_and_loads_into_tao_core(tmp_path, skill_name
         data_sources=_dataset_roots(tmp_path, act),
         parent=_parent_for(tmp_path, skill, action),
         shorthand=short,
+        overrides={k: v for k, v in REQUIRED_VALUES.items() if k in act.required_keys},
     )
     spec = built.spec
     assert spec["results_dir"] == str(tmp_path / "results")
@@ -227,3 +230,158 @@ def test_resume_model_and_ptm_if_no_resume_model(tmp_path):
     fresh = build_spec(skill, "train", results_dir=tmp_path / "r", overrides=ds, pretrained_model="/ptm/student.pth")
     assert fresh.spec["train"]["pretrained_model_path"] == "/ptm/student.pth"
     assert fresh.spec["train"]["resume_training_checkpoint_path"] == ""
+
+
+# --- the skill_info contract, executed ------------------------------------------------------
+
+
+def _train_parent(tmp_path: Path, skill, spec: dict) -> ParentJob:
+    folder = tmp_path / "parent" / "results" / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("model_epoch_000_step_00010.pth", "student_epoch_000_step_00010.pth"):
+        (folder / name).write_bytes(b"x")
+    return ParentJob("job-train", spec, folder.parent, "train")
+
+
+def test_required_keys_are_enforced_at_build(tmp_path):
+    skill = CATALOG.get("tao-train-grounding-dino")
+    act = skill.action("inference")
+    kwargs = dict(
+        results_dir=tmp_path / "r", data_sources=_dataset_roots(tmp_path, act), parent=_parent_for(tmp_path, skill, "inference")
+    )
+    with pytest.raises(SpecError) as exc:
+        build_spec(skill, "inference", **kwargs)
+    assert exc.value.field == "dataset.infer_data_sources.captions"
+    assert [i.code for i in exc.value.issues] == ["missing"] and exc.value.fix
+    built = build_spec(skill, "inference", shorthand={"captions": ["car"]}, **kwargs)
+    assert built.spec["dataset"]["infer_data_sources"]["captions"] == ["car"]
+
+
+@pytest.mark.parametrize("skill_name", ["tao-train-dino", "tao-train-grounding-dino"])
+def test_backbone_and_full_model_weights_are_separate_inputs(tmp_path, skill_name):
+    skill = CATALOG.get(skill_name)
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    full = build_spec(skill, "train", results_dir=tmp_path / "a", data_sources=roots, pretrained_model="/w/model.pth").spec
+    assert full["train"]["pretrained_model_path"] == "/w/model.pth"
+    assert full["model"]["pretrained_backbone_path"] in (None, "")
+    back = build_spec(skill, "train", results_dir=tmp_path / "b", data_sources=roots, pretrained_backbone="/w/backbone.pth").spec
+    assert back["model"]["pretrained_backbone_path"] == "/w/backbone.pth"
+    assert back["train"]["pretrained_model_path"] in (None, "")
+
+
+def test_pretrained_backbone_where_the_action_has_no_backbone_key_is_refused(tmp_path):
+    skill = CATALOG.get("tao-train-nvdinov2")
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    with pytest.raises(SpecError) as exc:
+        build_spec(skill, "train", results_dir=tmp_path / "r", data_sources=roots, pretrained_backbone="/w/b.pth")
+    assert exc.value.field == "pretrained_backbone"
+
+
+def test_s3_roots_survive_the_builder(tmp_path):
+    skill = CATALOG.get("tao-train-dino")
+    roots = {"train_datasets": "s3://bucket/data/train", "eval_dataset": "s3://bucket/data/val/"}
+    spec = build_spec(skill, "train", results_dir=tmp_path / "r", data_sources=roots).spec
+    src = spec["dataset"]["train_data_sources"][0]
+    assert src["image_dir"].startswith("s3://bucket/data/train/") and src["json_file"].startswith("s3://bucket/data/train/")
+    assert spec["dataset"]["val_data_sources"][0]["image_dir"].startswith("s3://bucket/data/val/")
+    issues = validator.validate_spec(skill.schema("train"), spec, network_arch="dino", action="train")
+    assert [i for i in issues if i.code != "warning"] == []
+
+
+def test_mae_export_carries_the_model_input_size(tmp_path):
+    skill = CATALOG.get("tao-train-mask-auto-encoder")
+    assert skill.template("export")["export"]["input_width"] == 960  # TAO's export default
+    parent_spec = copy.deepcopy(skill.template("train"))
+    parent_spec["dataset"]["augmentation"]["input_size"] = 224
+    built = build_spec(skill, "export", results_dir=tmp_path / "r", parent=_train_parent(tmp_path, skill, parent_spec))
+    assert built.spec["export"]["input_width"] == built.spec["export"]["input_height"] == 224
+    assert any("export.input_width" in n and "dataset.augmentation.input_size" in n for n in built.notes)
+
+
+def test_dino_distill_teacher_structure_comes_from_the_parent_train_job(tmp_path):
+    skill = CATALOG.get("tao-train-dino")
+    parent_spec = copy.deepcopy(skill.template("train"))
+    parent_spec["model"].update({"backbone": "fan_small", "num_queries": 900, "num_select": 100})
+    parent_spec["dataset"]["num_classes"] = 5
+    act = skill.action("distill")
+    built = build_spec(
+        skill,
+        "distill",
+        results_dir=tmp_path / "r",
+        data_sources=_dataset_roots(tmp_path, act),
+        parent=_train_parent(tmp_path, skill, parent_spec),
+    )
+    teacher = built.spec["distill"]["teacher"]
+    assert (teacher["backbone"], teacher["num_queries"], teacher["num_select"]) == ("fan_small", 900, 100)
+    assert built.spec["dataset"]["num_classes"] == 5
+    assert built.spec["distill"]["pretrained_teacher_model_path"].endswith("model_epoch_000_step_00010.pth")
+    issues = validator.validate_spec(skill.schema("distill"), built.spec, network_arch="dino", action="distill")
+    assert [i for i in issues if i.code != "warning"] == []
+
+
+def test_dino_smoke_profile_carries_the_seed_class_count(tmp_path):
+    skill = CATALOG.get("tao-train-dino")
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    spec = build_spec(skill, "train", results_dir=tmp_path / "r", data_sources=roots, profile="smoke").spec
+    assert spec["dataset"]["num_classes"] == 5
+
+
+def test_mae_template_milestones_fit_num_epochs(tmp_path):
+    skill = CATALOG.get("tao-train-mask-auto-encoder")
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    assert skill.template("train")["train"]["optim"]["milestones"] == [88, 96]  # TAO Core's default, 10 epochs
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", data_sources=roots)
+    ms, epochs = built.spec["train"]["optim"]["milestones"], built.spec["train"]["num_epochs"]
+    assert ms and max(ms) <= epochs and ms == sorted(ms)
+    issues = validator.validate_spec(skill.schema("train"), built.spec, network_arch="mae", action="train")
+    assert "train.optim.milestones" not in {i.field for i in issues}
+    kept = build_spec(skill, "train", results_dir=tmp_path / "k", data_sources=roots, overrides={"train.optim.milestones": [50]})
+    assert kept.spec["train"]["optim"]["milestones"] == [50]  # the caller's value is never changed
+
+
+@pytest.mark.parametrize("skill_name", ["tao-train-dino", "tao-train-grounding-dino"])
+@pytest.mark.parametrize("dtype", ["fp16", "fp32", "FP16"])
+def test_trt_data_type_shorthand_in_lower_case_validates(tmp_path, skill_name, dtype):
+    skill = CATALOG.get(skill_name)
+    built = build_spec(
+        skill,
+        "deploy_gen_trt_engine",
+        results_dir=tmp_path / "r",
+        parent=_parent_for(tmp_path, skill, "deploy_gen_trt_engine"),
+        shorthand={"trt_data_type": dtype},
+    )
+    assert built.spec["gen_trt_engine"]["tensorrt"]["data_type"] == dtype
+    issues = validator.validate_spec(
+        skill.schema("deploy_gen_trt_engine"), built.spec, network_arch=skill.info.network_arch, action="deploy_gen_trt_engine"
+    )
+    assert [i for i in issues if i.code != "warning"] == []
+
+
+def test_cli_pretrained_backbone_flag_reaches_the_builder(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from taoskills.surfaces.cli import app
+
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    skill = CATALOG.get("tao-train-dino")
+    roots = _dataset_roots(tmp_path, skill.action("train"))
+    data = [f"--data={role}={root}" for role, root in roots.items()]
+    args = [
+        "spec",
+        "build",
+        "tao-train-dino",
+        "train",
+        *data,
+        "--pretrained-backbone",
+        "/w/fan.pth",
+        "--pretrained",
+        "/w/dino.pth",
+        "--json",
+    ]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    spec = json.loads(res.stdout)["spec"]
+    assert spec["model"]["pretrained_backbone_path"] == "/w/fan.pth"
+    assert spec["train"]["pretrained_model_path"] == "/w/dino.pth"

@@ -206,11 +206,43 @@ def test_real_nvdinov2_skill_rules(results):
     from taoskills.paths import skills_dir
 
     path = skills_dir() / "tao-train-nvdinov2" / "references" / "skill_info.yaml"
-    if not path.is_file():
-        pytest.skip("nvdinov2 skill_info.yaml not packaged yet")
     info = SkillInfo.model_validate(yaml.safe_load(path.read_text()))
     for action in ("inference", "export"):
         choice = select_for_action(info, action, results)
         assert choice.path.name == "student_epoch_002_step_00120.pth"
     assert select_for_action(info, "resume", results).path.name == "model_epoch_002_step_00120.pth"
     assert select_for_action(info, "inference", results, epoch=3).path.name == "student_epoch_002_step_00120.pth"
+
+
+def _packaged(skill: str) -> SkillInfo:
+    import yaml
+
+    from taoskills.paths import skills_dir
+
+    return SkillInfo.model_validate(yaml.safe_load((skills_dir() / skill / "references" / "skill_info.yaml").read_text()))
+
+
+@pytest.mark.parametrize(
+    "skill,alias", [("tao-train-dino", "dino_model_latest.pth"), ("tao-train-grounding-dino", "gdino_model_latest.pth")]
+)
+def test_explicit_latest_request_works_although_the_rule_avoids_the_alias(tmp_path, skill, alias):
+    """The packaged rules list the alias under ``avoid``; asking for latest must still work."""
+    info = _packaged(skill)
+    assert alias in info.actions["evaluate"].checkpoint.avoid
+    _touch(tmp_path / "train" / alias, 1_700_000_000)  # a plain file: only the alias is there
+    with pytest.raises(NotFound):
+        select_for_action(info, "evaluate", tmp_path)
+    assert select_for_action(info, "evaluate", tmp_path, allow_latest=True).path.name == alias
+    assert select_for_action(info, "resume", tmp_path, allow_latest=True).path.name == alias
+    # a latest link resolves to the numbered file it stands for
+    _touch(tmp_path / "train" / "model_epoch_004_step_00050.pth", 1_700_000_001)
+    (tmp_path / "train" / alias).unlink()
+    (tmp_path / "train" / alias).symlink_to("model_epoch_004_step_00050.pth")
+    assert select_for_action(info, "evaluate", tmp_path, allow_latest=True).path.name == "model_epoch_004_step_00050.pth"
+
+
+def test_explicit_latest_still_refuses_what_the_alias_stands_for(results):
+    """NVDINOv2 inference avoids model_epoch_* (training checkpoints): the latest alias points at one."""
+    info = _packaged("tao-train-nvdinov2")
+    choice = select_for_action(info, "inference", results, allow_latest=True)
+    assert choice.path.name.startswith("student_epoch_002")

@@ -208,3 +208,18 @@ def test_c16_training_paths_in_evaluate():
 def test_values_tao_resolves_later_are_skipped():
     spec = {"model": {"num_select": "${oc.env:SEL,300}", "num_queries": "???"}}
     assert run("dino", "evaluate", spec) == []
+
+
+def test_c17_gdino_captions_must_name_classes():
+    key = "dataset.infer_data_sources.captions"
+    assert run("grounding_dino", "inference", {"dataset": {"infer_data_sources": {"captions": ["car", "person"]}}}) == []
+    assert fields(run("grounding_dino", "inference", {"dataset": {"infer_data_sources": {"captions": []}}}), "constraint") == {
+        key
+    }
+    issues = run("grounding_dino", "inference", {"dataset": {"infer_data_sources": {"captions": ["car", " "]}}})
+    assert fields(issues, "constraint") == {f"{key}[1]"} and issues[0].fix
+
+
+def test_c13_remote_archives_are_left_to_the_platform():
+    spec = {"dataset": {"train_data_sources": [{"image_dir": "s3://b/d/images.tar.gz", "json_file": "s3://b/d/a.json"}]}}
+    assert fields(run("dino", "train", spec), "constraint") == set()

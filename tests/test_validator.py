@@ -233,3 +233,50 @@ def test_constraints_run_from_validate_spec(dino_train):
 def test_non_mapping_spec(dino_train):
     (issue,) = validate_spec(dino_train, ["train"])
     assert issue.code == "type"
+
+
+# --- TAO's reading conventions (generator annotations x_tao_*) ---------------------------------
+
+
+@pytest.mark.parametrize("skill", ["tao-train-dino", "tao-train-grounding-dino"])
+def test_trt_data_type_is_compared_case_insensitively(skill):
+    schema, template = load(skill, "deploy_gen_trt_engine")
+    for value in ("fp16", "Fp32", "FP16"):
+        spec = {"gen_trt_engine": {"tensorrt": {"data_type": value}}}
+        assert [i for i in validate_spec(schema, spec) if i.code != "warning"] == [], value
+    issues = validate_spec(schema, {"gen_trt_engine": {"tensorrt": {"data_type": "fp64"}}})
+    assert [i.code for i in issues if i.field == "gen_trt_engine.tensorrt.data_type"] == ["enum"]
+
+
+@pytest.mark.parametrize("key", ["export", "deploy_gen_trt_engine"])
+def test_dataset_batch_size_minus_one_is_dynamic_for_export_and_engines(key):
+    schema, _ = load("tao-train-dino", key)
+    assert not [i for i in validate_spec(schema, {"dataset": {"batch_size": -1}}) if i.code != "warning"]
+    for bad in (0, -2):
+        assert "dataset.batch_size" in {
+            i.field for i in validate_spec(schema, {"dataset": {"batch_size": bad}}) if i.code != "warning"
+        }
+
+
+def test_dataset_batch_size_minus_one_is_refused_for_training(dino_train):
+    assert "dataset.batch_size" in {i.field for i in validate_spec(dino_train, {"dataset": {"batch_size": -1}})}
+
+
+def test_distill_bindings_are_checked_key_by_key():
+    schema, _ = load("tao-train-dino", "distill")
+    good = {"student_module_name": "backbone", "teacher_module_name": "backbone", "criterion": "L2", "weight": 1.0}
+    assert not [i for i in validate_spec(schema, {"distill": {"bindings": [good]}}) if i.code != "warning"]
+    issues = by_field(validate_spec(schema, {"distill": {"bindings": [good, {**good, "wieght": 2.0}]}}))
+    assert issues["distill.bindings[1].wieght"].code == "unknown_key" and "weight" in issues["distill.bindings[1].wieght"].fix
+    issues = by_field(validate_spec(schema, {"distill": {"bindings": [{**good, "weight": "heavy"}]}}))
+    assert issues["distill.bindings[0].weight"].code == "type"
+    issues = by_field(validate_spec(schema, {"distill": {"teacher": {"backbone": "fan_small", "num_querys": 3}}}))
+    assert issues["distill.teacher.num_querys"].code == "unknown_key"
+
+
+def test_optional_fields_take_null(dino_train):
+    spec = {
+        "model": {"pretrained_backbone_path": None},
+        "dataset": {"eval_class_ids": None, "augmentation": {"fixed_random_crop": None}},
+    }
+    assert not [i for i in validate_spec(dino_train, spec) if i.code != "warning"]

@@ -21,7 +21,9 @@ SpecParamFn = Literal[
     "parent_model",  # checkpoint picked from the parent job's results (see ActionInfo.checkpoint)
     "parent_model_folder",  # the parent job's results folder
     "resume_model",  # full training checkpoint from this job's own results folder (restart)
-    "ptm_if_no_resume_model",  # pretrained model path, only when no resume checkpoint exists
+    # pretrained weights, only when not resuming: the key the skill's shorthand names
+    # ``pretrained_backbone`` takes the backbone-only input, every other key the full model
+    "ptm_if_no_resume_model",
     "create_onnx_file",  # new ONNX path under this job's results_dir
     "create_engine_file",  # new TensorRT engine path (deploy)
     "create_cal_cache",  # new INT8 calibration cache path (deploy)
@@ -117,6 +119,9 @@ class ActionInfo(_Strict):
     checkpoint: CheckpointRule | None = None  # how parent_model is picked
     resume: CheckpointRule | None = None  # how resume_model is picked from this job's own results
     carry_from_parent: list[str] = Field(default_factory=list)  # structural keys copied
+    # key here -> key in the parent job's spec whose value it takes (DINO distill: the teacher
+    # structure is the parent train job's model; MAE export: input size = the model's input size)
+    carry_from_parent_as: dict[str, str] = Field(default_factory=dict)
     drop_keys: list[str] = Field(default_factory=list)  # keys removed from this action's spec
     required_keys: list[str] = Field(default_factory=list)  # must be set (Hydra MISSING "???")
     kpis: list[MetricContract] = Field(default_factory=list)  # KPIs this action logs
@@ -126,6 +131,14 @@ class ActionInfo(_Strict):
     def _keys_dotted(cls, v: dict) -> dict:
         for k in v:
             _check_dotted(k)
+        return v
+
+    @field_validator("carry_from_parent_as")
+    @classmethod
+    def _pairs_dotted(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, src in v.items():
+            _check_dotted(k)
+            _check_dotted(src)
         return v
 
     @field_validator("carry_from_parent", "drop_keys", "required_keys")
@@ -140,6 +153,8 @@ class ActionInfo(_Strict):
         uses_parent = any(fn in ("parent_model", "parent_model_folder") for fn in self.spec_params.values())
         if uses_parent and (self.parent_action is None or self.checkpoint is None):
             raise ValueError("spec_params names parent_model: set parent_action and checkpoint")
+        if (self.carry_from_parent or self.carry_from_parent_as) and self.parent_action is None:
+            raise ValueError("carry_from_parent needs parent_action (the job the keys come from)")
         if "{config_path}" not in self.command:
             raise ValueError("command must contain {config_path}")
         return self
@@ -225,8 +240,8 @@ class SkillInfo(_Strict):
     dataset_type: str | None = None
     data_formats: list[str] = Field(default_factory=list)
     images: dict[Literal["train", "deploy"], str] = Field(default_factory=dict)
-    gpu_spec_key: str | None = None
-    node_spec_key: str | None = None
+    gpu_spec_key: str | None = None  # dotted key of the GPU count; must equal multi_gpu.keys.num_gpus
+    node_spec_key: str | None = None  # dotted key of the node count; must equal multi_gpu.keys.num_nodes
     multi_gpu: MultiGpu | None = None
     hardware: Hardware = Field(default_factory=Hardware)
     metrics: list[MetricContract] = Field(default_factory=list)  # AutoML/monitoring metric; first match wins
@@ -255,6 +270,11 @@ class SkillInfo(_Strict):
                 raise ValueError("a model skill needs at least one action")
             if not self.metrics:
                 raise ValueError("a model skill needs a metric contract (metrics)")
+            assert self.multi_gpu is not None
+            for field_name, role in (("gpu_spec_key", "num_gpus"), ("node_spec_key", "num_nodes")):
+                declared, key = getattr(self, field_name), self.multi_gpu.keys.get(role)
+                if declared and key and declared != key:
+                    raise ValueError(f"{field_name} {declared!r} differs from multi_gpu.keys.{role} {key!r}")
             for name, action in self.actions.items():
                 if action.parent_action and action.parent_action not in self.actions:
                     raise ValueError(f"actions.{name}.parent_action names unknown action {action.parent_action!r}")
@@ -276,3 +296,56 @@ class SkillInfo(_Strict):
             if not metric.when:
                 return metric
         raise ValueError(f"{self.name}: no metric contract matches the spec")
+
+
+#: Actions that train (the skill's ``hardware`` minimums apply in full); every other action
+#: (evaluate, inference, export, gen_trt_engine, quantize) runs on one device.
+TRAINING_ACTIONS = frozenset({"train", "distill", "retrain"})
+
+
+class HardwareMinimums(BaseModel):
+    """What a host needs to run one action of a skill (input to the platform/preflight host check).
+
+    ``min_gpus``/``recommended_gpus``: GPU counts; ``min_gpu_memory_gb``: per GPU, 0 = no
+    stated minimum; ``notes``: the skill's guidance in words. ``multi_gpu_keys``: role
+    (``num_gpus``, ``gpu_ids``, ``num_nodes``) -> dotted spec key, for training actions only;
+    ``env``: launcher environment variables (``WORLD_SIZE`` ...), for training actions only.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    min_gpus: int
+    recommended_gpus: int
+    min_gpu_memory_gb: int
+    notes: str = ""
+    multi_gpu_keys: dict[str, str] = Field(default_factory=dict)
+    env: list[str] = Field(default_factory=list)
+
+
+def hardware_minimums(info: SkillInfo, action: str) -> HardwareMinimums:
+    """The host minimums of ``action`` (a TAO action or manifest key such as ``deploy_gen_trt_engine``).
+
+    Training actions (:data:`TRAINING_ACTIONS`) take ``info.hardware`` as it is, with the
+    ``multi_gpu`` keys and env; other actions need at most one GPU and state no memory
+    minimum (the skills' hardware tables size training). Source: each skill's
+    ``references/skill_info.yaml`` ``hardware`` (from its requirement text's Hardware
+    guidance, e.g. DINO: 1 GPU minimum, 4 recommended, 24 GB+). Raises ValueError for an
+    action the skill does not have.
+    """
+    if action not in info.actions and action.removeprefix("deploy_") not in info.actions:
+        raise ValueError(f"{info.name} has no action {action!r} (actions: {', '.join(info.actions)})")
+    hw = info.hardware
+    if action.removeprefix("deploy_") in TRAINING_ACTIONS and not action.startswith("deploy_"):
+        mg = info.multi_gpu
+        return HardwareMinimums(
+            action=action,
+            min_gpus=hw.min_gpus,
+            recommended_gpus=hw.recommended_gpus,
+            min_gpu_memory_gb=hw.min_gpu_memory_gb,
+            notes=hw.notes,
+            multi_gpu_keys=dict(mg.keys) if mg else {},
+            env=list(mg.env) if mg else [],
+        )
+    one = min(hw.min_gpus, 1)
+    return HardwareMinimums(action=action, min_gpus=one, recommended_gpus=max(one, 1), min_gpu_memory_gb=0, notes=hw.notes)

@@ -193,9 +193,11 @@ def select_checkpoint(
 
     1. Search ``results_dir/<rule.from_action>/`` (TAO writes ``results_dir/<action>/``), or
        ``results_dir`` itself when that sub-folder does not exist.
-    2. Drop files matching ``rule.avoid``. Drop ``*latest*`` files and ``latest_alias``
-       unless ``allow_latest`` or ``rule.allow_latest``; when allowed, a latest symlink is
-       replaced by its target.
+    2. Drop files matching ``rule.avoid`` (an explicit ``allow_latest=True`` exempts the latest
+       aliases themselves, so asking for ``*_latest`` works even where the rule avoids the
+       alias name; the file it stands for must still pass ``avoid``). Drop ``*latest*`` files
+       and ``latest_alias`` unless ``allow_latest`` or ``rule.allow_latest``; when allowed, a
+       latest symlink is replaced by its target.
     3. Take the ``rule.prefer`` globs in order; the first glob with a match (after the
        epoch/step filter) gives the candidates. With ``epoch=N``: files of epoch N, else of
        epoch N-1, because TAO names checkpoints by zero-indexed epoch (the file written after
@@ -228,7 +230,10 @@ def select_checkpoint(
     def is_alias(c: CheckpointFile) -> bool:
         return c.is_latest or (latest_alias is not None and fnmatch.fnmatch(c.name, latest_alias))
 
-    avoided = [c for c in considered if any(_matches(c, g, searched) for g in rule.avoid)]
+    # An explicit request (allow_latest=True) lifts the avoid globs from the alias files
+    # themselves (rules list "<net>_model_latest.pth" there so it never wins by default); the
+    # file an alias stands for must still pass them.
+    avoided = [c for c in considered if any(_matches(c, g, searched) for g in rule.avoid) and not (allow_latest and is_alias(c))]
     pool = [c for c in considered if c not in avoided]
     aliases = [c for c in pool if is_alias(c)]
     pool = [c for c in pool if not is_alias(c)]
@@ -241,8 +246,8 @@ def select_checkpoint(
                 if not target.is_file():
                     continue  # dangling latest link
                 t = _file(target)
-            if not any(_matches(t, g, searched) for g in rule.avoid):
-                alias_targets.append((a, t))
+            if (t is a and allow_latest) or not any(_matches(t, g, searched) for g in rule.avoid):
+                alias_targets.append((a, t))  # (a plain-file alias asked for explicitly is its own target)
 
     def pick(cands: list[CheckpointFile], glob: str | None, why: str) -> CheckpointChoice:
         best = max(cands, key=_sort_key)

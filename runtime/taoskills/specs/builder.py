@@ -5,7 +5,9 @@ Order of application (later wins, except that inference functions never overwrit
 value the caller set explicitly):
 
 1. the packaged spec template of the action (``references/spec_template_<action>.yaml``);
-2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``);
+2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``, and
+   ``carry_from_parent_as``: a key here taking the value of another key of the parent's spec,
+   e.g. the DINO distill teacher structure from the parent train job's ``model``);
 3. the skill's ``smoke_overrides`` when ``profile="smoke"``;
 4. data sources: dataset-role roots joined with ``ActionInfo.data_sources[*].path``;
    ``runtime: extracted_folder`` entries are staged (archive -> folder);
@@ -14,7 +16,13 @@ value the caller set explicitly):
 7. ``spec_params`` inference functions (TAO Core ``infer_params.py`` lineage):
    output_dir, key, parent_model, parent_model_folder, resume_model,
    ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
-8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed.
+8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed;
+9. template contradictions are resolved (``_fit_schedule``: MAE milestones beyond
+   ``train.num_epochs``), unless the caller set the values;
+10. ``ActionInfo.required_keys`` must hold a value (SpecError ``missing`` otherwise).
+
+Dataset roots may be local folders or URIs (``s3://bucket/prefix``): a URI is joined with
+``/`` and kept intact (staging it is the platform's job).
 
 Secrets: ``encryption_key`` is written as an OmegaConf env interpolation
 (``${oc.env:TAO_ENCRYPTION_KEY,tlt_encode}``) so the value travels by name only; TAO's
@@ -32,7 +40,7 @@ from typing import Any
 from taoskills.data import staging
 from taoskills.errors import Issue, SpecError
 from taoskills.jobs import checkpoints
-from taoskills.specs.dotted import delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.specs.dotted import copy_tree, delete_dotted, get_dotted, set_dotted, split_dotted
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
@@ -103,6 +111,7 @@ def build_spec(
     parent: ParentJob | None = None,
     resume_from: Path | None = None,
     pretrained_model: str | None = None,
+    pretrained_backbone: str | None = None,
     profile: str | None = None,
     stage: bool = True,
     cache_dir: Path | None = None,
@@ -115,23 +124,30 @@ def build_spec(
     in skill_info (e.g. ``images_train.tar.gz`` or ``images_train/``).
     ``parent``: the parent job (train for export/inference) for ``parent_model``
     and ``carry_from_parent``. ``resume_from``: a results_dir to resume from (``resume_model``).
-    ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
+    ``pretrained_model``: full-model weights; ``pretrained_backbone``: backbone-only weights.
+    TAO maps both keys to ``ptm_if_no_resume_model``; the key the skill's shorthand calls
+    ``pretrained_backbone`` (DINO ``model.pretrained_backbone_path``) takes the backbone
+    input, the others (``train.pretrained_model_path``) the full model, so each input goes
+    only to its own key. ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
 
-    Raises SpecError (bad keys, a required parent missing), StagingError (bad archive),
-    NotFound (no checkpoint matches the rule).
+    Raises SpecError (bad keys, a required parent missing, a ``required_keys`` value unset,
+    a pretrained input the action has no key for), StagingError (bad archive), NotFound (no
+    checkpoint matches the rule).
     """
     info = skill.info
     act = skill.action(action)
-    spec = copy.deepcopy(skill.template(action))
+    spec = copy_tree(skill.template(action))  # the cached template is shared: copy its containers only
     out = BuiltSpec(spec=spec)
     explicit: set[str] = set()
 
     if parent is not None:
-        for key in act.carry_from_parent:
-            value = get_dotted(parent.spec, key, default=_ABSENT)
+        pairs = [(k, k) for k in act.carry_from_parent] + list(act.carry_from_parent_as.items())
+        for key, source in pairs:
+            value = get_dotted(parent.spec, source, default=_ABSENT)
             if value is not _ABSENT:
                 set_dotted(spec, key, copy.deepcopy(value))
-                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}")
+                came = "" if source == key else f" (its {source})"
+                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}{came}")
 
     if profile == "smoke":
         for key, value in info.smoke_overrides.items():
@@ -163,14 +179,17 @@ def build_spec(
         parent=parent,
         resume_from=resume_from,
         pretrained_model=pretrained_model,
+        pretrained_backbone=pretrained_backbone,
     )
 
     for key in act.drop_keys:
         if delete_dotted(spec, key):
             out.notes.append(f"dropped {key} (not used by {action})")
 
+    _fit_schedule(info, spec, explicit, out)
     _stage_inputs(act, spec, out, cache_dir, stage=stage)
     _require_data_sources(act, spec, info.name)
+    _require_keys(act, spec, info.name, action)
     return out
 
 
@@ -209,9 +228,16 @@ def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str
         role = ds.source if ds.source in roots else ds.fallback
         if role not in roots:
             continue
-        path = str(Path(roots[role]).expanduser() / ds.path)
+        path = join_root(roots[role], ds.path)
         values[key] = [path] if ds.list else path
     return values
+
+
+def join_root(root: str, relative: str) -> str:
+    """``root`` + ``relative``: a URI (``s3://bucket/data``) joined with ``/`` and kept intact, a local path with ``Path``."""
+    if "://" in root:
+        return root.rstrip("/") + "/" + relative.lstrip("/")
+    return str(Path(root).expanduser() / relative)
 
 
 def _match_gpu_ids(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
@@ -267,10 +293,30 @@ def _apply_spec_params(
     parent: ParentJob | None,
     resume_from: Path | None,
     pretrained_model: str | None,
+    pretrained_backbone: str | None = None,
 ) -> None:
     info = skill.info
     act = skill.action(action)
     results_dir = Path(results_dir)
+    # TAO maps both pretrained keys to ptm_if_no_resume_model (TAO Core network_configs); the
+    # skill's shorthand names which key holds backbone-only weights (``pretrained_backbone``).
+    backbone_key = info.shorthand.get("pretrained_backbone")
+    ptm_keys = [k for k, f in act.spec_params.items() if f == "ptm_if_no_resume_model"]
+    for given, flag, ok in (
+        (pretrained_model, "pretrained_model", any(k != backbone_key for k in ptm_keys)),
+        (pretrained_backbone, "pretrained_backbone", backbone_key in ptm_keys),
+    ):
+        if given and not ok:
+            raise SpecError(
+                f"{info.name} {action} takes no {flag}",
+                field=flag,
+                fix=(
+                    f"this action's pretrained weights go to {', '.join(ptm_keys)}"
+                    if ptm_keys
+                    else "this action takes no pretrained weights"
+                )
+                + "; pass the matching input or set the spec key with an override",
+            )
     resume_path: str = ""
     if resume_from is not None:
         choice = checkpoints.select_checkpoint(
@@ -311,6 +357,11 @@ def _apply_spec_params(
         elif fn == "resume_model":
             value = resume_path
             reason = "newest full training checkpoint of the resumed job" if resume_path else "no resume checkpoint"
+        elif fn == "ptm_if_no_resume_model" and key == backbone_key:
+            if resume_path or not pretrained_backbone:
+                continue  # keep the template value (TAO: null = no backbone weights)
+            value = pretrained_backbone
+            reason = "backbone-only pretrained weights given by caller"
         elif fn == "ptm_if_no_resume_model":
             value = "" if resume_path else (pretrained_model or "")
             reason = (
@@ -358,6 +409,56 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
             else:
                 new_values.append(item)
         set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
+
+
+#: Schedule keys whose template values can exceed ``train.num_epochs`` (network -> key, the
+#: schedule length TAO's default values were written for). TAO Core 7.3.0 MAE ships
+#: ``milestones [88, 96]`` with ``num_epochs 10``: decay points at 88% and 96% of a 100-epoch
+#: run, which a 10-epoch run never reaches (constraint C9).
+_SCHEDULES: dict[str, tuple[str, int]] = {"mae": ("train.optim.milestones", 100)}
+
+
+def _fit_schedule(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
+    """Scale template milestones that lie beyond ``train.num_epochs`` to the same fractions of the run.
+
+    Only values the caller did not set (and only the ``_SCHEDULES`` keys) are changed; a note
+    records the change.
+    """
+    entry = _SCHEDULES.get(info.network_arch or "")
+    if entry is None:
+        return
+    key, length = entry
+    steps = get_dotted(spec, key, default=None)
+    epochs = get_dotted(spec, "train.num_epochs", default=None)
+    if key in explicit or not isinstance(steps, list) or not isinstance(epochs, int) or isinstance(epochs, bool):
+        return
+    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) or max(steps) <= epochs:
+        return
+    scaled = sorted({max(1, min(epochs, s * epochs // length)) for s in steps})
+    set_dotted(spec, key, scaled)
+    out.notes.append(f"{key} {steps} lie beyond train.num_epochs {epochs}; scaled to {scaled} (same fractions of the run)")
+
+
+def _require_keys(act, spec: dict, skill_name: str, action: str) -> None:
+    """``ActionInfo.required_keys`` must hold a value: not null, ``""``, ``"???"`` or a list of only those."""
+    issues = []
+    for key in act.required_keys:
+        if _blank(get_dotted(spec, key, default=None)):
+            issues.append(
+                Issue(
+                    field=key,
+                    reason=f"required for {skill_name} {action} and not set",
+                    fix=f"set {key} with an override (or the input that fills it: a parent job, data source or shorthand)",
+                    code="missing",
+                )
+            )
+    if issues:
+        raise SpecError(
+            f"{skill_name} {action}: required value(s) not set: {', '.join(i.field for i in issues)}",
+            issues=issues,
+            field=issues[0].field,
+            fix=issues[0].fix,
+        )
 
 
 def ds_folder_sibling(value: str) -> str | None:

@@ -1,6 +1,6 @@
 """TAO semantic constraints that can be checked on a spec alone (no data, no parent job).
 
-Catalogue: anchor_report_tao.md §4.5 (C1-C16). Each rule below cites its source. Rules run on
+Catalogue: anchor_report_tao.md §4.5 (C1-C16), plus C17 (Grounding DINO captions). Each rule below cites its source. Rules run on
 the *effective* spec: the schema's defaults with the caller's spec merged over them (what a
 TAO container sees after ``OmegaConf.merge(ExperimentConfig, spec)``), so a partial spec is
 judged together with the defaults it leaves in place. Values TAO resolves at load time
@@ -16,7 +16,6 @@ and the C11 checkpoint-stage rule beyond ``train.stage``.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable
@@ -72,9 +71,9 @@ def _deep_merge(base: Any, over: Any) -> Any:
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _deep_merge(base[k], v) if k in base else copy.deepcopy(v)
+            out[k] = _deep_merge(base[k], v) if k in base else v
         return out
-    return copy.deepcopy(over)
+    return over  # rules only read the effective spec: sharing the caller's values is safe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,8 +325,9 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
 
     Sources: [ext] NVIDIA skill bank MAE notes (inference requires a ``train.stage=finetune``
     checkpoint; ``num_classes`` matters only for finetune; keep ``input_size=224`` for
-    ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE schema default ``model.num_classes`` 1 vs
-    dataclass 1000 (anchor_report_tao.md §4.5 C11, §6 item 5).
+    ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE ``model.num_classes`` defaults to 1000
+    (ImageNet), so a finetune spec that does not set it trains a 1000-way head
+    (anchor_report_tao.md §4.5 C11, §6 item 5).
     """
     if ctx.network_arch != "mae":
         return []
@@ -341,11 +341,11 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
                 "set train.stage: finetune and use a checkpoint from a finetune job.",
             )
         )
-    if ctx.trains() and stage == "finetune" and _num(_get(ctx.spec, "model.num_classes")) == 1:
+    if ctx.trains() and stage == "finetune" and _get(ctx.given, "model.num_classes") is _NOT_SET:
         out.append(
             _warn(
                 "model.num_classes",
-                "finetune with model.num_classes 1 (the schema default; the TAO dataclass default is 1000).",
+                "finetune without model.num_classes: TAO's default 1000 (ImageNet) sizes the classifier head.",
                 "set model.num_classes to the number of classes in your dataset.",
             )
         )
@@ -407,6 +407,8 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
     def check(path: str, value: Any) -> None:
         values = value if isinstance(value, list) else [value]
         for i, v in enumerate(values):
+            if isinstance(v, str) and "://" in v:
+                continue  # a remote URI: the platform downloads and extracts it (TAO SDK runner)
             if isinstance(v, str) and v.lower().endswith(_ARCHIVE_SUFFIXES):
                 field = f"{path}[{i}]" if isinstance(value, list) else path
                 out.append(
@@ -429,7 +431,7 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
 
 
 def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
-    """C14: ``export.input_channel`` in {1, 3}; export/engine ``batch_size`` is -1 (dynamic) or >= 1; TRT min <= opt <= max batch.
+    """C14: ``export.input_channel`` in {1, 3}; export/engine batch sizes are -1 (dynamic) or >= 1; TRT min <= opt <= max batch.
 
     Sources: TAO Core 7.3.0 schemas (``export.input_channel`` ordered_int 1|3; ``batch_size``
     "-1 implies dynamic tensor shapes"); a TensorRT optimization profile needs
@@ -439,22 +441,20 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
     ch = _num(_get(ctx.spec, "export.input_channel"))
     if ctx.action == "export" and ch is not None and ch not in (1, 3):
         out.append(_err("export.input_channel", f"input_channel {ch} is not 1 or 3.", "use 3 (RGB) or 1 (grayscale)."))
-    for key in ("export.batch_size", "gen_trt_engine.batch_size"):
-        if not key.startswith(ctx.action or "-"):
-            continue
+    for key, dynamic, lowest in _dynamic_keys(ctx):
         b = _num(_get(ctx.spec, key))
-        if b is not None and b != -1 and b < 1:
+        if b is not None and b != dynamic and b < lowest:
             out.append(
                 _err(
                     key,
-                    f"{key} {b} is neither -1 (dynamic) nor a positive batch size.",
-                    f"set {key}: -1 for dynamic shapes or a size >= 1.",
+                    f"{key} {b} is neither {dynamic} (dynamic) nor a batch size >= {lowest}.",
+                    f"set {key}: {dynamic} for dynamic shapes or a size >= {lowest}.",
                 )
             )
     if ctx.action == "gen_trt_engine":
         t = "gen_trt_engine.tensorrt."
         lo, opt, hi = (_num(_get(ctx.spec, t + k)) for k in ("min_batch_size", "opt_batch_size", "max_batch_size"))
-        if None not in (lo, opt, hi) and not (lo <= opt <= hi):
+        if lo is not None and opt is not None and hi is not None and not (lo <= opt <= hi):
             out.append(
                 _err(
                     t + "opt_batch_size",
@@ -463,6 +463,34 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
                 )
             )
     return out
+
+
+def _dynamic_keys(ctx: _Ctx) -> list[tuple[str, float, float]]:
+    """(key, dynamic value, lowest real value) for the batch sizes this action reads as dynamic.
+
+    From the schema's ``x_tao_reads.dynamic`` (scripts/generate_schemas.py READER_RULES); without
+    an annotated schema, the action's own ``batch_size``.
+    """
+    if ctx.schema:
+        hit = _DYNAMIC_BY_ID.get(id(ctx.schema))
+        if hit is not None and hit[0] is ctx.schema:
+            return hit[1]
+    found: list[tuple[str, float, float]] = []
+    for key, node in _schema_nodes(ctx.schema or {}):
+        dyn = _num((node.get("x_tao_reads") or {}).get("dynamic"))
+        if dyn is not None:
+            lo = _num(node.get("minimum"))
+            found.append((key, dyn, max(1, lo) if lo is not None else 1))
+    if not found and ctx.action in ("export", "gen_trt_engine"):
+        found.append((f"{ctx.action}.batch_size", -1, 1))
+    if ctx.schema:
+        if len(_DYNAMIC_BY_ID) > 128:
+            _DYNAMIC_BY_ID.clear()
+        _DYNAMIC_BY_ID[id(ctx.schema)] = (ctx.schema, found)
+    return found
+
+
+_DYNAMIC_BY_ID: dict[int, tuple[dict, list[tuple[str, float, float]]]] = {}
 
 
 def c15_sampler(ctx: _Ctx) -> list[Issue]:
@@ -509,6 +537,38 @@ def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
     return out
 
 
+def c17_gdino_captions(ctx: _Ctx) -> list[Issue]:
+    """C17: Grounding DINO inference needs a non-empty ``dataset.infer_data_sources.captions`` list of non-empty strings.
+
+    The captions are the class vocabulary of text-prompted detection (position = label); an
+    empty list or an empty caption loads but fails when the text encoder tokenizes the prompt
+    (TAO Core 7.3.0 ``config/grounding_dino/dataset.py`` infer_data_sources: image_dir + captions).
+    Checked when the spec sets the key (a missing key is ``required_keys``' job).
+    """
+    if ctx.network_arch != "grounding_dino" or ctx.action != "inference":
+        return []
+    key = "dataset.infer_data_sources.captions"
+    caps = _get(ctx.given, key)
+    if caps is _NOT_SET or caps is None:
+        return []
+    if not isinstance(caps, list) or not caps:
+        return [
+            _err(
+                key, f"captions {caps!r} is not a non-empty list.", f'set {key}: ["car", "person", ...] (one caption per class).'
+            )
+        ]
+    blank = [i for i, c in enumerate(caps) if not isinstance(c, str) or not c.strip() or c == MISSING]
+    if blank:
+        return [
+            _err(
+                f"{key}[{blank[0]}]",
+                f"caption(s) at {blank} are empty; every caption names a class.",
+                f"give every entry of {key} a class name (or remove the empty ones).",
+            )
+        ]
+    return []
+
+
 RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
     c1_num_select,
     c2_interm_indices,
@@ -523,10 +583,26 @@ RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
     c14_batch_and_channels,
     c15_sampler,
     c16_dropped_keys,
+    c17_gdino_captions,
 )
 
 
-def _schema_nodes(schema: dict, prefix: str = ""):
+_NODES_BY_ID: dict[int, tuple[dict, list[tuple[str, dict]]]] = {}
+
+
+def _schema_nodes(schema: dict) -> list[tuple[str, dict]]:
+    """(dotted key, node) for every node of a schema; cached per schema object (schemas are read-only)."""
+    hit = _NODES_BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    nodes = list(_walk_schema(schema))
+    if len(_NODES_BY_ID) > 128:
+        _NODES_BY_ID.clear()
+    _NODES_BY_ID[id(schema)] = (schema, nodes)
+    return nodes
+
+
+def _walk_schema(schema: dict, prefix: str = ""):
     props = schema.get("properties")
     if not isinstance(props, dict):
         return
@@ -534,7 +610,7 @@ def _schema_nodes(schema: dict, prefix: str = ""):
         if isinstance(v, dict):
             path = f"{prefix}.{k}" if prefix else k
             yield path, v
-            yield from _schema_nodes(v, path)
+            yield from _walk_schema(v, path)
 
 
 @lru_cache(maxsize=64)
@@ -583,7 +659,7 @@ def check_constraints(
         schema = packaged_schema(network_arch, action, container)
     given = spec if isinstance(spec, dict) else {}
     default = schema.get("default") if isinstance(schema, dict) else None
-    effective = _deep_merge(default, given) if isinstance(default, dict) else copy.deepcopy(given)
+    effective = _deep_merge(default, given) if isinstance(default, dict) else given
     ctx = _Ctx(network_arch, action, container, effective, given, schema)
     issues: list[Issue] = []
     for rule in RULES:

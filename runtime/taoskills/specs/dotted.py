@@ -124,6 +124,15 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def copy_tree(tree: Any) -> Any:
+    """Copy of a spec tree (dicts and lists copied, scalars shared): ``copy.deepcopy`` for YAML/JSON data, faster."""
+    if isinstance(tree, dict):
+        return {k: copy_tree(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [copy_tree(v) for v in tree]
+    return tree
+
+
 def merged(base: dict, overrides: dict[str, Any]) -> dict:
     """A deep copy of ``base`` with each dotted override applied."""
     tree = copy.deepcopy(base)

@@ -5,7 +5,9 @@ The schemas under ``skills/<skill>/schemas/`` are what TAO Core 7.3.0's generato
 ``Infinity``, enums are ``enum``. TAO's own validator (``nvidia_tao_core/api_utils/
 json_schema_validation.py``) compares those types with JSON-Schema names and so never checks
 types (anchor_report_tao.md §6 item 6). Here the schema is converted to standard JSON Schema
-(draft 2020-12) and checked with ``jsonschema``; the result is a list of
+(draft 2020-12), compiled once per schema, and checked with ``jsonschema``; a compiled
+``fastjsonschema`` validator of the same schema is the fast path (a spec it accepts has no
+schema error, so ``jsonschema`` runs only to word the errors of a spec that fails); the result is a list of
 :class:`taoskills.errors.Issue`, each naming the dotted field, the reason and the fix.
 
 Type mapping (TAO value type -> JSON Schema):
@@ -20,8 +22,15 @@ Type mapping (TAO value type -> JSON Schema):
   own default lies outside its bounds (TAO Core 7.3.0 nvdinov2 ``export.batch_size``: default
   -1 = dynamic, minimum 0) the bound is widened to the default, because the container
   accepts it (OmegaConf does not check bounds);
-* ``null`` is accepted only where the schema has no default or a ``null`` default (OmegaConf
-  rejects ``None`` for non-Optional fields).
+* ``null`` is accepted where the field is ``Optional`` in TAO Core's dataclass (the generator's
+  ``x_tao_nullable``), or the node has no default or a ``null`` default (OmegaConf rejects
+  ``None`` for non-Optional fields);
+* list items: ``x_tao_items`` (the generator's item schema of ``List[<dataclass>]`` /
+  ``List[int]`` ... fields) becomes ``items``, so ``distill.bindings[0]`` is checked key by key
+  as OmegaConf's structured merge checks it;
+* ``x_tao_reads`` (how TAO reads a value, from the generator's ``READER_RULES``):
+  ``enum_case: insensitive`` compares enum values case-insensitively (TAO Deploy lower-cases
+  ``tensorrt.data_type``); ``dynamic: -1`` accepts -1 (dynamic batch) below the bound.
 
 Values that TAO resolves at load time are not type-checked: ``"???"`` (Hydra MISSING; reported
 as "required value not set" only with ``require_complete=True``) and strings holding an
@@ -41,6 +50,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from jsonschema import Draft202012Validator
 
@@ -97,7 +107,8 @@ def _child_props(node: dict) -> dict[str, dict]:
 def _convert(node: dict) -> dict:
     tao_type = node.get("type")
     default = node.get("default")
-    nullable = "default" not in node or default is None
+    nullable = bool(node.get("x_tao_nullable")) or "default" not in node or default is None
+    reads = node.get("x_tao_reads") or {}
     out: dict[str, Any]
     if "anyOf" in node and tao_type is None:
         out = {"anyOf": [_convert(b) for b in node["anyOf"]]}
@@ -110,6 +121,9 @@ def _convert(node: dict) -> dict:
             out["additionalProperties"] = False
     elif tao_type in _LIST_TYPES:
         out = {"type": "array"}
+        items = node.get("x_tao_items")
+        if isinstance(items, dict) and (conv := _convert({**items, "default": {}})):
+            out["items"] = conv
     elif tao_type in ("categorical", "ordered"):
         out = {"enum": list(node["enum"])} if node.get("enum") else {"type": "string"}
     elif tao_type == "ordered_int":
@@ -125,10 +139,12 @@ def _convert(node: dict) -> dict:
     else:  # unknown TAO type: accept anything rather than guess
         out = {}
     if out.get("type") in ("integer", "number"):
-        lo, hi = node.get("minimum"), node.get("maximum")
-        if _finite(default):
-            lo = min(lo, default) if _finite(lo) else lo
-            hi = max(hi, default) if _finite(hi) else hi
+        lo: Any = node.get("minimum")
+        hi: Any = node.get("maximum")
+        for v in (default, reads.get("dynamic")):
+            if _finite(v):
+                lo = min(lo, v) if _finite(lo) else lo
+                hi = max(hi, v) if _finite(hi) else hi
         if _finite(lo):
             out["minimum"] = lo
         if _finite(hi):
@@ -141,7 +157,10 @@ def _convert(node: dict) -> dict:
     return out
 
 
-_CACHE: dict[str, tuple[dict, Draft202012Validator]] = {}
+_CACHE: dict[str, tuple[dict, Draft202012Validator, Any]] = {}
+# Schema objects seen before (catalog schemas are loaded once and shared): id -> (the schema
+# itself, to guard against id reuse, compiled form, node index). Saves hashing the schema per call.
+_BY_ID: dict[int, tuple[dict, tuple[dict, Draft202012Validator, Any], dict[tuple, dict]]] = {}
 
 
 def _digest(tao_schema: dict) -> str:
@@ -159,7 +178,41 @@ _TaoValidator = jsonschema.validators.extend(
 )
 
 
-def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
+def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
+    """(JSON Schema, ``jsonschema`` validator that reports every error, ``fastjsonschema`` gate)."""
+    return _entry(tao_schema)[1]
+
+
+def _entry(tao_schema: dict) -> tuple[dict, tuple[dict, Draft202012Validator, Any], dict[tuple, dict]]:
+    """Cached (schema, compiled validator, node index) for a schema object (by identity, then content)."""
+    hit = _BY_ID.get(id(tao_schema))
+    if hit is not None and hit[0] is tao_schema:
+        return hit
+    entry = (tao_schema, _compile(tao_schema), _index(tao_schema))
+    if len(_BY_ID) > 128:
+        _BY_ID.clear()
+    _BY_ID[id(tao_schema)] = entry
+    return entry
+
+
+def _index(tao_schema: dict) -> dict[tuple, dict]:
+    """Path (keys, with ``[]`` for a list item) -> schema node, for every node of the schema."""
+    out: dict[tuple, dict] = {}
+
+    def walk(node: dict, path: tuple) -> None:
+        for k, v in _child_props(node).items():
+            out[path + (k,)] = v
+            walk(v, path + (k,))
+        items = node.get("x_tao_items")
+        if isinstance(items, dict):
+            out[path + ("[]",)] = items
+            walk(items, path + ("[]",))
+
+    walk(tao_schema, ())
+    return out
+
+
+def _compile(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
     key = _digest(tao_schema)
     hit = _CACHE.get(key)
     if hit is None:
@@ -169,7 +222,8 @@ def _compiled(tao_schema: dict) -> tuple[dict, Draft202012Validator]:
             "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
             "additionalProperties": False,
         }
-        hit = (root, _TaoValidator(root))
+        gate = fastjsonschema.compile({k: v for k, v in root.items() if k != "$schema"})  # same keywords in draft 7
+        hit = (root, _TaoValidator(root), gate)
         if len(_CACHE) > 128:
             _CACHE.clear()
         _CACHE[key] = hit
@@ -218,18 +272,26 @@ def _fmt_path(parts: Iterable[Any]) -> str:
 
 
 def _node_at(tao_schema: dict, parts: list[Any]) -> dict | None:
-    node: dict | None = tao_schema
-    for p in parts:
-        if isinstance(p, int) or node is None:
-            return None
-        node = _child_props(node).get(p)
-    return node
+    """Schema node at a spec path (``[0]`` steps into ``x_tao_items``); the root for ``[]``; None if unknown."""
+    if not parts:
+        return tao_schema
+    return _entry(tao_schema)[2].get(tuple("[]" if isinstance(p, int) else p for p in parts))
+
+
+def _canonical_enum(node: dict, value: Any) -> Any:
+    """``value`` spelled as the enum member TAO matches it to (``x_tao_reads.enum_case: insensitive``)."""
+    if not isinstance(value, str) or (node.get("x_tao_reads") or {}).get("enum_case") != "insensitive":
+        return value
+    for option in node.get("enum") or ():
+        if isinstance(option, str) and option.lower() == value.strip().lower():
+            return option
+    return value
 
 
 def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
     """What OmegaConf does with ``value`` for this node's type when it converts silently."""
     tao_type = node.get("type")
-    jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(tao_type)
+    jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(str(tao_type))
     if jtype == "integer" and isinstance(value, str):
         try:
             return True, int(value.strip())
@@ -243,8 +305,8 @@ def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
     if jtype == "boolean":
         if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
             return True, _BOOL_WORDS[value.strip().lower()]
-        if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
-            return True, bool(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, value != 0  # OmegaConf BooleanNode: any int, 0 is false
     if jtype == "string" and not node.get("enum") and isinstance(value, (int, float, bool)):
         return True, str(value)
     return False, value
@@ -252,34 +314,62 @@ def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
 
 def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], notes: list[Issue]) -> Any:
     """Copy of ``spec`` without MISSING/interpolated leaves and with OmegaConf's silent conversions."""
+    return _prep(
+        _entry(tao_schema)[2], spec, tuple(parts), tuple("[]" if isinstance(p, int) else p for p in parts), missing, notes
+    )
+
+
+def _prep(index: dict[tuple, dict], spec: Any, parts: tuple, norm: tuple, missing: list[str], notes: list[Issue]) -> Any:
+    """:func:`_prepare` on a subtree: ``parts`` is its spec path, ``norm`` the same with ``[]`` for list indices."""
     if isinstance(spec, dict):
         out = {}
         for k, v in spec.items():
-            sub = parts + [k]
             if v == MISSING:
-                missing.append(_fmt_path(sub))
+                missing.append(_fmt_path(parts + (k,)))
                 continue
             if isinstance(v, str) and _INTERPOLATION.search(v):
                 continue
-            node = _node_at(tao_schema, sub)
-            if node is not None and not isinstance(v, (dict, list)) and v is not None:
-                changed, new = _coerce(node, v)
-                if changed:
-                    field = _fmt_path(sub)
-                    notes.append(
-                        Issue(
-                            field,
-                            f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
-                            f"write {field}: {json.dumps(new)} with the right type (YAML reads 1e-4 as a string; write 1.0e-4)",
-                            code="warning",
-                        )
-                    )
-                    v = new
-            out[k] = _prepare(tao_schema, v, sub, missing, notes)
+            nsub = norm + (k,)
+            if isinstance(v, (dict, list)):
+                out[k] = _prep(index, v, parts + (k,), nsub, missing, notes)
+            else:
+                out[k] = _leaf(index.get(nsub), parts + (k,), v, notes, missing)
         return out
     if isinstance(spec, list):
-        return [_prepare(tao_schema, v, parts + [i], missing, notes) for i, v in enumerate(spec)]
+        nsub = norm + ("[]",)
+        node = index.get(nsub)
+        return [
+            _prep(index, v, parts + (i,), nsub, missing, notes)
+            if isinstance(v, (dict, list))
+            else _leaf(node, parts + (i,), v, notes, missing)
+            for i, v in enumerate(spec)
+        ]
     return spec
+
+
+_FLOAT_FOR_INT = "<float for int>"  # marker in ``missing``: the fast gate cannot see it (10.0 is a JSON integer)
+
+
+def _leaf(node: dict | None, sub: tuple, v: Any, notes: list[Issue], missing: list[str]) -> Any:
+    """A scalar as TAO reads it: enum spelling (case-insensitive fields) and OmegaConf's silent conversions."""
+    if node is None or v is None:
+        return v
+    if isinstance(v, float) and node.get("type") in ("int", "integer", "ordered_int"):
+        missing.append(_FLOAT_FOR_INT)
+    v = _canonical_enum(node, v)
+    changed, new = _coerce(node, v)
+    if changed:
+        field = _fmt_path(sub)
+        notes.append(
+            Issue(
+                field,
+                f"{v!r} is a {type(v).__name__}; TAO (OmegaConf) converts it to {new!r}.",
+                f"write {field}: {json.dumps(new)} with the right type (YAML reads 1e-4 as a string; write 1.0e-4)",
+                code="warning",
+            )
+        )
+        v = new
+    return v
 
 
 def _did_you_mean(tao_schema: dict, parent: list[Any], key: str) -> tuple[str, str]:
@@ -376,6 +466,15 @@ def _issue_from_error(tao_schema: dict, err: jsonschema.ValidationError) -> list
     return [Issue(field, err.message, f"fix {field} to satisfy the schema{dflt}.", code="invalid")]
 
 
+def _passes(gate: Any, instance: Any) -> bool:
+    """True when the compiled ``fastjsonschema`` gate accepts ``instance`` (then ``jsonschema`` has nothing to report)."""
+    try:
+        gate(instance)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def _resolve(tao_schema: dict, network_arch: str | None, action: str | None) -> tuple[str | None, str | None, str]:
     meta = tao_schema.get("x_tao_schema") or {}
     container = meta.get("container") or ("deploy" if (action or "").startswith("deploy_") else "train")
@@ -467,8 +566,11 @@ def validate_spec(
     missing: list[str] = []
     notes: list[Issue] = []
     prepared = _prepare(schema, spec, [], missing, notes)
-    _, validator = _compiled(schema)
-    errors = sorted(validator.iter_errors(prepared), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    _, validator, gate = _compiled(schema)
+    errors: list[jsonschema.ValidationError] = []
+    if _FLOAT_FOR_INT in missing or not _passes(gate, prepared):
+        errors = sorted(validator.iter_errors(prepared), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    missing = [m for m in missing if m != _FLOAT_FOR_INT]
     issues: list[Issue] = []
     for err in errors:
         issues.extend(_issue_from_error(schema, err))
@@ -478,13 +580,13 @@ def validate_spec(
     if network_arch:
         # Judge cross-field rules without the values the schema already rejected (their
         # defaults stand in), so one bad value gives one message, not a cascade.
-        clean = copy.deepcopy(spec)
-        for i in issues:
-            if i.code in ("type", "enum", "bound", "pattern", "invalid"):
-                try:
-                    delete_dotted(clean, i.field)
-                except SpecError:  # a key that is not dotted-safe: leave it, rules skip bad types
-                    pass
+        rejected = [i for i in issues if i.code in ("type", "enum", "bound", "pattern", "invalid")]
+        clean = copy.deepcopy(spec) if rejected else spec
+        for i in rejected:
+            try:
+                delete_dotted(clean, i.field)
+            except SpecError:  # a key that is not dotted-safe: leave it, rules skip bad types
+                pass
         for issue in constraints.check_constraints(network_arch, tao_action, clean, schema=schema, container=container):
             if issue.field not in bad_fields:
                 issues.append(issue)

@@ -100,6 +100,7 @@ PARENT = typer.Option(None, "--parent", help="parent job id (train job for infer
 PROFILE = typer.Option(None, "--profile", help="'smoke' applies the skill's small, representative overrides")
 RESUME = typer.Option(None, "--resume", help="job id whose training to resume (train only; picks its model_epoch_* file)")
 PTM = typer.Option(None, "--pretrained", help="pretrained model file for train (used only when not resuming)")
+PTB = typer.Option(None, "--pretrained-backbone", help="backbone-only pretrained weights for train (DINO, Grounding DINO)")
 
 
 def _build_kwargs(
@@ -110,6 +111,7 @@ def _build_kwargs(
     profile: str | None,
     resume: str | None = None,
     pretrained: str | None = None,
+    pretrained_backbone: str | None = None,
 ) -> dict:
     return dict(
         overrides=_parse_pairs(set_, "--set"),
@@ -119,6 +121,7 @@ def _build_kwargs(
         profile=profile,
         resume_job_id=resume,
         pretrained_model=pretrained,
+        pretrained_backbone=pretrained_backbone,
     )
 
 
@@ -186,11 +189,14 @@ def spec_build(
     profile: str | None = PROFILE,
     resume: str | None = RESUME,
     pretrained: str | None = PTM,
+    pretrained_backbone: str | None = PTB,
     output: Path | None = typer.Option(None, "-o", "--output", help="write the spec YAML here"),
     as_json: bool = JSON,
 ) -> None:
     """Build a spec from the template, shorthand, overrides, data sources and a parent job."""
-    result = _service().build_spec(skill, action, **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained))
+    result = _service().build_spec(
+        skill, action, **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained, pretrained_backbone)
+    )
     if output:
         output.write_text(result.spec_yaml)
         err.print(f"spec written to {output}")
@@ -265,6 +271,7 @@ def run(
     profile: str | None = PROFILE,
     resume: str | None = RESUME,
     pretrained: str | None = PTM,
+    pretrained_backbone: str | None = PTB,
     automl_policy: str | None = typer.Option(None, help="on | off | auto (train only; default on)"),
     request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
     engine: str = "builtin",
@@ -281,7 +288,7 @@ def run(
         request_text=request,
         engine=engine,
         platform=platform,
-        **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained),
+        **_build_kwargs(set_, shorthand, data, parent, profile, resume, pretrained, pretrained_backbone),
     )
     err.print(
         f"launched [bold]{handle.job_id}[/] ({handle.skill} {handle.action}, engine {handle.engine}); log: {handle.log_path}"

@@ -336,6 +336,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         ] = None,
         resume_job_id: Annotated[str | None, Field(description="job whose full training checkpoint to resume from")] = None,
         pretrained_model: Annotated[str | None, Field(description="path of a pretrained model file to start from")] = None,
+        pretrained_backbone: Annotated[
+            str | None, Field(description="path of backbone-only pretrained weights (DINO, Grounding DINO)")
+        ] = None,
         profile: Annotated[
             str | None, Field(description="'smoke' applies the skill's small validation-run settings; default none")
         ] = None,
@@ -367,6 +370,7 @@ def build_server(service: Service | None = None) -> MCPServer:
                 parent_job_id=parent_job_id,
                 resume_job_id=resume_job_id,
                 pretrained_model=pretrained_model,
+                pretrained_backbone=pretrained_backbone,
                 profile=profile,
                 stage=stage,
             ),
@@ -441,6 +445,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         ] = None,
         resume_job_id: Annotated[str | None, Field(description="job to resume training from")] = None,
         pretrained_model: Annotated[str | None, Field(description="path of a pretrained model file")] = None,
+        pretrained_backbone: Annotated[
+            str | None, Field(description="path of backbone-only pretrained weights (DINO, Grounding DINO)")
+        ] = None,
         profile: Annotated[str | None, Field(description="'smoke' for a small validation run")] = None,
         automl_policy: Annotated[
             str | None,
@@ -475,6 +482,7 @@ def build_server(service: Service | None = None) -> MCPServer:
                 parent_job_id=parent_job_id,
                 resume_job_id=resume_job_id,
                 pretrained_model=pretrained_model,
+                pretrained_backbone=pretrained_backbone,
                 profile=profile,
                 automl_policy=automl_policy,
                 request_text=request_text,
