@@ -385,3 +385,30 @@ def test_cli_pretrained_backbone_flag_reaches_the_builder(tmp_path, monkeypatch)
     spec = json.loads(res.stdout)["spec"]
     assert spec["model"]["pretrained_backbone_path"] == "/w/fan.pth"
     assert spec["train"]["pretrained_model_path"] == "/w/dino.pth"
+
+
+def test_folder_of_photos_given_directly_as_the_dataset_role(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    skill = CATALOG.get("tao-train-nvdinov2")
+    photos = tmp_path / "myphotos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"p{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0fake")
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", data_sources={"train_datasets": str(photos)})
+    assert built.spec["dataset"]["train_dataset"]["images_dir"] == str(photos)
+
+
+def test_zip_archive_with_the_same_stem_is_found_and_staged_in_the_cache(tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    skill = CATALOG.get("tao-train-nvdinov2")
+    root = tmp_path / "train"
+    root.mkdir()
+    with zipfile.ZipFile(root / "images_train.zip", "w") as z:
+        z.writestr("a.jpg", b"\xff\xd8\xff\xe0fake")
+    built = build_spec(skill, "train", results_dir=tmp_path / "r", data_sources={"train_datasets": str(root)})
+    folder = Path(built.spec["dataset"]["train_dataset"]["images_dir"])
+    assert (folder / "a.jpg").exists()
+    assert (tmp_path / "home") in folder.parents  # extracted into the staging cache, not beside the archive
+    assert not (root / "images_train").exists()

@@ -228,7 +228,10 @@ def _data_source_values(act, roots: dict[str, str], skill_name: str) -> dict[str
         role = ds.source if ds.source in roots else ds.fallback
         if role not in roots:
             continue
-        path = join_root(roots[role], ds.path)
+        # one resolver for every rule (folder, archive, <stem>/ folder, same-stem archive, images
+        # directly in the root): data/staging.py. Archives are extracted later by _stage_inputs.
+        resolved = staging.resolve_data_source(roots[role], ds, field=key, stage=False, strict=False)
+        path = resolved.path if resolved.rule != "not_found" else join_root(roots[role], ds.path)
         values[key] = [path] if ds.list else path
     return values
 
@@ -397,17 +400,14 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
         values = value if isinstance(value, list) else [value]
         new_values = []
         for item in values:
-            if isinstance(item, str) and "://" in item:
+            if not isinstance(item, str) or not item or "://" in item:
                 new_values.append(item)  # remote URI: staged by the platform that runs the job
-            elif isinstance(item, str) and (sibling := ds_folder_sibling(item)):
-                new_values.append(sibling)  # already extracted beside the archive name
-            elif stage and isinstance(item, str) and staging.is_archive(item) and Path(item).exists():
-                # (a missing archive is left as it is: preflight reports missing data)
-                staged = staging.stage(item, field=key, cache_dir=cache_dir)
-                out.staged[key] = {"source": str(staged.source), "path": str(staged.path), "extracted": staged.extracted}
-                new_values.append(str(staged.path))
-            else:
-                new_values.append(item)
+                continue
+            # a missing path is left as it is: preflight reports missing data
+            r = staging.resolve_spec_path(item, field=key, stage=stage, cache_dir=cache_dir, strict=False)
+            if r.extracted or (r.rule == "archive" and not r.pending):
+                out.staged[key] = {"source": r.source, "path": r.path, "extracted": r.extracted}
+            new_values.append(r.path)
         set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
 
 
@@ -459,15 +459,6 @@ def _require_keys(act, spec: dict, skill_name: str, action: str) -> None:
             field=issues[0].field,
             fix=issues[0].fix,
         )
-
-
-def ds_folder_sibling(value: str) -> str | None:
-    """``.../images_train.tar.gz`` that does not exist but whose extracted folder does -> that folder."""
-    path = Path(value)
-    if path.exists() or not staging.is_archive(value):
-        return None
-    folder = path.with_name(staging.archive_stem(path))
-    return str(folder) if folder.is_dir() else None
 
 
 def _require_data_sources(act, spec: dict, skill_name: str) -> None:
