@@ -12,6 +12,7 @@ at the top), so the torch-free CI step can run everything else.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from taoskills.jobs.store import JobStore
 
 TESTS_DIR = Path(__file__).resolve().parent
+_TORCH_MODULE = re.compile(r"^pytestmark\s*=.*pytest\.mark\.torch", re.MULTILINE)
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -26,7 +28,7 @@ def pytest_ignore_collect(collection_path, config):
     if "nottorch" not in expr or collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
         return None
     text = collection_path.read_text(encoding="utf-8")
-    return True if "pytestmark = pytest.mark.torch" in text or "pytestmark = [pytest.mark.torch" in text else None
+    return True if _TORCH_MODULE.search(text) else None
 
 
 @pytest.fixture()

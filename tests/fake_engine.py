@@ -112,7 +112,7 @@ def install() -> registry.EngineNetwork:
         raise RuntimeError("nvdinov2 is not registered")
     if not real.extra.get("fake"):
         _REAL = real
-    fake = replace(real, runner=_runner, requires=(), extra={**real.extra, "fake": True})
+    fake = replace(real, runner=_runner, requires=("omegaconf",), extra={**real.extra, "fake": True})
     return registry.register(fake, replace=True)
 
 
@@ -129,7 +129,7 @@ def write_tiny_images(folder: Path, n: int, size: int = 16) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):
-        rows = b"".join(b"\0" + bytes(((x * 7 + y * 3 + i * 31) % 256 for x in range(size * 3))) for y in range(size))
+        rows = b"".join(b"\0" + bytes((x * 7 + y * 3 + i * 31) % 256 for x in range(size * 3)) for y in range(size))
 
         def chunk(kind: bytes, data: bytes) -> bytes:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from taoskills.bank.routing import load_near_misses
@@ -85,8 +84,7 @@ def test_cases_file_shape() -> None:
 
 def test_every_action_of_every_model_skill_is_covered() -> None:
     infos = _skill_infos()
-    if not infos:
-        pytest.skip("no skill_info.yaml in skills/ yet")
+    assert infos, "no skill_info.yaml in skills/"
     cases = _cases()
     for name, info in infos.items():
         if info.get("kind", "model") != "model":
@@ -100,8 +98,7 @@ def test_every_action_of_every_model_skill_is_covered() -> None:
 
 def test_routing_evals_meet_thresholds() -> None:
     why = _catalog_ready()
-    if why:
-        pytest.skip(why)
+    assert not why, why
     args = [f"{k}={v}" for k, v in THRESHOLDS.items()]
     proc = _run("--json", *args)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -115,8 +112,7 @@ def test_routing_evals_meet_thresholds() -> None:
 
 
 def test_threshold_failure_exits_nonzero(tmp_path: Path) -> None:
-    if not _skill_infos():
-        pytest.skip("no skill_info.yaml in skills/ yet")
+    assert _skill_infos(), "no skill_info.yaml in skills/"
     # one deliberately wrong case: precision cannot reach 1.0
     bad = [
         {"text": "train DINO on COCO", "skill": "tao-train-mask-auto-encoder", "action": "train"},
@@ -141,8 +137,7 @@ def test_unreadable_cases_exit_2(tmp_path: Path) -> None:
 def test_held_out_cases_route_well() -> None:
     """Cases written after tuning (evals/routing_holdout.yaml): a generalisation check."""
     why = _catalog_ready()
-    if why:
-        pytest.skip(why)
+    assert not why, why
     proc = _run(
         "--json",
         "--cases",

@@ -174,7 +174,9 @@ def test_host_issues_rules():
 def test_fp16_on_a_cpu_host_is_caught_before_launch(svc, photos, monkeypatch):
     from taoskills.platforms import hostchecks
 
-    no_gpu = hostchecks.CheckResult(name="host.gpu", ok=True, severity="info", message="no GPU", details={"cuda": False, "gpus": 0})
+    no_gpu = hostchecks.CheckResult(
+        name="host.gpu", ok=True, severity="info", message="no GPU", details={"cuda": False, "gpus": 0}
+    )
     monkeypatch.setattr(hostchecks, "check_nvidia_smi", lambda severity: no_gpu)
     with pytest.raises(PreflightError) as exc:
         svc.launch_job(
