@@ -349,7 +349,7 @@ class Service:
         self.store.create(record)
         try:  # submit
             (workdir / "spec.yaml").write_text(ctx.spec_yaml)
-            write_runner(ctx, record.script_path)
+            write_runner(ctx, workdir / "run.sh")
             backend_id = plat.submit(record)
         except Exception as exc:  # the record exists: mark it, never lose it
             self.store.update_status(job_id, "ERROR", failure={"summary": f"launch failed: {exc}", "fault": "infrastructure"})

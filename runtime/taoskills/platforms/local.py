@@ -88,7 +88,7 @@ class LocalArtifacts:
     """A job's results and log on this host's disk (``record.results_dir``, ``record.log_path``)."""
 
     def __init__(self, record: JobRecord) -> None:
-        self.results_dir = Path(record.results_dir)
+        self.results_dir = Path(record.results_dir or record.workdir or ".")
         self.log_path = Path(record.log_path) if record.log_path else None
 
     def read_bytes(self, relpath: str) -> bytes | None:

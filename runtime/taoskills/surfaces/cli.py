@@ -362,7 +362,9 @@ def serve(
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
     from taoskills.surfaces import mcp as mcp_server
 
-    mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)
+    if transport not in ("stdio", "streamable-http"):
+        raise typer.BadParameter("use stdio or streamable-http", param_hint="--transport")
+    mcp_server.run(transport=transport, host=host, port=port, allow_remote=allow_remote)  # type: ignore[arg-type]
 
 
 @app.command()
