@@ -249,3 +249,68 @@ def test_placement_prefers_an_engine_that_implements_the_action(monkeypatch, tmp
     with pytest.raises(NotSupported) as exc:
         placement.require(info, "train", engine=None, platform="local")
     assert exc.value.fix == where.next
+
+
+def test_list_jobs_polls_once_per_platform(tmp_path, monkeypatch):
+    from taoskills.jobs.store import JobRecord
+
+    calls = []
+
+    class Counting(DummyPlatform):
+        name = "countplat"
+
+        def poll(self, record):
+            raise AssertionError("list_jobs must use poll_many")
+
+        def poll_many(self, records):
+            records = list(records)
+            calls.append(sorted(r.job_id for r in records))
+            return {r.job_id: PlatformState(state="RUNNING") for r in records}
+
+        def artifacts(self, record):
+            return platforms.get_platform("local").artifacts(record)
+
+    platforms.register("countplat", Counting)
+    try:
+        svc = Service(home=tmp_path / "home")
+        for i in range(3):
+            svc.store.create(
+                JobRecord(
+                    job_id=f"job-{i}",
+                    skill="tao-train-nvdinov2",
+                    network_arch="nvdinov2",
+                    action="train",
+                    platform="countplat",
+                    engine="builtin",
+                    status="RUNNING",
+                    spec={},
+                    results_dir=str(tmp_path / f"r{i}"),
+                    workdir=str(tmp_path / f"w{i}"),
+                    log_path=str(tmp_path / f"w{i}" / "log.txt"),
+                )
+            )
+        jobs = svc.list_jobs()
+        assert calls == [["job-0", "job-1", "job-2"]] and {j.status for j in jobs} == {"RUNNING"}
+    finally:
+        platforms.unregister("countplat")
+
+
+def test_status_read_through_an_artifact_reader(tmp_path):
+    """monitor.progress_from reads status lines from a platform's reader (here: a dict, as object storage would)."""
+    from taoskills.jobs import monitor
+
+    blobs = {
+        "train/status.json": b'{"status": "STARTED", "message": "Starting"}\n{"status": "RUNNING", "epoch": 1, "max_epoch": 3, "kpi": {"train_loss": 2.5}}\n'
+    }
+    s = monitor.progress_from(blobs.get, "train")
+    assert s.exists and s.epoch == 1 and s.max_epoch == 3 and s.kpis == {"train_loss": 2.5}
+    assert not monitor.progress_from(blobs.get, "export").exists
+    root = {"status.json": b'{"status": "SUCCESS"}\n'}
+    assert monitor.progress_from(root.get, "export").finished
+
+
+def test_local_platform_refuses_remote_inputs_and_owns_the_policy(tmp_path):
+    local = platforms.get_platform("local")
+    [check] = local.check_input("dataset.train_dataset.images_dir", "s3://bucket/images")
+    assert not check.ok and check.name == "remote_input" and "local" in check.message and check.fix
+    assert all(c.ok for c in DummyPlatform().check_input("dataset.train_dataset.images_dir", "s3://bucket/images"))
