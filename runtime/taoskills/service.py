@@ -223,7 +223,7 @@ class Service(JobsMixin):
             return engine_registry.get_engine(engine)
         where = placement.place(sk.info, action, platform=platform)
         pick = where.engine or next((o.engine for o in where.options if o.fix == where.next), None)
-        return engine_registry.get_engine(pick or "builtin")
+        return engine_registry.get_engine(pick or next(iter(engine_registry.engines())))
 
     def _preflight(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform) -> pf.PreflightReport:
         data, host = self._checks(sk, action, spec, eng, plat)

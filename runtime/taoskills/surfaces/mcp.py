@@ -319,7 +319,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         """Build a complete spec for skill/action: template + parent-job carry + profile + data
         sources + shorthand + overrides + TAO inference rules. Returns the spec (dict and YAML), what
         was inferred or staged and why, notes, and validation issues (valid=false with issues listed;
-        nothing raised for those, so you see all problems at once). Launches nothing.
+        nothing raised for those, so you see all problems at once), and runs_here: which runtime
+        engines/platforms can run this action on this host, or 'next', the one thing to do. Launches nothing.
 
         Not read-only: with stage=true it may extract dataset archives into the runtime's staging
         cache (<TAO_SKILLS_HOME>/staging); the user's data is never modified and a repeat call reuses
