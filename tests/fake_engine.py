@@ -11,8 +11,8 @@ host rules and the engine CLI are the real ones, so everything up to the engine 
 How it is enabled (only in tests): the ``fake_engine`` fixture (tests/conftest.py) imports this
 module in-process and sets ``TAO_SKILLS_PLUGINS=fake_engine`` plus ``PYTHONPATH`` for child
 processes (the runner script's ``python -m taoskills.engine``, the ``tao-skills`` CLI), where
-:mod:`taoskills.plugins` imports it. Importing it registers the fake; :func:`uninstall` puts the
-real descriptor back. ``FAKE_ENGINE_EPOCH_S`` (seconds per epoch, default 0) slows it down for
+:mod:`taoskills.plugins` imports it. Imported as a plug-in it registers the fake at once (a plain
+import, e.g. for :func:`write_tiny_images`, does not); :func:`uninstall` puts the real one back. ``FAKE_ENGINE_EPOCH_S`` (seconds per epoch, default 0) slows it down for
 cancel/kill tests.
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from taoskills.engine import registry
 from taoskills.errors import SpecError
+from taoskills.plugins import plugin_names
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _REAL: registry.EngineNetwork | None = None
@@ -142,4 +143,5 @@ def write_tiny_images(folder: Path, n: int, size: int = 16) -> list[Path]:
     return out
 
 
-install()
+if "fake_engine" in plugin_names():  # imported as a plug-in (TAO_SKILLS_PLUGINS): take over nvdinov2
+    install()
