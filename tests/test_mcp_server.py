@@ -192,7 +192,7 @@ def test_train_inference_export_chain_over_stdio(home, photos, fake_engine):
 # ----------------------------------------------------------------------------- errors
 
 
-def test_error_replies_are_json_with_a_fix(home, photos):
+def test_error_replies_are_json_with_a_fix(home, photos, fake_engine):
     async def scenario():
         async with Client(_params(home)) as client:
             err = await call_error(client, "get_skill", name="tao-train-nvdinov")
