@@ -314,3 +314,22 @@ def test_local_platform_refuses_remote_inputs_and_owns_the_policy(tmp_path):
     [check] = local.check_input("dataset.train_dataset.images_dir", "s3://bucket/images")
     assert not check.ok and check.name == "remote_input" and "local" in check.message and check.fix
     assert all(c.ok for c in DummyPlatform().check_input("dataset.train_dataset.images_dir", "s3://bucket/images"))
+
+
+def test_tao_engine_runner_uses_the_skill_command_and_multi_gpu_env(tmp_path, monkeypatch):
+    """With the TAO entrypoint on PATH, auto picks no built-in engine for DINO: the runner runs the
+    skill's ``command`` with TAO's multi-GPU environment (one node on the local platform)."""
+    tool = tmp_path / "bin" / "dino"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tool.parent}:/usr/bin:/bin")
+    svc = Service(home=tmp_path / "home")
+    spec = svc.get_spec_template("tao-train-dino", "train")
+    spec["train"]["num_gpus"] = 2
+    where = svc.get_skill("tao-train-dino").runs_here["train"]
+    assert where.runs_here and where.engine == "tao" and where.platform == "local"
+    result = svc.render_runner("tao-train-dino", "train", spec)
+    assert result.engine == "tao"
+    assert "dino train -e " in result.script
+    assert "export NUM_GPU_PER_NODE=2" in result.script and "export WORLD_SIZE=1" in result.script
