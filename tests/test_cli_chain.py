@@ -1,5 +1,8 @@
 """The whole chain through the CLI, as real processes: list -> route -> build -> validate ->
-preflight -> run train (built-in engine, local platform) -> checkpoint -> inference -> export."""
+preflight -> run train (built-in engine, local platform) -> checkpoint -> inference -> export.
+
+The engine is the fake, torch-free NVDINOv2 (tests/fake_engine.py, loaded in every child process
+through TAO_SKILLS_PLUGINS); real training end to end is tests/test_demo.py."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ CLI = str(Path(sys.executable).with_name("tao-skills"))
 
 
 @pytest.fixture()
-def env(tmp_path):
+def env(tmp_path, fake_engine):
     return {**os.environ, "TAO_SKILLS_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
 
 
@@ -32,13 +35,12 @@ def cli_json(env, *args):
     return json.loads(cli(env, *args, "--json").stdout)
 
 
-@pytest.mark.slow
 def test_cli_chain_train_inference_export(tmp_path, env):
-    from taoskills.data.sample_data import write_sample_images
+    from fake_engine import write_tiny_images
 
     data = tmp_path / "data"
-    write_sample_images(data / "train" / "images_train", n=8)
-    write_sample_images(data / "test" / "images_test", n=4)
+    write_tiny_images(data / "train" / "images_train", n=8)
+    write_tiny_images(data / "test" / "images_test", n=4)
 
     skills = cli_json(env, "skills", "list")
     assert {s["name"] for s in skills} >= {"tao-train-nvdinov2", "tao-train-dino", "tao-run-automl"}

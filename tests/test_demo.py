@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.torch  # needs the engine extra
+
 
 @pytest.mark.slow
 def test_demo_runs_and_loss_decreases(tmp_path, monkeypatch, capsys):

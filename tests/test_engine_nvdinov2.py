@@ -20,7 +20,7 @@ import yaml
 from taoskills.data.sample_data import write_sample_archive, write_sample_images
 from taoskills.engine.cli import main
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "skills" / "tao-train-nvdinov2" / "references"
@@ -59,8 +59,9 @@ def _spec(tmp: Path, action: str) -> Path:
     if template.is_file():
         out.write_text(template.read_text())
     else:
-        omegaconf = pytest.importorskip("omegaconf")
-        dc = pytest.importorskip("nvidia_tao_core.config.nvdinov2.default_config")
+        import nvidia_tao_core.config.nvdinov2.default_config as dc
+        import omegaconf
+
         out.write_text(omegaconf.OmegaConf.to_yaml(omegaconf.OmegaConf.structured(dc.ExperimentConfig)))
     return out
 
@@ -194,7 +195,8 @@ def test_inference_embeddings(work, trained):
 
 
 def test_export_onnx_matches_pytorch(work, trained):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
     tmp, images = work
     _, out = trained
     results = tmp / "results"

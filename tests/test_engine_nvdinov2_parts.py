@@ -14,11 +14,14 @@ from taoskills.engine.nvdinov2 import model as M
 from taoskills.engine.nvdinov2 import spec as S
 from taoskills.errors import NotSupported, SpecError
 
+pytestmark = pytest.mark.torch  # needs the engine extra
+
 
 @pytest.mark.taocore
 def test_defaults_match_tao_core():
-    omegaconf = pytest.importorskip("omegaconf")
-    default_config = pytest.importorskip("nvidia_tao_core.config.nvdinov2.default_config")
+    import nvidia_tao_core.config.nvdinov2.default_config as default_config
+    import omegaconf
+
     tao = omegaconf.OmegaConf.to_container(omegaconf.OmegaConf.structured(default_config.ExperimentConfig))
     assert tao == S.DEFAULTS
 

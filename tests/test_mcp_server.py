@@ -1,8 +1,8 @@
 """The MCP server driven by the MCP Python SDK client over real transports.
 
 stdio: ``python -m taoskills.surfaces.mcp`` as a subprocess with ``TAO_SKILLS_HOME`` in a tmp
-dir. The main chain trains NVDINOv2 for real (tiny settings from ``engine_settings.py``),
-then runs inference and ONNX export from the train job. Also: JSON error replies with a
+dir. The main chain runs NVDINOv2 train, then inference and ONNX export from the train job, on
+the fake torch-free engine (tests/fake_engine.py: real runner script, platform and engine CLI). Also: JSON error replies with a
 ``fix``, skill files as resources (and reads outside a skill refused), tool annotations,
 streamable HTTP on 127.0.0.1, and the refusal of non-loopback HTTP hosts.
 """
@@ -48,7 +48,11 @@ def _params(home: Path) -> StdioServerParameters:
     return StdioServerParameters(
         command=sys.executable,
         args=["-m", "taoskills.surfaces.mcp"],
-        env={"TAO_SKILLS_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+        env={
+            "TAO_SKILLS_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+            **{k: os.environ[k] for k in ("TAO_SKILLS_PLUGINS", "PYTHONPATH", "FAKE_ENGINE_EPOCH_S") if k in os.environ},
+        },
     )
 
 
@@ -86,12 +90,12 @@ async def wait_terminal(client: Client, job_id: str, timeout: float = 420.0) -> 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    """A data-source root holding ``images_train/`` and ``images_test/`` with real photographs."""
-    from taoskills.data.sample_data import write_sample_images
+    """A data-source root holding ``images_train/`` and ``images_test/`` with small PNG images."""
+    from fake_engine import write_tiny_images
 
     root = tmp_path_factory.mktemp("mcp-data")
-    write_sample_images(root / "images_train", n=8)
-    write_sample_images(root / "images_test", n=4)
+    write_tiny_images(root / "images_train", n=8)
+    write_tiny_images(root / "images_test", n=4)
     return root
 
 
@@ -105,13 +109,14 @@ def home(tmp_path, monkeypatch) -> Path:
 # ----------------------------------------------------------------------------- main chain
 
 
-@pytest.mark.slow
-def test_train_inference_export_chain_over_stdio(home, photos):
+def test_train_inference_export_chain_over_stdio(home, photos, fake_engine):
     async def scenario():
         async with Client(_params(home)) as client:
             skills = await call(client, "list_skills")
             names = {s["name"] for s in skills["skills"]}
             assert SKILL in names
+            detail = await call(client, "get_skill", name=SKILL)
+            assert detail["runs_here"]["train"]["runs_here"] and detail["runs_here"]["train"]["engine"] == "builtin"
 
             route = await call(client, "route_request", text="train NVDINOv2 on my photos, plain training")
             assert route["skill"] == SKILL and route["action"] == "train"
@@ -187,7 +192,7 @@ def test_train_inference_export_chain_over_stdio(home, photos):
 # ----------------------------------------------------------------------------- errors
 
 
-def test_error_replies_are_json_with_a_fix(home, photos):
+def test_error_replies_are_json_with_a_fix(home, photos, fake_engine):
     async def scenario():
         async with Client(_params(home)) as client:
             err = await call_error(client, "get_skill", name="tao-train-nvdinov")

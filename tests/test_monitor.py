@@ -170,7 +170,8 @@ def test_thousands_of_lines(tmp_path):
 
 def test_lines_written_by_tao_core_status_logger(tmp_path):
     """Real TAO Core 7.3.0 StatusLogger output parses (same writer the TAO container uses)."""
-    logging_mod = pytest.importorskip("nvidia_tao_core.loggers.logging")
+    import nvidia_tao_core.loggers.logging as logging_mod
+
     path = tmp_path / "train" / "status.json"
     slog = logging_mod.StatusLogger(filename=str(path), is_master=True, verbosity=logging_mod.Verbosity.INFO, append=True)
     slog.write(status_level=logging_mod.Status.STARTED, message="Starting nvdinov2 train.")

@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from PIL import Image as PIL  # Pillow: in the engine and dev-notorch extras
 
 from taoskills.data import preflight
 from taoskills.data.preflight import (
@@ -20,7 +21,6 @@ from taoskills.data.preflight import (
 from taoskills.errors import NotSupported, PreflightError
 
 FIELD = "dataset.train_dataset.images_dir"
-PIL = pytest.importorskip("PIL.Image")
 
 
 def _images(folder: Path, n: int, sub: str = "") -> list[Path]:

@@ -10,6 +10,8 @@ from PIL import Image
 
 from taoskills.data import sample_data as sd
 
+pytestmark = pytest.mark.torch  # needs the engine extra
+
 
 def test_photos_present_and_licensed():
     photos = sd.available_photos()

@@ -1,5 +1,8 @@
 """Service API: policy refusal, bad input before launch (nothing launched, nothing
-half-written), a killed engine -> ERROR with failure analysis, and terminal states."""
+half-written), a killed engine -> ERROR with failure analysis, and terminal states.
+
+Jobs run the fake, torch-free NVDINOv2 (tests/fake_engine.py) through the real runner script,
+local platform and engine CLI."""
 
 from __future__ import annotations
 
@@ -16,17 +19,17 @@ from taoskills.service import Service
 
 
 @pytest.fixture()
-def svc(tmp_path, monkeypatch):
+def svc(tmp_path, monkeypatch, fake_engine):
     monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
     return Service(home=tmp_path / "home")
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from taoskills.data.sample_data import write_sample_images
+    from fake_engine import write_tiny_images
 
     root = tmp_path_factory.mktemp("data")
-    write_sample_images(root / "images_train", n=8)
+    write_tiny_images(root / "images_train", n=8)
     return root
 
 
@@ -44,7 +47,8 @@ def test_train_with_automl_on_is_refused_with_the_way_out(svc, photos):
     _nothing_launched(svc)
 
 
-def test_policy_phrase_in_request_turns_automl_off(svc, photos):
+def test_policy_phrase_in_request_turns_automl_off(svc, photos, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
     handle = svc.launch_job(
         "tao-train-nvdinov2",
         "train",
@@ -97,12 +101,26 @@ def test_unknown_spec_key_launches_nothing(svc, photos):
 
 def test_builtin_engine_refuses_networks_it_cannot_run(svc):
     with pytest.raises(NotSupported) as exc:
-        svc.render_runner("tao-train-dino", "distill", svc.get_spec_template("tao-train-dino", "distill"))
+        svc.render_runner("tao-train-dino", "distill", svc.get_spec_template("tao-train-dino", "distill"), engine="builtin")
     assert exc.value.field == "engine"
     assert "engine='tao'" in exc.value.fix
 
 
-def test_killed_engine_process_is_error_with_failure_analysis(svc, photos):
+def test_dino_without_tao_container_gets_one_thing_to_do(svc, monkeypatch, tmp_path):
+    """DINO with AutoML on and no TAO entrypoint: one refusal whose fix is the TAO container
+    (not "AutoML refused" -> "built-in lacks DINO" -> "no TAO CLI" pointing at each other)."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # no 'dino' entrypoint here
+    where = svc.get_skill("tao-train-dino").runs_here["train"]
+    assert not where.runs_here and "TAO container" in where.next
+    assert svc.route_request("train DINO on my COCO data").runs_here.next == where.next
+    with pytest.raises(NotSupported) as exc:
+        svc.launch_job("tao-train-dino", "train", data_sources={"train_datasets": str(tmp_path)})
+    assert exc.value.fix == where.next and "nvcr.io/nvidia/tao" in exc.value.fix
+    _nothing_launched(svc)
+
+
+def test_killed_engine_process_is_error_with_failure_analysis(svc, photos, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
     overrides = {**TINY_TRAIN_OVERRIDES, "train.num_epochs": 200}
     handle = svc.launch_job(
         "tao-train-nvdinov2",
@@ -153,10 +171,13 @@ def test_host_issues_rules():
     assert host_issues("nvdinov2", "export", spec, cuda=False, gpus=0) == []
 
 
-def test_fp16_on_a_cpu_host_is_caught_before_launch(svc, photos):
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available():
-        pytest.skip("this host has a GPU: 16-mixed is fine here")
+def test_fp16_on_a_cpu_host_is_caught_before_launch(svc, photos, monkeypatch):
+    from taoskills.platforms import hostchecks
+
+    no_gpu = hostchecks.CheckResult(
+        name="host.gpu", ok=True, severity="info", message="no GPU", details={"cuda": False, "gpus": 0}
+    )
+    monkeypatch.setattr(hostchecks, "check_nvidia_smi", lambda severity: no_gpu)
     with pytest.raises(PreflightError) as exc:
         svc.launch_job(
             "tao-train-nvdinov2",

@@ -14,16 +14,15 @@ the category ids and the validation split (:mod:`taoskills.data.annotations`, re
 here: :func:`check_coco`, :func:`check_odvg`, :func:`check_val_split`,
 :func:`check_detection_datasets`).
 
-No heavy module (torch, PIL) is imported at module import time.
+Host checks moved to the platforms (:mod:`taoskills.platforms.hostchecks`); ``check_host``
+is re-exported here. No heavy module (torch, PIL) is imported at module import time.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -384,192 +383,56 @@ def _image_checker():
 
 
 # ---------------------------------------------------------------------------------------
-# host
-
-_ENGINES = ("tao", "builtin")
+# inputs of an action
 
 
-def _run(cmd: list[str], timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 1, str(exc)
-    return proc.returncode, (proc.stdout + proc.stderr).strip()
+def check_action_inputs(
+    act: Any, spec: Mapping[str, Any], *, action: str, check_input: Callable[..., list[CheckResult]]
+) -> list[CheckResult]:
+    """Data checks for every folder input of a skill action (``act``: its ``ActionInfo``).
+
+    Each folder value (or each item of a list value) goes to ``check_input(field, value,
+    batch_size=...)`` - the platform's input policy (the local platform refuses remote URIs and
+    checks local folders with :func:`check_image_folder`). Optional inputs left unset are
+    skipped. ``batch_size`` is ``dataset.batch_size`` for ``train`` (one full batch needed).
+    """
+    from taoskills.specs.dotted import get_dotted
+
+    results: list[CheckResult] = []
+    batch = get_dotted(dict(spec), "dataset.batch_size", default=None) if action == "train" else None
+    batch = batch if isinstance(batch, int) and batch > 0 else None
+    for key, io in act.inputs.items():
+        if io.type != "folder":
+            continue
+        value = get_dotted(dict(spec), key, default=None)
+        if value in (None, "", "???") and io.optional:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            results.extend(check_input(key, str(item), batch_size=batch))
+    return results
 
 
-def _check_docker(field: str) -> list[CheckResult]:
-    docker = shutil.which("docker")
-    if docker is None:
-        return [
-            CheckResult(
-                name="host.docker",
-                ok=False,
-                field=field,
-                message="The docker CLI is not on PATH.",
-                fix="Install Docker Engine with the NVIDIA Container Toolkit, or use platform 'local'.",
-            )
-        ]
-    rc, out = _run([docker, "version", "--format", "{{.Server.Version}}"])
-    if rc != 0:
-        return [
-            CheckResult(
-                name="host.docker",
-                ok=False,
-                field=field,
-                message=f"The docker CLI is installed but the Docker daemon is not reachable: {out[:300]}",
-                fix="Start the Docker daemon (systemctl start docker) and make sure this user may use it.",
-                details={"docker": docker},
-            )
-        ]
-    return [
-        CheckResult(
-            name="host.docker", ok=True, field=field, message=f"Docker daemon {out} reachable.", details={"docker": docker}
-        )
-    ]
-
-
-def _check_nvidia_smi(severity: Severity) -> CheckResult:
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return CheckResult(
-            name="host.gpu",
-            ok=False,
-            field="platform",
-            severity=severity,
-            message="nvidia-smi is not on PATH: no NVIDIA GPU driver found on this host.",
-            fix="Run on a host with NVIDIA GPUs and drivers (TAO trains on GPUs).",
-        )
-    rc, out = _run([smi, "--query-gpu=name", "--format=csv,noheader"])
-    gpus = [line.strip() for line in out.splitlines() if line.strip()] if rc == 0 else []
-    if not gpus:
-        return CheckResult(
-            name="host.gpu",
-            ok=False,
-            field="platform",
-            severity=severity,
-            message=f"nvidia-smi found no usable GPU: {out[:200]}",
-            fix="Check the NVIDIA driver (nvidia-smi) on this host.",
-        )
-    return CheckResult(
-        name="host.gpu",
-        ok=True,
-        field="platform",
-        severity=severity,
-        message=f"{len(gpus)} GPU(s): {', '.join(gpus)}.",
-        details={"gpus": gpus},
-    )
+# ---------------------------------------------------------------------------------------
+# host (owned by the platforms: taoskills.platforms.hostchecks; re-exported for callers)
 
 
 def check_host(engine: str, platform: str, *, network: str | None = None) -> list[CheckResult]:
-    """Check that this host can launch ``engine`` on ``platform``.
+    """Re-export of :func:`taoskills.platforms.hostchecks.check_host` (kept for callers)."""
+    from taoskills.platforms.hostchecks import check_host as _check_host
 
-    * ``engine="tao"``: platform ``docker`` needs the docker CLI and a reachable daemon;
-      ``local`` needs the ``tao`` launcher or the network's in-container entrypoint
-      (``network``, e.g. ``nvdinov2``) on PATH; ``slurm`` needs ``sbatch``;
-      ``kubernetes`` needs ``kubectl`` or the ``kubernetes`` Python client. A missing GPU
-      driver is a warning (the job may run elsewhere).
-    * ``engine="builtin"``: ``torch``, ``transformers`` and ``pytorch_lightning`` must be
-      importable (found with ``importlib.util.find_spec``, not imported); whether a CUDA GPU
-      is present is reported as ``info`` (``torch.cuda.is_available()``) and never fails.
-      Platform ``docker`` additionally checks docker.
-    Unknown engines give one failed ``host.engine`` check.
-    """
-    results: list[CheckResult] = []
-    if engine not in _ENGINES:
-        return [
-            CheckResult(
-                name="host.engine",
-                ok=False,
-                field="engine",
-                message=f"Unknown engine {engine!r}.",
-                fix=f"Use one of: {', '.join(_ENGINES)}.",
-            )
-        ]
-    if platform == "docker":
-        results += _check_docker("platform")
-    elif platform == "slurm":
-        missing = [t for t in ("sbatch", "squeue", "scancel") if shutil.which(t) is None]
-        results.append(
-            CheckResult(
-                name="host.slurm",
-                ok=not missing,
-                field="platform",
-                message="SLURM tools found." if not missing else f"SLURM tools missing from PATH: {', '.join(missing)}.",
-                fix=None if not missing else "Run on a SLURM login node (sbatch, squeue, scancel on PATH).",
-            )
-        )
-    elif platform == "kubernetes":
-        have = shutil.which("kubectl") is not None or importlib.util.find_spec("kubernetes") is not None
-        results.append(
-            CheckResult(
-                name="host.kubernetes",
-                ok=have,
-                field="platform",
-                message="Kubernetes client found." if have else "Neither kubectl nor the kubernetes Python client is available.",
-                fix=None if have else "Install kubectl (with a kubeconfig) or `pip install kubernetes`.",
-            )
-        )
-    elif platform != "local":
-        results.append(
-            CheckResult(
-                name="host.platform",
-                ok=False,
-                field="platform",
-                message=f"Unknown platform {platform!r}.",
-                fix="Use one of: local, docker, slurm, kubernetes.",
-            )
-        )
+    return _check_host(engine, platform, network=network)
 
-    if engine == "tao":
-        if platform == "local":
-            tools = ["tao"] + ([network] if network else [])
-            found = [t for t in tools if shutil.which(t)]
-            results.append(
-                CheckResult(
-                    name="host.tao_cli",
-                    ok=bool(found),
-                    field="engine",
-                    message=f"TAO CLI found: {found[0]}." if found else f"No TAO CLI on PATH (looked for: {', '.join(tools)}).",
-                    fix=None
-                    if found
-                    else "Install the TAO launcher (pip install nvidia-tao) with Docker, run inside a TAO "
-                    "container, use platform 'docker', or use engine 'builtin'.",
-                )
-            )
-        results.append(_check_nvidia_smi("warning"))
-        return results
 
-    # builtin
-    missing = [m for m in ("torch", "transformers", "pytorch_lightning") if importlib.util.find_spec(m) is None]
-    results.append(
-        CheckResult(
-            name="host.builtin_engine",
-            ok=not missing,
-            field="engine",
-            message="Built-in engine libraries found (torch, transformers, pytorch_lightning)."
-            if not missing
-            else f"Built-in engine libraries missing: {', '.join(missing)}.",
-            fix=None
-            if not missing
-            else "pip install 'tao-skills[engine]' (on CPU hosts install torch first; never install torchvision there).",
-        )
-    )
-    if "torch" not in missing:
-        import torch  # imported only here: heavy
+def _check_docker(field: str) -> list[CheckResult]:
+    from taoskills.platforms.hostchecks import check_docker
 
-        has_gpu = bool(torch.cuda.is_available())
-        count = torch.cuda.device_count() if has_gpu else 0
-        results.append(
-            CheckResult(
-                name="host.gpu",
-                ok=True,
-                field="platform",
-                severity="info",
-                message=f"{count} CUDA GPU(s) available." if has_gpu else "No CUDA GPU: the built-in engine runs on CPU.",
-                details={"cuda": has_gpu, "gpus": count},
-            )
-        )
-    return results
+    return check_docker(field)
+
+
+def _check_nvidia_smi(severity: Severity) -> CheckResult:
+    from taoskills.platforms.hostchecks import check_nvidia_smi
+
+    return check_nvidia_smi(severity)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Core 7.3.0's ``ExperimentConfig``), and the host rules checked before launch.
 Discovery: every sub-package ``taoskills.engine.<net>`` that has a torch-free module
 ``descriptor.py`` defining ``DESCRIPTOR`` is registered on first use, so adding a network is a
 new folder — no edit here or in the CLI, capabilities, preflight or service. Tests (or
-plug-ins) may call :func:`register` directly.
+plug-ins named in ``TAO_SKILLS_PLUGINS``, :mod:`taoskills.plugins`, loaded after discovery)
+may call :func:`register` directly.
 
 Action modules: ``<package>.<action>`` (``deploy_`` prefix removed) with ``run(ctx) -> dict|None``,
 where ``ctx`` is an :class:`taoskills.engine.contract.ActionContext`. Spec module:
@@ -31,11 +32,13 @@ CPU_BAD_PRECISIONS = ("16-mixed", "16", "16-true")
 @dataclass(frozen=True)
 class HostInfo:
     """What the launching host offers: ``cuda`` (CUDA available), ``gpus`` (device count),
-    ``platform`` (registry name of the platform that runs the job, e.g. ``"local"``)."""
+    ``platform`` (registry name of the platform that runs the job, e.g. ``"local"``),
+    ``gpu_memory_gb`` (smallest GPU's memory in GiB, None when unknown)."""
 
     cuda: bool = False
     gpus: int = 0
     platform: str = "local"
+    gpu_memory_gb: float | None = None
 
 
 #: host rule: (action, spec, host) -> [{"field", "reason", "fix"}] (empty when the job can run).
@@ -51,6 +54,8 @@ class EngineNetwork:
     import path holding one module per action and ``spec``. ``host_rules``: checks run before
     launch (see :func:`standard_train_host_rule`); the engine re-checks at start.
     ``runner``: optional ``(action) -> run`` override (tests register in-process dummies).
+    ``requires``: Python modules the actions import (checked on the launching host with
+    ``importlib.util.find_spec`` by the platform's host checks; a torch-free fake needs none).
     """
 
     network: str
@@ -59,6 +64,7 @@ class EngineNetwork:
     package: str
     host_rules: tuple[HostRule, ...] = ()
     runner: Callable[[str], Callable[[Any], Any]] | None = None
+    requires: tuple[str, ...] = ("torch", "transformers", "pytorch_lightning")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def supports(self, action: str) -> bool:
@@ -109,7 +115,10 @@ def unregister(network: str) -> None:
 
 def _discover() -> None:
     global _discovered
+    from taoskills.plugins import load_plugins
+
     if _discovered:
+        load_plugins()  # cheap when nothing new is listed
         return
     import taoskills.engine as pkg
 
@@ -127,6 +136,7 @@ def _discover() -> None:
             with _lock:
                 _registry.setdefault(desc.network, desc)
     _discovered = True
+    load_plugins()  # after discovery, so a plug-in may replace a discovered network
 
 
 def networks() -> dict[str, EngineNetwork]:

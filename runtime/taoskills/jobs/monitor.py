@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,18 @@ def status_path(results_dir: str | os.PathLike, action: str) -> Path:
 def progress(results_dir: str | os.PathLike, action: str) -> StatusSummary:
     """Summary of ``results_dir/<action>/status.json`` (see :func:`status_path`)."""
     return read_status(status_path(results_dir, action))
+
+
+def progress_from(read_bytes: Callable[[str], bytes | None], action: str) -> StatusSummary:
+    """Summary of an action's status lines read through a platform's artifact reader.
+
+    ``read_bytes(relpath)`` returns the bytes of ``results_dir/relpath`` or None when absent
+    (e.g. :meth:`taoskills.platforms.base.Artifacts.read_bytes` of a container, a cluster or
+    object storage). Same layout rule as :func:`status_path`: ``<action>/status.json``, else
+    ``status.json`` at the results root.
+    """
+    for rel in (f"{action}/status.json", "status.json"):
+        data = read_bytes(rel)
+        if data is not None:
+            return parse_status_lines(data.decode("utf-8", errors="replace"), path=rel)
+    return StatusSummary(path=f"{action}/status.json", exists=False)

@@ -151,7 +151,7 @@ class JobRecord(BaseModel):
     network_arch: str | None = None
     action: str
     platform: str = "local"
-    engine: Literal["builtin", "tao"] = "builtin"
+    engine: str = "builtin"  # runtime engine name (taoskills.platforms.engines)
     status: JobState = "PENDING"
     parent_job_id: str | None = None
     spec: dict[str, Any] = Field(default_factory=dict)

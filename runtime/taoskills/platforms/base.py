@@ -1,9 +1,21 @@
 """The platform protocol: where a job's runner script runs.
 
 One protocol for every platform (DESIGN.md "platforms"): ``submit`` a job record whose
-runner script is written, ``poll`` its state, ``cancel`` it, read its ``logs``. A
-platform does not write the job store; the service maps :class:`PlatformState` onto the
-record (the store keeps status monotonic). Lineage: TAO SDK 7.2.0 ``PlatformSDK``
+runner script is written, ``poll`` (or ``poll_many``) its state, ``cancel`` it, read its
+``logs``. Each platform also owns what depends on *where* a job runs:
+
+* ``host_checks(engine, info, action, spec)``: can this platform's hosts run the runtime
+  engine (tools, libraries, GPUs, the skill's hardware minimums)?
+* ``check_input(field, value, batch_size)``: its input policy (the local platform reads
+  local folders and refuses remote URIs; an object-storage platform would accept them);
+* ``map_path(path)``: how a path on this host appears inside the runner script;
+* ``launch_env(info, spec)``: the multi-GPU/multi-node environment contract for the job;
+* ``artifacts(record)``: read access to results (status.json, log tail, checkpoints), so the
+  service never reads a job's results from local disk itself.
+
+A platform does not write the job store; the service maps :class:`PlatformState` onto the
+record (the store keeps status monotonic). Platforms are looked up by name in
+:mod:`taoskills.platforms.registry`. Lineage: TAO SDK 7.2.0 ``PlatformSDK``
 (create/status/logs/cancel, anchor_report_tao.md §1.2), with bounded log reads as in its
 virtualenv platform (§1.8).
 """
@@ -11,13 +23,21 @@ virtualenv platform (§1.8).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from taoskills.errors import JobError, NotFound, NotSupported
+from taoskills.errors import JobError
 from taoskills.jobs.store import JobRecord
+
+if TYPE_CHECKING:
+    from taoskills.bank.skill_info import SkillInfo
+    from taoskills.data.preflight import CheckResult
+    from taoskills.jobs.checkpoints import CheckpointFile
+    from taoskills.jobs.monitor import StatusSummary
+    from taoskills.platforms.engines import RuntimeEngine
 
 PlatformStatus = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
 
@@ -55,6 +75,108 @@ class Platform(Protocol):
     def logs(self, record: JobRecord, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
         """The last ``tail`` lines of the log (matching regex ``grep``), at most ``max_bytes``."""
         ...
+
+    def poll_many(self, records: Iterable[JobRecord]) -> dict[str, PlatformState]:
+        """job_id -> state for many jobs in one round trip (``list_jobs`` calls this once per platform)."""
+        ...
+
+    def host_checks(self, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]) -> list[CheckResult]:
+        """Can this platform run ``engine`` for ``info`` ``action`` with ``spec``? One result per check."""
+        ...
+
+    def quick_check(self, engine: RuntimeEngine, info: SkillInfo, action: str) -> str | None:
+        """Cheap (no subprocess, no heavy import) reason why ``engine`` cannot run here, or None."""
+        ...
+
+    def check_input(self, field: str, value: str, *, batch_size: int | None = None) -> list[CheckResult]:
+        """This platform's input policy for one data input (``field`` = spec key)."""
+        ...
+
+    def map_path(self, path: str) -> str:
+        """``path`` on this host -> the path the runner script sees."""
+        ...
+
+    def launch_env(self, info: SkillInfo, action: str, spec: dict[str, Any]) -> dict[str, str]:
+        """Non-secret environment for the runner (multi-GPU contract, ...)."""
+        ...
+
+    def artifacts(self, record: JobRecord) -> Artifacts:
+        """Read access to the job's results and log wherever they live."""
+        ...
+
+
+@runtime_checkable
+class Artifacts(Protocol):
+    """Read access to one job's results (``results_dir`` layout of TAO) and its log."""
+
+    def read_bytes(self, relpath: str) -> bytes | None:
+        """Bytes of ``results_dir/relpath`` (None when absent)."""
+        ...
+
+    def status(self, action: str) -> StatusSummary:
+        """Summary of the action's status.json (:func:`taoskills.jobs.monitor.progress_from`)."""
+        ...
+
+    def log_tail(self, max_bytes: int) -> str:
+        """The last ``max_bytes`` of the job log as text ("" when there is none)."""
+        ...
+
+    def checkpoint_root(self) -> Path:
+        """A local folder holding the job's results (the folder itself on the local platform;
+        a fetched copy elsewhere), for checkpoint discovery and a child job's parent model."""
+        ...
+
+    def list_checkpoints(self, action: str = "train") -> list[CheckpointFile]:
+        """Checkpoint files under ``results_dir/<action>/``."""
+        ...
+
+
+def multi_gpu_env(info: SkillInfo, action: str, spec: dict[str, Any], *, nodes: int = 1, node_rank: int = 0) -> dict[str, str]:
+    """The runner environment of TAO's multi-GPU/multi-node contract for ``info``.
+
+    Uses the skill's ``multi_gpu.keys`` (``num_gpus``/``num_nodes`` -> dotted spec keys) and
+    only the names listed in ``multi_gpu.env``. TAO's convention (its SLURM/Kubernetes
+    runners): ``WORLD_SIZE`` = number of nodes, ``NUM_GPU_PER_NODE`` = GPUs per node,
+    ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT`` (29500). A platform passes its own
+    ``nodes``/``node_rank`` (local: 1 node, rank 0, loopback master). Only ``train`` gets it.
+    """
+    from taoskills.specs.dotted import get_dotted
+
+    mg = info.multi_gpu
+    if mg is None or action != "train":
+        return {}
+    gpus = get_dotted(spec, mg.keys.get("num_gpus", "train.num_gpus"), default=1)
+    gpus = gpus if isinstance(gpus, int) and gpus > 0 else 1
+    values = {
+        "WORLD_SIZE": str(nodes),
+        "NUM_GPU_PER_NODE": str(gpus),
+        "NODE_RANK": str(node_rank),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29500",
+    }
+    return {k: v for k, v in values.items() if k in mg.env}
+
+
+class PlatformBase:
+    """Defaults shared by platforms: ``poll_many`` as one ``poll`` per record, identity path
+    mapping, and the single-node multi-GPU environment. Subclasses override what differs."""
+
+    name: str = ""
+
+    def poll(self, record: JobRecord) -> PlatformState:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def poll_many(self, records: Iterable[JobRecord]) -> dict[str, PlatformState]:
+        """job_id -> :meth:`poll` for each record."""
+        return {r.job_id: self.poll(r) for r in records}
+
+    def map_path(self, path: str) -> str:
+        """Identity: the runner script sees this host's paths."""
+        return path
+
+    def launch_env(self, info: SkillInfo, action: str, spec: dict[str, Any]) -> dict[str, str]:
+        """:func:`multi_gpu_env` for one node."""
+        return multi_gpu_env(info, action, spec, nodes=1, node_rank=0)
 
 
 def compile_grep(grep: str | None):
@@ -122,34 +244,3 @@ def read_log(path: str | os.PathLike | None, tail: int = 200, grep: str | None =
     if truncated and text and note:
         text = note + text
     return text
-
-
-_NOT_YET = {
-    "docker": "the docker platform",
-    "slurm": "the SLURM platform",
-    "kubernetes": "the Kubernetes platform",
-}
-
-
-def get_platform(name: str, **options: object) -> Platform:
-    """The platform called ``name`` ("local"). ``options`` go to its constructor.
-
-    Errors: NotSupported for "docker", "slurm", "kubernetes" (coming in a later release);
-    NotFound for any other name.
-    """
-    key = (name or "").strip().lower()
-    if key == "local":
-        from taoskills.platforms.local import LocalPlatform
-
-        return LocalPlatform(**options)  # type: ignore[arg-type]
-    if key in _NOT_YET:
-        raise NotSupported(
-            f"{_NOT_YET[key]} is coming in a later release; use platform=local",
-            field="platform",
-            fix="use platform=local (runs the job as a local process; the runner script can also be run by hand on any host)",
-        )
-    raise NotFound(
-        f"unknown platform {name!r}",
-        field="platform",
-        fix="use platform=local (known platforms: local; later: docker, slurm, kubernetes)",
-    )

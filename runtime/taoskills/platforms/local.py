@@ -26,11 +26,19 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from taoskills.errors import JobError
 from taoskills.jobs.store import JobRecord, utc_now
-from taoskills.platforms.base import PlatformState, read_log
+from taoskills.platforms.base import PlatformBase, PlatformState, read_log
 from taoskills.security.env import job_env, secret_names_in
+
+if TYPE_CHECKING:
+    from taoskills.bank.skill_info import SkillInfo
+    from taoskills.data.preflight import CheckResult
+    from taoskills.jobs.checkpoints import CheckpointFile
+    from taoskills.jobs.monitor import StatusSummary
+    from taoskills.platforms.engines import RuntimeEngine
 
 PID_FILE = "pid"
 EXIT_FILE = "exit_code"
@@ -77,7 +85,50 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class LocalPlatform:
+class LocalArtifacts:
+    """A job's results and log on this host's disk (``record.results_dir``, ``record.log_path``)."""
+
+    def __init__(self, record: JobRecord) -> None:
+        self.results_dir = Path(record.results_dir or record.workdir or ".")
+        self.log_path = Path(record.log_path) if record.log_path else None
+
+    def read_bytes(self, relpath: str) -> bytes | None:
+        """Bytes of ``results_dir/relpath``, or None when it is absent (or a folder)."""
+        try:
+            return (self.results_dir / relpath).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def status(self, action: str) -> StatusSummary:
+        """The action's status.json summary (deploy actions write under their TAO action name)."""
+        from taoskills.jobs import monitor
+
+        return monitor.progress(self.results_dir, action.removeprefix("deploy_"))
+
+    def log_tail(self, max_bytes: int) -> str:
+        """The last ``max_bytes`` bytes of the log as text ("" when there is none)."""
+        if self.log_path is None:
+            return ""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - max_bytes))
+                return fh.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def checkpoint_root(self) -> Path:
+        """The results folder itself (it is on this host)."""
+        return self.results_dir
+
+    def list_checkpoints(self, action: str = "train") -> list[CheckpointFile]:
+        """Checkpoint files under ``results_dir/<action>/`` (:func:`taoskills.jobs.checkpoints.list_checkpoints`)."""
+        from taoskills.jobs.checkpoints import list_checkpoints
+
+        return list_checkpoints(self.results_dir / action)
+
+
+class LocalPlatform(PlatformBase):
     """Runs runner scripts as local process groups. ``term_timeout``: seconds between
     SIGTERM and SIGKILL on cancel; ``env``: extra environment (non-secret) for every job.
     The job gets a minimal environment (:func:`taoskills.security.env.job_env`): an
@@ -319,3 +370,71 @@ class LocalPlatform:
     def logs(self, record: JobRecord, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> str:
         """Bounded tail of ``record.log_path`` (see :func:`taoskills.platforms.base.read_log`)."""
         return read_log(record.log_path, tail=tail, grep=grep, max_bytes=max_bytes)
+
+    # ---------------------------------------------------------------- placement and policy
+    def host_checks(self, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]) -> list[CheckResult]:
+        """The engine's requirements on this host, its GPUs, the engine's host rules and the
+        skill's hardware minimums (train only; an error for TAO, a warning for the built-in engine)."""
+        from taoskills.data.preflight import CheckResult
+        from taoskills.engine.registry import HostInfo
+        from taoskills.platforms import hostchecks
+
+        req = engine.requirements(info, action)
+        results = hostchecks.check_requirements(req)
+        libs_ok = all(r.ok for r in results)
+        if req.probe_torch:
+            gpu = hostchecks.probe_torch_gpus() if libs_ok else None
+        else:
+            gpu = hostchecks.check_nvidia_smi("warning")
+        if gpu is not None:
+            results.append(gpu)
+        d = gpu.details if gpu is not None else {}
+        host = HostInfo(
+            cuda=bool(d.get("cuda")), gpus=int(d.get("gpus") or 0), platform=self.name, gpu_memory_gb=d.get("memory_gb")
+        )
+        for issue in engine.host_issues(info, action, spec, host):
+            results.append(
+                CheckResult(
+                    name="engine.host",
+                    ok=False,
+                    severity="error",
+                    message=issue["reason"],
+                    field=issue["field"],
+                    fix=issue["fix"],
+                )
+            )
+        if req.hardware is not None and action == "train" and (gpu is not None or not req.probe_torch):
+            results += hostchecks.check_hardware(req.hardware, host, severity=req.hardware_severity, engine=engine.name)
+        return results
+
+    def quick_check(self, engine: RuntimeEngine, info: SkillInfo, action: str) -> str | None:
+        """Missing tool or library for ``engine`` here (``which`` / ``find_spec`` only), or None."""
+        from taoskills.platforms.hostchecks import quick_requirements
+
+        return quick_requirements(engine.requirements(info, action))
+
+    def check_input(self, field: str, value: str, *, batch_size: int | None = None) -> list[CheckResult]:
+        """Local folders only: a remote URI (``s3://``, ``https://``, ...) is refused with the fix;
+        a local path gets :func:`taoskills.data.preflight.check_image_folder`."""
+        from taoskills.data import preflight as pf
+
+        if "://" in value:
+            return [
+                pf.CheckResult(
+                    name="remote_input",
+                    ok=False,
+                    field=field,
+                    severity="error",
+                    message=f"{value} is a remote URI; the {self.name} platform reads local folders only",
+                    fix="download the data to a local folder (or its archive) and pass that path",
+                )
+            ]
+        return pf.check_image_folder(value, field=field, batch_size=batch_size)
+
+    def map_path(self, path: str) -> str:
+        """Absolute path on this host (the runner runs here)."""
+        return os.path.abspath(path)
+
+    def artifacts(self, record: JobRecord) -> LocalArtifacts:
+        """:class:`LocalArtifacts` over the record's results_dir and log."""
+        return LocalArtifacts(record)

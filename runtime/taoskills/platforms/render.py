@@ -22,7 +22,7 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -106,7 +106,7 @@ class RunnerContext(BaseModel):
     skill: str
     network_arch: str | None = None
     action: str
-    engine: Literal["builtin", "tao"] = "builtin"
+    engine: str = "builtin"  # runtime engine name (taoskills.platforms.engines)
     platform: str = "local"
     workdir: str
     results_dir: str

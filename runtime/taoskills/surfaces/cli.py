@@ -19,6 +19,7 @@ from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 from taoskills.security.redact import redact, redact_text
+from taoskills.surfaces.follow import follow_job
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs."
@@ -93,6 +94,7 @@ def _fail(exc: TaoSkillsError) -> None:
 
 
 JSON = typer.Option(False, "--json", help="print JSON")
+ENGINE = typer.Option("auto", help="runtime engine: auto (first that can run it here), builtin, tao")
 SET = typer.Option(None, "--set", "-s", help="dotted override KEY=VALUE (repeatable)")
 SHORT = typer.Option(None, "--shorthand", "-k", help="shorthand KEY=VALUE, e.g. num_epochs=5 (repeatable)")
 DATA = typer.Option(None, "--data", "-d", help="data source ROLE=FOLDER, e.g. train_datasets=/data/train (repeatable)")
@@ -134,7 +136,7 @@ def skills_list(as_json: bool = JSON) -> None:
     skills = _service().list_skills()
     if as_json:
         return _emit(skills, True)
-    table = Table("skill", "network_arch", "actions", "TensorRT (deploy)", "AutoML", "built-in engine")
+    table = Table("skill", "network_arch", "actions", "TensorRT (deploy)", "AutoML", "engines")
     table.columns[0].no_wrap = True
     for s in skills:
         pyt = [a for a in s.actions if not a.startswith("deploy_")]
@@ -145,7 +147,7 @@ def skills_list(as_json: bool = JSON) -> None:
             " ".join(pyt) or "-",
             " ".join(deploy) or "-",
             "yes" if s.automl_enabled else ("(this is it)" if s.kind == "application" else "no"),
-            " ".join(s.builtin_engine_actions) or "-",
+            "; ".join(f"{e}: {' '.join(a)}" for e, a in s.engine_actions.items() if a) or "-",
         )
     out.print(table)
 
@@ -228,9 +230,7 @@ def spec_validate(
 
 
 @app.command()
-def preflight(
-    skill: str, action: str, spec: Path, engine: str = "builtin", platform: str = "local", as_json: bool = JSON
-) -> None:
+def preflight(skill: str, action: str, spec: Path, engine: str = ENGINE, platform: str = "local", as_json: bool = JSON) -> None:
     """Check data and host for a spec file before launch."""
     report = _service().preflight(skill, action, _load_spec(spec), engine=engine, platform=platform)
     _emit(report, as_json)
@@ -243,7 +243,7 @@ def render(
     skill: str,
     action: str,
     spec: Path,
-    engine: str = "builtin",
+    engine: str = ENGINE,
     platform: str = "local",
     output: Path | None = typer.Option(None, "-o", "--output"),
 ) -> None:
@@ -274,7 +274,7 @@ def run(
     pretrained_backbone: str | None = PTB,
     automl_policy: str | None = typer.Option(None, help="on | off | auto (train only; default on)"),
     request: str = typer.Option("", help="the user's request text (policy phrases such as 'plain training')"),
-    engine: str = "builtin",
+    engine: str = ENGINE,
     platform: str = "local",
     follow: bool = typer.Option(True, help="follow the job with a progress bar until it ends"),
     as_json: bool = JSON,
@@ -299,37 +299,6 @@ def run(
     _emit(status, as_json)
     if status.status != "COMPLETE":
         raise typer.Exit(1)
-
-
-def follow_job(svc, job_id: str, timeout_s: float = 24 * 3600):
-    """Poll a job with a rich progress bar (epochs) until it ends; returns the final JobStatus."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(job_id, total=None, detail="starting")
-
-        def update(st) -> None:
-            kpis = " ".join(f"{k}={v:.4g}" for k, v in st.kpis.items())
-            epoch = f"epoch {st.epoch + 1}/{st.max_epoch}" if st.epoch is not None and st.max_epoch else ""
-            total = st.max_epoch or None
-            done = (st.epoch + 1) if st.epoch is not None else 0
-            if st.status == "COMPLETE" and total:
-                done = total
-            progress.update(task, total=total, completed=done, detail=f"{st.status} {epoch} {kpis}".strip())
-
-        status = svc.wait_job(job_id, timeout_s=timeout_s, poll_s=1.0, on_update=update)
-    if status.status == "ERROR" and status.failure:
-        err.print(f"[bold red]job failed[/]: {status.failure.get('summary')}")
-        if status.failure.get("fix"):
-            err.print(f"  fix: {status.failure['fix']}")
-    return status
 
 
 @jobs_app.command("list")
@@ -406,6 +375,8 @@ def serve(
     """Run the MCP server (stdio by default; HTTP binds 127.0.0.1)."""
     from taoskills.surfaces import mcp as mcp_server
 
+    if transport not in ("stdio", "streamable-http"):
+        raise typer.BadParameter("use stdio or streamable-http", param_hint="--transport")
     try:
         mcp_server.run(
             transport=transport,

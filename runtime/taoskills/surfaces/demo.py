@@ -61,7 +61,7 @@ def run_demo(out_dir: Path, *, epochs: int = 10, n_train: int = 32, n_test: int 
     """Run the demo; returns a process exit code (0 when all three jobs COMPLETE)."""
     from taoskills.data.sample_data import write_sample_archive, write_sample_images
     from taoskills.service import Service
-    from taoskills.surfaces.cli import follow_job
+    from taoskills.surfaces.follow import follow_job
 
     out_dir = Path(out_dir).resolve()
     data = out_dir / "data"

@@ -50,7 +50,6 @@ from mcp.server.mcpserver.resources import FileResource
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from taoskills.bank import routing
 from taoskills.data import preflight as pf
 from taoskills.errors import TaoSkillsError
 from taoskills.security import transport as edge
@@ -61,6 +60,7 @@ from taoskills.service import (
     JobHandle,
     JobLogs,
     JobStatus,
+    RoutedRequest,
     RunnerResult,
     Service,
     SkillDetail,
@@ -75,6 +75,10 @@ log = logging.getLogger("taoskills.mcp")
 SERVER_NAME = "tao-skills"
 DEFAULT_PORT = 8765
 LOG_TAIL_MAX = 5000  # lines
+ENGINE_HELP = (
+    "runtime engine: 'auto' (the first that can run the action here; see get_skill runs_here), "
+    "'builtin' (this runtime's PyTorch engine) or 'tao' (TAO container entrypoint)"
+)
 LOG_BYTES_MAX = 262144  # bytes returned by job_logs at most
 #: Tool calls running at once (threads) and the wall-clock limit of one call (seconds).
 MAX_CONCURRENT_CALLS = 8
@@ -250,8 +254,8 @@ def build_server(service: Service | None = None) -> MCPServer:
     @server.tool(annotations=_hints(**RO, title="List skills"))
     async def list_skills() -> SkillList:
         """List every skill in the bank: name, kind (model|application), network_arch, description,
-        actions (train, inference, export, ...), automl_enabled, and builtin_engine_actions (the
-        actions the built-in CPU/GPU engine can run here; others need engine='tao').
+        actions (train, inference, export, ...), automl_enabled, builtin_engine_actions (actions the
+        built-in CPU/GPU engine implements) and engine_actions (runtime engine -> actions it implements).
 
         Next: route_request(text) to pick a skill for a request, or get_skill(name) for details.
         """
@@ -263,7 +267,9 @@ def build_server(service: Service | None = None) -> MCPServer:
     ) -> SkillDetail:
         """One skill in full: frontmatter, SKILL.md body, file list (each readable as resource
         skill://<name>/<file>), shorthand keys (e.g. num_epochs -> train.num_epochs), metric contract,
-        and the data sources each action needs (role -> spec key, expected archive/folder).
+        the data sources each action needs (role -> spec key, expected archive/folder), and runs_here:
+        per action, which runtime engines on which platforms can run it on this host (engine/platform
+        of the first that can), or 'next' - the one thing to do when none can.
 
         Errors: not_found with a did-you-mean when the name is unknown; fix = use a listed name.
         """
@@ -281,11 +287,12 @@ def build_server(service: Service | None = None) -> MCPServer:
                 description="'on', 'off' or 'auto' to override the AutoML decision; default: inferred from the text and the skill"
             ),
         ] = None,
-    ) -> routing.RouteResult:
+    ) -> RoutedRequest:
         """Map a request to a skill, action and automl_policy, with the parameters found in the text,
         a confidence and alternatives. skill is null when no skill applies (no_skill_reason names the
         nearest). automl_policy is the resolved decision (policy on/off, its source and the deciding
-        phrase). Read-only: it launches nothing.
+        phrase). runs_here says where the routed action can run on this host, or the one thing to do.
+        Read-only: it launches nothing.
 
         Next: build_spec(skill, action, ...) with the returned parameters. For training, automl_policy
         'on' means launch_job will refuse until you pass automl_policy='off' (plain training).
@@ -349,7 +356,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         """Build a complete spec for skill/action: template + parent-job carry + profile + data
         sources + shorthand + overrides + TAO inference rules. Returns the spec (dict and YAML), what
         was inferred or staged and why, notes, and validation issues (valid=false with issues listed;
-        nothing raised for those, so you see all problems at once). Launches nothing.
+        nothing raised for those, so you see all problems at once), and runs_here: which runtime
+        engines/platforms can run this action on this host, or 'next', the one thing to do. Launches nothing.
 
         Not read-only: with stage=true it may extract dataset archives into the runtime's staging
         cache (<TAO_SKILLS_HOME>/staging); the user's data is never modified and a repeat call reuses
@@ -398,9 +406,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec (build_spec's 'spec')")],
-        engine: Annotated[
-            Literal["builtin", "tao"], Field(description="'builtin' (this runtime's engine) or 'tao' (TAO container CLI)")
-        ] = "builtin",
+        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
         platform: Annotated[str, Field(description="where the job runs, e.g. 'local'")] = "local",
     ) -> pf.PreflightReport:
         """Check the data and host before a launch: each image folder exists, is a folder (not an
@@ -416,7 +422,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec")],
-        engine: Annotated[Literal["builtin", "tao"], Field(description="'builtin' or 'tao'")] = "builtin",
+        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
         platform: Annotated[str, Field(description="platform name, e.g. 'local'")] = "local",
     ) -> RunnerResult:
         """Render (not run, not write) the bash runner script a launch would use: it writes the spec
@@ -458,7 +464,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         request_text: Annotated[
             str, Field(description="the user's words, used to resolve automl_policy (e.g. 'plain training')")
         ] = "",
-        engine: Annotated[Literal["builtin", "tao"], Field(description="'builtin' or 'tao'")] = "builtin",
+        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
         platform: Annotated[str, Field(description="where to run, e.g. 'local'")] = "local",
     ) -> JobHandle:
         """Build, validate, preflight, record and start a job; returns a handle at once (it does not

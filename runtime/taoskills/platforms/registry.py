@@ -1,0 +1,94 @@
+"""The platform registry: name -> factory of a :class:`~taoskills.platforms.base.Platform`.
+
+``local`` is registered here; other platforms (docker, slurm, kubernetes, ...) are new
+modules that call :func:`register` when imported (a plug-in named in ``TAO_SKILLS_PLUGINS``,
+:mod:`taoskills.plugins`, or a test). Names announced for a later release but not registered
+give NotSupported, any other unknown name NotFound; both name the registered platforms.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taoskills.errors import NotFound, NotSupported
+from taoskills.platforms.base import Platform
+
+PlatformFactory = Callable[..., Platform]
+
+#: Platforms announced for a later release (name -> how to say it).
+PLANNED = {"docker": "the docker platform", "slurm": "the SLURM platform", "kubernetes": "the Kubernetes platform"}
+
+
+@dataclass(frozen=True)
+class PlatformEntry:
+    """``name``: registry key. ``factory(**options) -> Platform``. ``description``: one line."""
+
+    name: str
+    factory: PlatformFactory
+    description: str = ""
+
+
+_lock = threading.Lock()
+_entries: dict[str, PlatformEntry] = {}
+
+
+def _local_factory(**options: Any) -> Platform:
+    from taoskills.platforms.local import LocalPlatform
+
+    return LocalPlatform(**options)
+
+
+def register(name: str, factory: PlatformFactory, *, description: str = "", replace: bool = False) -> PlatformEntry:
+    """Register platform ``name``. Errors: ValueError when it exists and ``replace`` is false."""
+    key = name.strip().lower()
+    with _lock:
+        if key in _entries and not replace:
+            raise ValueError(f"platform {key!r} is already registered")
+        entry = _entries[key] = PlatformEntry(key, factory, description)
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Remove ``name`` (tests undo a dummy registration with it); ``local`` can be removed too."""
+    with _lock:
+        _entries.pop(name.strip().lower(), None)
+
+
+register("local", _local_factory, description="runs the runner script as a process group on this host")
+
+
+def entries() -> dict[str, PlatformEntry]:
+    """name -> entry for every registered platform (plug-ins loaded first), sorted by name."""
+    from taoskills.plugins import load_plugins
+
+    load_plugins()
+    with _lock:
+        return dict(sorted(_entries.items()))
+
+
+def names() -> list[str]:
+    """Registered platform names, ``local`` first."""
+    return sorted(entries(), key=lambda n: (n != "local", n))
+
+
+def get_platform(name: str, **options: Any) -> Platform:
+    """The platform called ``name``; ``options`` go to its factory.
+
+    Errors: NotSupported for a planned but unregistered name (docker, slurm, kubernetes);
+    NotFound for any other unknown name. Both name the registered platforms in ``fix``.
+    """
+    key = (name or "").strip().lower()
+    entry = entries().get(key)
+    if entry is not None:
+        return entry.factory(**options)
+    have = ", ".join(names())
+    if key in PLANNED:
+        raise NotSupported(
+            f"{PLANNED[key]} is coming in a later release; use platform=local",
+            field="platform",
+            fix=f"use platform=local (runs the job as a local process; the runner script can also be run by hand on any host); registered: {have}",
+        )
+    raise NotFound(f"unknown platform {name!r}", field="platform", fix=f"use one of the registered platforms: {have}")

@@ -1,0 +1,154 @@
+"""Request and result models of :class:`taoskills.service.Service` (MCP structured output)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from pydantic import BaseModel, Field
+
+from taoskills.bank.routing import RouteResult
+from taoskills.platforms.placement import Placement
+
+
+class SpecRequest(TypedDict, total=False):
+    """What a spec is built from (build_spec and launch_job take the same keys).
+
+    ``overrides``: dotted key -> value. ``shorthand``: skill shorthand name -> value
+    (``num_epochs``). ``data_sources``: dataset role (``train_datasets``, ``eval_dataset``,
+    ``inference_dataset``, ``calibration_dataset``) -> local root folder. ``parent_job_id``:
+    the job whose checkpoint and structure this action consumes (train for export).
+    ``resume_job_id``: a train job to resume. ``pretrained_model``: full-model PTM file used
+    when not resuming; ``pretrained_backbone``: backbone-only weights (DINO, Grounding DINO
+    ``model.pretrained_backbone_path``), used when not resuming. ``profile``: ``"smoke"`` for
+    the skill's small, representative settings.
+    """
+
+    overrides: dict[str, Any] | None
+    shorthand: dict[str, Any] | None
+    data_sources: dict[str, str] | None
+    parent_job_id: str | None
+    resume_job_id: str | None
+    pretrained_model: str | None
+    pretrained_backbone: str | None
+    profile: str | None
+
+
+# ----------------------------------------------------------------------------- results
+
+
+class SkillSummary(BaseModel):
+    """One skill. ``engine_actions``: runtime engine -> the actions it implements for this skill
+    (whether this host has what it needs is in :class:`SkillDetail` ``runs_here``)."""
+
+    name: str
+    kind: str
+    network_arch: str | None
+    description: str
+    actions: list[str]
+    automl_enabled: bool
+    builtin_engine_actions: list[str]
+    engine_actions: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SkillDetail(SkillSummary):
+    frontmatter: dict[str, Any]
+    body: str
+    files: list[str]
+    shorthand: dict[str, str]
+    metrics: list[dict[str, Any]]
+    data_sources: dict[str, dict[str, Any]]
+    runs_here: dict[str, Placement] = Field(
+        default_factory=dict, description="action -> which engines/platforms can run it here, or the one thing to do"
+    )
+
+
+class SpecResult(BaseModel):
+    skill: str
+    action: str
+    spec: dict[str, Any]
+    spec_yaml: str
+    inferred: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    staged: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    issues: list[dict[str, str]] = Field(default_factory=list)
+    valid: bool = True
+    runs_here: Placement | None = Field(default=None, description="where this action can run here, or the one thing to do")
+
+
+class ValidationResult(BaseModel):
+    skill: str
+    action: str
+    valid: bool
+    issues: list[dict[str, str]]
+    warnings: list[dict[str, str]]
+
+
+class RunnerResult(BaseModel):
+    skill: str
+    action: str
+    engine: str
+    platform: str
+    script: str
+    script_path: str | None = None
+
+
+class JobHandle(BaseModel):
+    job_id: str
+    skill: str
+    action: str
+    status: str
+    engine: str
+    platform: str
+    results_dir: str
+    log_path: str
+    script_path: str
+    automl_policy: str
+    next: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    skill: str
+    network_arch: str | None
+    action: str
+    status: str
+    parent_job_id: str | None
+    results_dir: str
+    log_path: str
+    exit_code: int | None = None
+    epoch: int | None = None
+    max_epoch: int | None = None
+    eta: str | None = None
+    kpis: dict[str, float] = Field(default_factory=dict)
+    message: str | None = None
+    failure: dict[str, Any] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    next: str = ""
+
+
+class JobLogs(BaseModel):
+    """A bounded slice of a job's log."""
+
+    job_id: str
+    tail: int
+    grep: str | None
+    max_bytes: int
+    lines: int = Field(description="log lines in text (the truncation marker not counted)")
+    truncated: bool = Field(description="earlier log output was left out (text starts with a marker line)")
+    text: str
+
+
+class CheckpointResult(BaseModel):
+    job_id: str
+    for_action: str
+    path: str
+    reason: str
+    candidates: list[str]
+
+
+class RoutedRequest(RouteResult):
+    """:class:`~taoskills.bank.routing.RouteResult` plus ``runs_here``: for the routed skill and
+    action, which engines and platforms can run it here, or the one thing to do."""
+
+    runs_here: Placement | None = None
