@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import struct
 import time
 from dataclasses import replace
@@ -31,6 +32,11 @@ from taoskills.plugins import plugin_names
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _REAL: registry.EngineNetwork | None = None
+
+
+#: A pickle (protocol 2) of a dict with NVDINOv2-like key names: passes the launch-time header
+#: check (security/launch.py) without torch.
+_FAKE_CHECKPOINT = pickle.dumps({"backbone.embeddings.cls_token": [0.0], "fake": True}, protocol=2)
 
 
 def _images(folder) -> list[Path]:
@@ -58,7 +64,7 @@ def _train(ctx) -> dict[str, float]:
         if (e + 1) % every == 0 or e + 1 == epochs:
             tag = f"epoch_{e:03d}_step_{(e + 1) * steps:05d}"
             for prefix in ("model", "student", "teacher"):
-                (ctx.results_dir / f"{prefix}_{tag}.pth").write_bytes(b"fake checkpoint\n")
+                (ctx.results_dir / f"{prefix}_{tag}.pth").write_bytes(_FAKE_CHECKPOINT)
             latest = ctx.results_dir / f"{ctx.network}_model_latest.pth"
             latest.unlink(missing_ok=True)
             latest.symlink_to(f"model_{tag}.pth")

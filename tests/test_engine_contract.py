@@ -18,7 +18,7 @@ def test_capabilities_import_without_torch():
     code = (
         "import sys, taoskills.engine, taoskills.engine.capabilities as c; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
-        "print(c.supports('nvdinov2','train'), c.supports('nvdinov2','evaluate'), c.supports('dino','train'))"
+        "print(c.supports('nvdinov2','train'), c.supports('nvdinov2','evaluate'), c.supports('dino','distill'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]

@@ -154,13 +154,14 @@ def test_runtime_engine_registry_and_commands():
     svc = Service()
     info = svc.catalog.get("tao-train-dino").info
     tao, builtin = engines.get_engine("tao"), engines.get_engine("builtin")
-    assert list(engines.engines())[:2] == ["builtin", "tao"]
+    assert list(engines.engines())[:2] == ["tao", "builtin"]
     assert tao.command(info, "train", "/w/spec.yaml") == ["dino", "train", "-e", "/w/spec.yaml"]
     req = tao.requirements(info, "train")
     assert req.tools == ("dino",) and req.image == info.images["train"] and req.hardware_severity == "error"
     deploy = next(a for a, x in info.actions.items() if x.container == "deploy")
     assert tao.requirements(info, deploy).image == info.images["deploy"]
-    assert builtin.why_not(info, "train") and "engine='tao'" in builtin.fix(info, "train")
+    assert builtin.why_not(info, "distill") and "engine='tao'" in builtin.fix(info, "distill")
+    assert builtin.why_not(info, "train") is None  # the built-in DINO engine
     nv = svc.catalog.get("tao-train-nvdinov2").info
     assert builtin.why_not(nv, "train") is None
     assert builtin.command(nv, "export", "/w/s.yaml")[1:] == ["-m", "taoskills.engine", "nvdinov2", "export", "-e", "/w/s.yaml"]
@@ -317,7 +318,7 @@ def test_local_platform_refuses_remote_inputs_and_owns_the_policy(tmp_path):
 
 
 def test_tao_engine_runner_uses_the_skill_command_and_multi_gpu_env(tmp_path, monkeypatch):
-    """With the TAO entrypoint on PATH, auto picks no built-in engine for DINO: the runner runs the
+    """With the TAO entrypoint on PATH, auto picks it over the built-in engine for DINO: the runner runs the
     skill's ``command`` with TAO's multi-GPU environment (one node on the local platform)."""
     tool = tmp_path / "bin" / "dino"
     tool.parent.mkdir()

@@ -107,14 +107,15 @@ def test_builtin_engine_refuses_networks_it_cannot_run(svc):
 
 
 def test_dino_without_tao_container_gets_one_thing_to_do(svc, monkeypatch, tmp_path):
-    """DINO with AutoML on and no TAO entrypoint: one refusal whose fix is the TAO container
-    (not "AutoML refused" -> "built-in lacks DINO" -> "no TAO CLI" pointing at each other)."""
+    """DINO distill (not in the built-in engine) and no TAO entrypoint: one refusal whose fix is
+    the TAO container (not "built-in lacks it" -> "no TAO CLI" pointing at each other)."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no 'dino' entrypoint here
-    where = svc.get_skill("tao-train-dino").runs_here["train"]
+    where = svc.get_skill("tao-train-dino").runs_here["distill"]
     assert not where.runs_here and "TAO container" in where.next
-    assert svc.route_request("train DINO on my COCO data").runs_here.next == where.next
+    assert svc.get_skill("tao-train-dino").runs_here["train"].engine == "builtin"
+    assert svc.route_request("distill my DINO detector", action="distill").runs_here.next == where.next
     with pytest.raises(NotSupported) as exc:
-        svc.launch_job("tao-train-dino", "train", data_sources={"train_datasets": str(tmp_path)})
+        svc.launch_job("tao-train-dino", "distill", data_sources={"train_datasets": str(tmp_path)})
     assert exc.value.fix == where.next and "nvcr.io/nvidia/tao" in exc.value.fix
     _nothing_launched(svc)
 

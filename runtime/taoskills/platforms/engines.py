@@ -111,7 +111,7 @@ class BuiltinEngine(RuntimeEngine):
 
     name = "builtin"
     description = "tao-skills' own PyTorch engine (TAO CLI and results contract), CPU or GPU"
-    order = 10
+    order = 20  # the embedded default; TAO's own entrypoint wins when it is here
 
     def why_not(self, info: SkillInfo, action: str) -> str | None:
         base = super().why_not(info, action)
@@ -171,7 +171,7 @@ class TaoEngine(RuntimeEngine):
 
     name = "tao"
     description = "NVIDIA TAO's container entrypoint (TAO PyTorch / TAO Deploy images)"
-    order = 20
+    order = 10  # production: inside a TAO container its entrypoint runs the job
 
     def image(self, info: SkillInfo, action: str) -> str | None:
         """The container image of ``action``: ``images[actions.<a>.container]`` (train or deploy)."""
