@@ -142,7 +142,7 @@ class Mixup:
 
     ``aug`` is ``dataset.augmentation`` (``mixup``, ``cutmix``, ``cutmix_minmax``, ``mixup_prob``,
     ``mixup_switch_prob``, ``mixup_mode``, ``smoothing``). ``active`` is False when both alphas are 0.
-    Batch and pair modes need an even batch for pair; elem/pair mix sample i with sample B-1-i.
+    Sample i is mixed with sample B-1-i; in pair mode both get the same lambda and CutMix box.
     """
 
     def __init__(self, aug: dict[str, Any], num_classes: int) -> None:
