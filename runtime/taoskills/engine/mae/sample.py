@@ -76,3 +76,36 @@ def write_classification_set(
     lines = [f"- class {c}: {CLASSES[c]} ({PHOTOS[CLASSES[c]][0]}; {PHOTOS[CLASSES[c]][1]})" for c in names]
     (dest / "ATTRIBUTION.txt").write_text(SAMPLE_ATTRIBUTION + "\n\nClasses:\n" + "\n".join(lines) + "\n", encoding="utf-8")
     return {"train": dest / "images_train", "val": dest / "images_val", "test": dest / "images_test", "classes": sorted(names)}
+
+
+def demo_overrides(stage: str, *, epochs: int | None = None) -> dict[str, object]:
+    """TAO mae spec overrides for a CPU demo on the sample set (every key a TAO Core 7.3.0 mae key).
+
+    ``convnextv2_atto`` (the smallest TAO arch, 3.4M parameters) at 64 px, batch 8; pretrain 3
+    epochs, finetune 10 (cosine lr, no warm-up; mixup/cutmix/RandAugment off because 64 images are
+    too few for them to help in 10 epochs). ``stage``: pretrain|finetune. The caller adds the
+    data sources, ``model.num_classes`` and (finetune) the parent pretrain checkpoint.
+    """
+    common: dict[str, object] = {
+        "model.arch": "convnextv2_atto",
+        "dataset.augmentation.input_size": 64,
+        "dataset.batch_size": 8,
+        "dataset.num_workers_per_gpu": 1,
+        "train.precision": "fp32",
+        "train.optim.warmup_epochs": 0,
+    }
+    if stage == "pretrain":
+        n = epochs or 3
+        return {**common, "train.stage": "pretrain", "train.num_epochs": n, "train.optim.lr": 1e-3}
+    n = epochs or 10
+    return {
+        **common,
+        "train.stage": "finetune",
+        "train.num_epochs": n,
+        "train.optim.lr": 2e-3,
+        "train.optim.lr_scheduler": "cosine",
+        "train.optim.backbone_multiplier": 1.0,
+        "dataset.augmentation.mixup": 0.0,
+        "dataset.augmentation.cutmix": 0.0,
+        "dataset.augmentation.auto_aug": "",
+    }
