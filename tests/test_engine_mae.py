@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 TINY = {
     "vit_tiny_patch8": {"family": "vit", "hidden": 64, "depth": 2, "heads": 2, "patch": 8},
     "convnextv2_tiny_test": {"family": "convnextv2", "depths": [1, 1, 3, 1], "dims": [16, 32, 64, 128]},
+    "hiera_tiny_test": {"family": "hiera", "embed": 16, "depths": [1, 1, 2, 1], "heads": [1, 1, 2, 2]},
 }
 CHANCE = 0.25
 COMMON = [
@@ -349,3 +350,76 @@ def test_console_entry_point_convnextv2_atto(work):
     latest = out / "convnextv2_atto_latest.pth"
     assert latest.is_symlink() and latest.readlink().name == "model_epoch_000_step_00006.pth"
     assert _status(out / "status.json")[-1]["status"] == "SUCCESS"
+
+
+def test_resume_from_model_epoch(vit, work):
+    tmp, data, spec = work
+    ckpt = vit["pre_dir"] / "model_epoch_001_step_00012.pth"
+    out = tmp / "resumed"
+    rc = _engine(
+        spec,
+        "train",
+        "vit_tiny_patch8",
+        f"results_dir={out}",
+        f"dataset.train_data_sources={data['train']}",
+        f"train.num_epochs={PRETRAIN_EPOCHS}",
+        "train.optim.lr=1e-3",
+        f"train.resume_training_checkpoint_path={ckpt}",
+    )
+    assert rc == 0
+    assert [p.name for p in (out / "train").glob("model_epoch_*.pth")] == ["model_epoch_002_step_00018.pth"]
+    assert [line["epoch"] for line in _status(out / "train" / "status.json") if "epoch" in line] == [2]
+    # a structural key that differs from the checkpoint is refused
+    rc = _engine(
+        spec,
+        "train",
+        "vit_tiny_patch8",
+        f"results_dir={tmp}/resumed_bad",
+        f"dataset.train_data_sources={data['train']}",
+        "dataset.augmentation.input_size=96",
+        f"train.resume_training_checkpoint_path={ckpt}",
+    )
+    assert rc == 1
+    assert "dataset.augmentation.input_size=64" in _status(tmp / "resumed_bad" / "train" / "status.json")[-1]["message"]
+
+
+def test_hiera_pretrain_finetune_export(work):
+    """Hiera through every action once (tiny arch, 1 epoch each): the family works end to end."""
+    tmp, data, spec = work
+    arch, root = "hiera_tiny_test", tmp / "hiera"
+    assert (
+        _engine(
+            spec, "train", arch, f"results_dir={root}/pre", f"dataset.train_data_sources={data['train']}", "train.num_epochs=1"
+        )
+        == 0
+    )
+    pre = next((root / "pre" / "train").glob("model_epoch_*.pth"))
+    assert (root / "pre" / "train" / "hiera_tiny_test_latest.pth").is_symlink()
+    rc = _engine(
+        spec,
+        "train",
+        arch,
+        f"results_dir={root}/ft",
+        f"dataset.train_data_sources={data['train']}",
+        "train.num_epochs=1",
+        f"train.pretrained_model_path={pre}",
+        *FINETUNE,
+    )
+    assert rc == 0
+    msg = [line["message"] for line in _status(root / "ft" / "train" / "status.json") if "pretrained" in line.get("message", "")]
+    assert msg[0].startswith("Loaded train.pretrained_model_path: 0 missing and 0 unexpected")
+    ft = next((root / "ft" / "train").glob("model_epoch_*.pth"))
+    rc = _engine(
+        spec,
+        "export",
+        arch,
+        f"results_dir={root}/ft",
+        f"export.checkpoint={ft}",
+        f"export.onnx_file={root}/hiera.onnx",
+        "export.input_width=64",
+        "export.input_height=64",
+        "train.stage=finetune",
+        "model.num_classes=4",
+    )
+    assert rc == 0
+    assert _status(root / "ft" / "export" / "status.json")[-1]["kpi"]["onnx_max_abs_diff"] < 1e-3
