@@ -219,6 +219,16 @@ def test_pretrain_checkpoint_loads_into_classifier(arch):
     assert clf(torch.randn(2, 3, 64, 64)).shape == (2, 3)
 
 
+def test_finetune_checkpoint_reloads_with_new_head():
+    cfg = _cfg(arch="convnextv2_atto")
+    old = M.build_classifier(cfg, num_classes=5)
+    sd = {f"model.{k}": v for k, v in old.state_dict().items()}
+    new = M.build_classifier(cfg, num_classes=3)
+    rep = M.load_pretrained(new, sd, field="train.pretrained_model_path")
+    assert rep["missing"] == [] and rep["unexpected"] == [] and rep["dropped"] == ["model.head.weight", "model.head.bias"]
+    assert torch.equal(new.backbone.embeddings.patch_embeddings.weight, old.backbone.embeddings.patch_embeddings.weight)
+
+
 def test_vit_position_embeddings_interpolate_hiera_refuses():
     pre = M.build_pretrain(_cfg(size=64))
     sd = {f"model.{k}": v for k, v in pre.state_dict().items()}

@@ -33,8 +33,9 @@ from taoskills.errors import SpecError
 log = logging.getLogger("taoskills.engine.mae")
 
 #: Attribute prefixes of the pretraining encoders (HF ``base_model_prefix``) and wrapper prefixes
-#: (Lightning ``model.``, our HF wrapper ``net.``, TAO ``encoder.``, DDP ``module.``) stripped from checkpoint keys.
-STRIP_PREFIXES = ("model.", "module.", "net.", "encoder.", "vit.", "convnextv2.", "hiera.")
+#: (Lightning ``model.``, our HF wrapper ``net.``, our classifier ``backbone.``, TAO ``encoder.``, DDP
+#: ``module.``) stripped from checkpoint keys.
+STRIP_PREFIXES = ("model.", "module.", "net.", "backbone.", "encoder.", "vit.", "convnextv2.", "hiera.")
 #: Pretraining-only parts dropped before loading into a classifier (TAO's finetune loader).
 DROP_PREFIXES = ("decoder", "mask_token", "pred", "proj.", "encoder_norm", "multiscale_fusion")
 HEAD_INIT_STD = 2e-5  # MAE finetune head init (trunc_normal std 2e-5)
