@@ -42,7 +42,15 @@ def busybox_path() -> str:
     return found
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, mode: int = 0o644, link: str | None = None, folder: bool = False) -> None:
+def _add(
+    tar: tarfile.TarFile,
+    name: str,
+    data: bytes | None = None,
+    *,
+    mode: int = 0o644,
+    link: str | None = None,
+    folder: bool = False,
+) -> None:
     info = tarfile.TarInfo(name)
     info.mtime = 0
     if folder:
@@ -62,7 +70,17 @@ def rootfs_tar(extra: dict[str, tuple[bytes, int]] | None = None) -> bytes:
     applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d, mode in (("bin", 0o755), ("tmp", 0o1777), ("etc", 0o755), ("results", 0o777), ("workspace", 0o755), ("opt", 0o755), ("opt/tao", 0o755), ("opt/tao/bin", 0o755), ("opt/standin", 0o755)):
+        for d, mode in (
+            ("bin", 0o755),
+            ("tmp", 0o1777),
+            ("etc", 0o755),
+            ("results", 0o777),
+            ("workspace", 0o755),
+            ("opt", 0o755),
+            ("opt/tao", 0o755),
+            ("opt/tao/bin", 0o755),
+            ("opt/standin", 0o755),
+        ):
             _add(tar, d, folder=True, mode=mode)
         for name in ("lib", "lib64"):  # merged-/usr hosts: the dynamic loader is found via these links
             if os.path.islink(f"/{name}"):
@@ -90,7 +108,10 @@ def build_images(client) -> dict[str, str]:
     images = {
         BUSYBOX_IMAGE: {},
         ENGINE_IMAGE: {**common, "opt/tao/bin/tao-skills-engine": _wrapper('exec python -m taoskills.engine "$@"')},
-        STANDIN_IMAGE: {**common, **{f"opt/tao/bin/{n}": _wrapper(f'exec python /opt/standin/tao_standin.py {n} "$@"') for n in NETWORKS}},
+        STANDIN_IMAGE: {
+            **common,
+            **{f"opt/tao/bin/{n}": _wrapper(f'exec python /opt/standin/tao_standin.py {n} "$@"') for n in NETWORKS},
+        },
     }
     out = {}
     for name, extra in images.items():
@@ -111,7 +132,11 @@ def toolchain_mounts() -> list[str]:
                 real.append(r)
     # keep only outermost folders; never "/" or a folder holding the docker socket
     real = [r for r in real if r != "/" and not any(o != r and r.startswith(o.rstrip("/") + "/") for o in real)]
-    return [r for r in real if not "/var/run/docker.sock".startswith(r.rstrip("/") + "/") and not "/run/docker.sock".startswith(r.rstrip("/") + "/")]
+    return [
+        r
+        for r in real
+        if not "/var/run/docker.sock".startswith(r.rstrip("/") + "/") and not "/run/docker.sock".startswith(r.rstrip("/") + "/")
+    ]
 
 
 def _memlock_hard() -> int:
@@ -123,11 +148,15 @@ def _memlock_hard() -> int:
 
 def docker_env(workspace: Path) -> dict[str, str]:
     """The ``TAO_SKILLS_DOCKER_*`` settings the tests run with (stand-in images, CPU, no network)."""
-    path = os.pathsep.join(["/opt/tao/bin", str(Path(sys.prefix) / "bin"), str(Path(sys.base_prefix) / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])
+    path = os.pathsep.join(
+        ["/opt/tao/bin", str(Path(sys.prefix) / "bin"), str(Path(sys.base_prefix) / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]
+    )
     env = {
         "TAO_SKILLS_DOCKER_WORKSPACE": str(workspace),
         "TAO_SKILLS_DOCKER_IMAGES": f"{STANDIN_IMAGE},{ENGINE_IMAGE}",
-        "TAO_SKILLS_DOCKER_IMAGE_MAP": ",".join(f"nvcr.io/nvidia/tao/tao-toolkit:6.26.3-{k}={STANDIN_IMAGE}" for k in ("pyt", "deploy")),
+        "TAO_SKILLS_DOCKER_IMAGE_MAP": ",".join(
+            f"nvcr.io/nvidia/tao/tao-toolkit:6.26.3-{k}={STANDIN_IMAGE}" for k in ("pyt", "deploy")
+        ),
         "TAO_SKILLS_DOCKER_ENGINE_IMAGE": ENGINE_IMAGE,
         "TAO_SKILLS_DOCKER_PULL": "never",
         "TAO_SKILLS_DOCKER_GPUS": "off",

@@ -12,9 +12,9 @@ import json
 import time
 
 import pytest
+
 from docker_support import ENGINE_IMAGE, HOW_TO_START, STANDIN_IMAGE, build_images, docker_env
 from engine_settings import TINY_TRAIN_OVERRIDES
-
 from taoskills.errors import PolicyRefusal
 from taoskills.jobs.store import JobRecord
 from taoskills.platforms import docker_config as dc
@@ -63,7 +63,9 @@ def coco_root(root, n=4):
     imgs = write_tiny_images(root / "images", n=n)
     coco = {
         "images": [{"id": i + 1, "file_name": p.name, "width": 16, "height": 16} for i, p in enumerate(imgs)],
-        "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64, "iscrowd": 0} for i in range(n)],
+        "annotations": [
+            {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 8, 8], "area": 64, "iscrowd": 0} for i in range(n)
+        ],
         "categories": [{"id": 1, "name": "thing"}],
     }
     (root / "annotations.json").write_text(json.dumps(coco))
@@ -121,7 +123,9 @@ def test_tao_engine_dino_train_through_the_standin_image(svc, ws, client):
     assert "/workspace/coco/images" in spec and str(ws) not in spec
 
 
-@pytest.mark.parametrize(("skill", "network"), [("tao-train-mask-auto-encoder", "mae"), ("tao-train-grounding-dino", "grounding_dino")])
+@pytest.mark.parametrize(
+    ("skill", "network"), [("tao-train-mask-auto-encoder", "mae"), ("tao-train-grounding-dino", "grounding_dino")]
+)
 def test_standin_entrypoints_of_other_networks(svc, ws, client, skill, network):
     import docker
 
@@ -226,7 +230,13 @@ def test_secrets_reach_the_container_by_name_only(svc, ws, monkeypatch, client):
     logs = ctr.logs().decode()
     assert "TAO_ENCRYPTION_KEY" in logs  # the job saw the variable
     inspect = json.dumps(client.api.inspect_container(ctr.id))
-    for text in (logs, inspect, json.dumps(ctr.labels), rec.model_dump_json(), (ws / "jobs" / handle.job_id / "run.sh").read_text()):
+    for text in (
+        logs,
+        inspect,
+        json.dumps(ctr.labels),
+        rec.model_dump_json(),
+        (ws / "jobs" / handle.job_id / "run.sh").read_text(),
+    ):
         assert PLANTED not in text
     assert not (ws / "jobs" / handle.job_id / ".secrets").exists()  # removed when the job ended
 
@@ -236,7 +246,14 @@ def test_data_outside_the_workspace_is_refused(svc, ws, tmp_path):
 
     data = coco_root(tmp_path / "outside")
     with pytest.raises(PreflightError) as exc:
-        svc.launch_job("tao-train-dino", "train", engine="tao", platform="docker", automl_policy="off", data_sources={"train_datasets": str(data)})
+        svc.launch_job(
+            "tao-train-dino",
+            "train",
+            engine="tao",
+            platform="docker",
+            automl_policy="off",
+            data_sources={"train_datasets": str(data)},
+        )
     assert "outside the docker platform's workspace" in str(exc.value)
     assert svc.store.list() == []
 
@@ -270,7 +287,15 @@ def test_preflight_reports_docker_checks(svc, ws):
     built = svc.build_spec("tao-train-dino", "train", data_sources={"train_datasets": str(data)})
     rep = svc.preflight("tao-train-dino", "train", built.spec, engine="tao", platform="docker")
     names = {c.name: c for c in rep.checks}
-    for n in ("host.docker", "host.docker.gpu", "host.docker.image_allowed", "host.docker.image", "host.docker.shm", "host.docker.user", "host.docker.workspace"):
+    for n in (
+        "host.docker",
+        "host.docker.gpu",
+        "host.docker.image_allowed",
+        "host.docker.image",
+        "host.docker.shm",
+        "host.docker.user",
+        "host.docker.workspace",
+    ):
         assert n in names, n
     assert names["host.docker.image"].ok and STANDIN_IMAGE in names["host.docker.image"].message
 

@@ -49,7 +49,10 @@ def stub(network: str, argv: list[str]) -> int:
     from taoskills.engine.contract import StatusLogger, write_experiment_yaml
     from taoskills.specs.dotted import set_dotted
 
-    print(f"STUB: tao-skills stand-in for TAO's '{network}' entrypoint - follows TAO's CLI and results contract, trains nothing", flush=True)
+    print(
+        f"STUB: tao-skills stand-in for TAO's '{network}' entrypoint - follows TAO's CLI and results contract, trains nothing",
+        flush=True,
+    )
     p = argparse.ArgumentParser(prog=network)
     p.add_argument("action")
     p.add_argument("-e", "--experiment_spec_file", required=True)
@@ -64,7 +67,17 @@ def stub(network: str, argv: list[str]) -> int:
     status = StatusLogger(out / "status.json")
     status.write("STARTED", f"Starting {network} {action}.")
     write_experiment_yaml(out / "experiment.yaml", cfg)
-    missing = [(k, v) for k, v in _paths(cfg) if not v.startswith(str(out)) and not k.endswith("results_dir") and not os.path.exists(v) and "pretrained" not in k and "resume" not in k and "onnx_file" not in k and "trt" not in k]
+    missing = [
+        (k, v)
+        for k, v in _paths(cfg)
+        if not v.startswith(str(out))
+        and not k.endswith("results_dir")
+        and not os.path.exists(v)
+        and "pretrained" not in k
+        and "resume" not in k
+        and "onnx_file" not in k
+        and "trt" not in k
+    ]
     code = _knob(".standin_exit")
     if missing or code:
         msg = f"input paths do not exist: {missing}" if missing else f"injected failure (exit {code})"

@@ -27,11 +27,9 @@ the timeout) then kill; records are reconciled by label (:func:`reconcile`).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
-import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,13 +40,11 @@ from taoskills.errors import JobError, NotSupported, PolicyRefusal
 from taoskills.jobs.store import JobRecord, utc_now
 from taoskills.platforms import docker_config as dc
 from taoskills.platforms.base import PlatformBase, PlatformState, read_log
-from taoskills.platforms.local import LocalArtifacts
+from taoskills.platforms.docker_artifacts import DockerArtifacts
 
 if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
     from taoskills.data.preflight import CheckResult
-    from taoskills.jobs.checkpoints import CheckpointFile
-    from taoskills.jobs.monitor import StatusSummary
     from taoskills.jobs.store import JobStore
     from taoskills.platforms.engines import RuntimeEngine
 
@@ -59,7 +55,7 @@ NGC_USERNAME = "$oauthtoken"  # NGC's registry user name (TAO SDK 7.2.0 DOCKER_U
 _SECRET_WRAPPER = 'for f in "$0"/*; do [ -f "$f" ] && export "${f##*/}=$(cat "$f")"; done; exec "$@"'
 
 
-def _sdk():
+def _sdk() -> Any:
     try:
         import docker
     except ImportError as exc:
@@ -118,61 +114,6 @@ def _state_of(attrs: dict[str, Any], canceled: bool) -> PlatformState:
             return PlatformState(state="CANCELED", exit_code=rc, detail=f"canceled (exit code {rc})")
         return PlatformState(state="ERROR", exit_code=rc, detail=f"exit code {rc}{oom}", lost=bool(oom))
     return PlatformState(state="UNKNOWN", detail=f"container state {status!r}")
-
-
-class DockerArtifacts(LocalArtifacts):
-    """Results of a docker job: the bind-mounted folder on this host, or the named volume read
-    through the job's (stopped) container. The log is the container's output."""
-
-    def __init__(self, platform: DockerPlatform, record: JobRecord) -> None:
-        super().__init__(record)
-        self.platform, self.record = platform, record
-        self.volume = platform.cfg.results == "volume"
-
-    def _container(self):
-        return self.platform.find(self.record)
-
-    def read_bytes(self, relpath: str) -> bytes | None:
-        if not self.volume:
-            return super().read_bytes(relpath)
-        c = self._container()
-        if c is None:
-            return super().read_bytes(relpath)  # fetched copy, if any
-        try:
-            stream, _ = c.get_archive(f"{dc.RESULTS_MOUNT}/{relpath}")
-        except Exception:  # NotFound: the file does not exist (yet)
-            return None
-        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile()), None)
-            fh = tar.extractfile(member) if member else None
-            return fh.read() if fh else None
-
-    def status(self, action: str) -> StatusSummary:
-        from taoskills.jobs import monitor
-
-        return monitor.progress_from(self.read_bytes, action.removeprefix("deploy_"))
-
-    def log_tail(self, max_bytes: int) -> str:
-        self.platform.sync_log(self.record)
-        return super().log_tail(max_bytes)
-
-    def checkpoint_root(self) -> Path:
-        """The results folder on this host (bind), or a fresh copy of the volume in it."""
-        if self.volume:
-            c = self._container()
-            if c is not None:
-                stream, _ = c.get_archive(dc.RESULTS_MOUNT + "/.")
-                self.results_dir.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
-                    for m in tar.getmembers():  # strip the leading "./" folder
-                        m.name = m.name.split("/", 1)[1] if "/" in m.name else ""
-                    tar.extractall(self.results_dir, members=[m for m in tar.getmembers() if m.name], filter="data")
-        return self.results_dir
-
-    def list_checkpoints(self, action: str = "train") -> list[CheckpointFile]:
-        from taoskills.jobs.checkpoints import list_checkpoints
-
-        return list_checkpoints(self.checkpoint_root() / action)
 
 
 class DockerPlatform(PlatformBase):
@@ -260,7 +201,9 @@ class DockerPlatform(PlatformBase):
         Errors: PolicyRefusal (path outside the workspace, root, socket), JobError (no workdir)."""
         docker = _sdk()
         if not record.workdir or not record.results_dir:
-            raise JobError(f"job {record.job_id} has no workdir/results_dir", field="workdir", fix="launch it through the service")
+            raise JobError(
+                f"job {record.job_id} has no workdir/results_dir", field="workdir", fix="launch it through the service"
+            )
         workdir = self.cfg.inside_workspace(record.workdir)
         results = self.cfg.inside_workspace(record.results_dir) if not self.cfg.results == "volume" else Path(record.results_dir)
         action = record.action
@@ -421,7 +364,9 @@ class DockerPlatform(PlatformBase):
                 field="platform",
                 fix="run `tao-skills preflight --platform docker` for the cause (GPU runtime, image, mounts)",
             ) from None
-        (wd / CONTAINER_FILE).write_text(json.dumps({"id": container.id, "name": kwargs["name"], "image": image, "at": utc_now()}))
+        (wd / CONTAINER_FILE).write_text(
+            json.dumps({"id": container.id, "name": kwargs["name"], "image": image, "at": utc_now()})
+        )
         return str(container.id)
 
     def poll(self, record: JobRecord) -> PlatformState:
@@ -441,7 +386,9 @@ class DockerPlatform(PlatformBase):
                 return PlatformState(state="PENDING", detail="not submitted yet")
             if canceled:
                 return PlatformState(state="CANCELED", detail="canceled; the container is gone")
-            return PlatformState(state="ERROR", lost=True, detail="the job's container is gone (removed, or the Docker host was reset)")
+            return PlatformState(
+                state="ERROR", lost=True, detail="the job's container is gone (removed, or the Docker host was reset)"
+            )
         state = _state_of(attrs, canceled)
         if state.state in ("COMPLETE", "ERROR", "CANCELED"):
             self._finish(record, state)
@@ -454,7 +401,7 @@ class DockerPlatform(PlatformBase):
             return {}
         by_job: dict[str, Any] = {}
         for c in self.client.containers.list(all=True, filters={"label": dc.LABEL_JOB}):
-            by_job.setdefault((c.labels or {}).get(dc.LABEL_JOB), c)
+            by_job.setdefault(str((c.labels or {}).get(dc.LABEL_JOB)), c)
         return {r.job_id: self._state(r, by_job[r.job_id].attrs if r.job_id in by_job else None) for r in recs}
 
     def cancel(self, record: JobRecord) -> None:

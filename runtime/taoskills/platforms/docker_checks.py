@@ -45,8 +45,9 @@ def _socket_present() -> bool:
 
 def _image_state(plat: DockerPlatform, image: str) -> tuple[bool, str | None]:
     """(present, reason it cannot be had); reason None when present or pullable as far as we can tell."""
-    import docker
+    from taoskills.platforms.docker import _sdk
 
+    docker = _sdk()
     try:
         plat.client.images.get(image)
         return True, None
@@ -75,7 +76,9 @@ def quick_check(plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, ac
     return why
 
 
-def host_checks(plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]) -> list[CheckResult]:
+def host_checks(
+    plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]
+) -> list[CheckResult]:
     """See the module docstring; never launches anything."""
     from taoskills.data.preflight import CheckResult
     from taoskills.engine.registry import HostInfo
@@ -83,8 +86,21 @@ def host_checks(plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, ac
 
     out: list[CheckResult] = []
 
-    def add(name: str, ok: bool, message: str, *, field: str = "platform", fix: str | None = None, severity: str = "error", **details: Any) -> None:
-        out.append(CheckResult(name=name, ok=ok, field=field, message=message, fix=None if ok else fix, severity=severity, details=details))  # type: ignore[arg-type]
+    def add(
+        name: str,
+        ok: bool,
+        message: str,
+        *,
+        field: str = "platform",
+        fix: str | None = None,
+        severity: str = "error",
+        **details: Any,
+    ) -> None:
+        out.append(
+            CheckResult(
+                name=name, ok=ok, field=field, message=message, fix=None if ok else fix, severity=severity, details=details
+            )
+        )  # type: ignore[arg-type]
 
     try:
         from taoskills.platforms.docker import connect
@@ -99,13 +115,20 @@ def host_checks(plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, ac
     req = engine.requirements(info, action)
     nvidia = plat.nvidia_runtime()
     if plat.cfg.gpus == "off":
-        add("host.docker.gpu", True, "GPUs are off for the docker platform (TAO_SKILLS_DOCKER_GPUS=off): jobs run on CPU.", severity="warning")
+        add(
+            "host.docker.gpu",
+            True,
+            "GPUs are off for the docker platform (TAO_SKILLS_DOCKER_GPUS=off): jobs run on CPU.",
+            severity="warning",
+        )
     else:
         sev = "error" if engine.name == "tao" or plat.cfg.gpus == "on" else "warning"
         add(
             "host.docker.gpu",
             nvidia,
-            "The Docker daemon has the NVIDIA runtime." if nvidia else "The Docker daemon has no NVIDIA runtime: containers cannot use GPUs.",
+            "The Docker daemon has the NVIDIA runtime."
+            if nvidia
+            else "The Docker daemon has no NVIDIA runtime: containers cannot use GPUs.",
             fix="install the NVIDIA Container Toolkit (nvidia-ctk runtime configure --runtime=docker) and restart dockerd",
             severity=sev if not nvidia else "info",
         )
@@ -138,7 +161,12 @@ def host_checks(plat: DockerPlatform, engine: RuntimeEngine, info: SkillInfo, ac
     except PolicyRefusal as exc:
         add("host.docker.user", False, exc.message, field="user", fix=exc.fix)
     missing = [n for n in engine.secret_env_names(info, action, spec) if not os.environ.get(n)]
-    add("host.docker.credentials", not missing, "Secret variables are set (checked by name)." if not missing else f"Not set: {', '.join(missing)}.", fix=f"export {' '.join(missing)}")
+    add(
+        "host.docker.credentials",
+        not missing,
+        "Secret variables are set (checked by name)." if not missing else f"Not set: {', '.join(missing)}.",
+        fix=f"export {' '.join(missing)}",
+    )
     try:
         dc.rewrite_spec(spec, plat.cfg, str(spec.get("results_dir") or plat.cfg.workspace / "results"))
         if spec.get("results_dir") and plat.cfg.results == "bind":

@@ -125,8 +125,7 @@ class DockerConfig:
         }
         if env.get("TAO_SKILLS_DOCKER_ULIMITS") is not None:
             values["ulimits"] = _ulimits(env["TAO_SKILLS_DOCKER_ULIMITS"])
-        values |= {
-        }
+        values |= {}
         values.update(overrides)
         cfg = cls(**values)
         cfg.workspace = Path(cfg.workspace).expanduser().resolve()
