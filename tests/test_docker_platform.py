@@ -303,3 +303,65 @@ def test_preflight_reports_docker_checks(svc, ws):
 def test_unit_record_platform_is_docker(ws):
     rec = JobRecord(skill="tao-train-dino", action="train", platform="docker")
     assert get_platform(rec.platform).poll(rec).state == "PENDING"
+
+
+@pytest.fixture()
+def s3_endpoint(monkeypatch):
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    yield
+    server.stop()
+
+
+def test_dino_from_s3_data_with_results_uploaded(svc, ws, tmp_path, monkeypatch, s3_endpoint):
+    import io
+    import tarfile
+
+    from taoskills.data import s3
+
+    c = s3.client()
+    c.create_bucket(Bucket="coco")
+    c.create_bucket(Bucket="out")
+    src = coco_root(tmp_path / "src")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src / "images", arcname="images")
+    c.put_object(Bucket="coco", Key="train/images.tar.gz", Body=buf.getvalue())
+    c.put_object(Bucket="coco", Key="train/annotations.json", Body=(src / "annotations.json").read_bytes())
+    monkeypatch.setenv("TAO_SKILLS_DOCKER_RESULTS_BUCKET", "out")
+    monkeypatch.setenv("TAO_SKILLS_DOCKER_UPLOAD_EXCLUDES", ".tao-runtime/*,experiment.yaml")
+    handle = svc.launch_job(
+        "tao-train-dino",
+        "train",
+        engine="tao",
+        platform="docker",
+        automl_policy="off",
+        data_sources={"train_datasets": "s3://coco/train"},
+        overrides={"train.num_epochs": 1},
+    )
+    st = _wait(svc, handle.job_id)
+    assert st.status == "COMPLETE", svc.job_logs(handle.job_id).text
+    spec = (ws / "jobs" / handle.job_id / "container_spec.yaml").read_text()
+    assert "/workspace/staging/s3/coco/train/images" in spec and "s3:" not in spec
+    keys = {o["Key"] for o in c.list_objects_v2(Bucket="out", Prefix=f"results/{handle.job_id}/")["Contents"]}
+    assert f"results/{handle.job_id}/train/status.json" in keys
+    assert f"results/{handle.job_id}/train/model_epoch_000_step_00010.pth" in keys
+    assert not any(k.endswith("experiment.yaml") or ".tao-runtime" in k for k in keys)
+    staged = ws / "staging" / "s3" / "coco" / "train" / "images.tar.gz"
+    assert str(staged.parent / "images") in json.dumps(svc.store.get(handle.job_id).spec)
+    mtime = staged.stat().st_mtime_ns
+    plat = get_platform("docker")
+    from taoskills.bank.catalog import Catalog
+
+    plat.stage_data_sources(Catalog.load().get("tao-train-dino").info, "train", {"train_datasets": "s3://coco/train"})
+    assert staged.stat().st_mtime_ns == mtime  # a retry reuses the finished download

@@ -316,12 +316,16 @@ class DockerPlatform(PlatformBase):
             yield buf.decode("utf-8", errors="replace")
 
     def _finish(self, record: JobRecord, state: PlatformState) -> None:
-        """On a terminal state: the exit code and log on disk, the secrets folder removed."""
+        """On a terminal state: the exit code and log on disk, the secrets folder removed, the
+        results uploaded to the results bucket (once, when one is configured)."""
+        from taoskills.platforms.docker_s3 import upload_once
+
         if record.workdir and state.exit_code is not None:
             wd = Path(record.workdir)
             (wd / EXIT_FILE).write_text(f"{state.exit_code}\n")
             shutil.rmtree(wd / SECRETS_DIR, ignore_errors=True)
         self.sync_log(record)
+        upload_once(self, record)
 
     # ---------------------------------------------------------------- protocol
     def submit(self, record: JobRecord) -> str:
@@ -338,7 +342,10 @@ class DockerPlatform(PlatformBase):
         wd = Path(record.workdir or "")
         if self.find(record) is not None:
             raise JobError(f"job {record.job_id} already has a container", field="job_id", fix="cancel it or launch a new job")
-        spec = dc.rewrite_spec(record.spec, self.cfg, record.results_dir or "")
+        from taoskills.platforms.docker_s3 import stage_inputs
+
+        local_spec, _ = stage_inputs(self, record, info)  # s3:// inputs -> workspace/staging
+        spec = dc.rewrite_spec(local_spec, self.cfg, record.results_dir or "")
         (wd / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
         if self.cfg.results == "bind":
             Path(record.results_dir or "").mkdir(parents=True, exist_ok=True)
@@ -463,6 +470,12 @@ class DockerPlatform(PlatformBase):
             return self.cfg.host_to_container(path)
         except PolicyRefusal:
             return os.path.abspath(path)
+
+    def stage_data_sources(self, info: SkillInfo, action: str, data_sources: dict[str, str]) -> dict[str, str]:
+        """``s3://`` roots downloaded into the workspace (:func:`taoskills.platforms.docker_s3.stage_roots`)."""
+        from taoskills.platforms.docker_s3 import stage_roots
+
+        return stage_roots(self, info, action, data_sources)
 
     def artifacts(self, record: JobRecord) -> DockerArtifacts:
         """:class:`DockerArtifacts` (bind folder or volume, container log)."""

@@ -190,14 +190,28 @@ def host_checks(
 def check_input(plat: DockerPlatform, field: str, value: str, *, batch_size: int | None = None) -> list[CheckResult]:
     """A data input: a local folder inside the workspace (then the usual folder checks)."""
     from taoskills.data import preflight as pf
+    from taoskills.data import s3
 
+    if s3.is_s3(value):
+        bucket, key = s3.parse(value)
+        why = s3.check_uri(f"s3://{bucket}/{key}", field=field, folder=True)
+        return [
+            pf.CheckResult(
+                name="s3_input",
+                ok=why is None,
+                field=field,
+                message=why
+                or f"s3://{bucket}/{key} exists; it is staged under {plat.cfg.workspace / 'staging'} before the job starts",
+                fix=None if why is None else "check the URI and the AWS_* variables (by name) and AWS_ENDPOINT_URL",
+            )
+        ]
     if "://" in value:
         return [
             pf.CheckResult(
                 name="remote_input",
                 ok=False,
                 field=field,
-                message=f"{value} is a remote URI; the docker platform reads folders inside its workspace",
+                message=f"{value} is a remote URI; the docker platform reads s3:// URIs and folders inside its workspace",
                 fix=f"download the data under {plat.cfg.workspace} and pass that path",
             )
         ]

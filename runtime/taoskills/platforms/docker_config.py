@@ -98,6 +98,8 @@ class DockerConfig:
     allow_root: bool = False
     env_path: str | None = None
     ulimits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ULIMITS))
+    results_bucket: str | None = None
+    upload_excludes: list[str] = field(default_factory=lambda: [".tao-runtime/*"])
 
     @classmethod
     def from_env(cls, **overrides: Any) -> DockerConfig:
@@ -122,7 +124,10 @@ class DockerConfig:
             "network": env.get("TAO_SKILLS_DOCKER_NETWORK") or "none",
             "allow_root": (env.get("TAO_SKILLS_DOCKER_ALLOW_ROOT") or "").lower() in ("1", "true", "yes"),
             "env_path": env.get("TAO_SKILLS_DOCKER_PATH") or None,
+            "results_bucket": env.get("TAO_SKILLS_DOCKER_RESULTS_BUCKET") or env.get("S3_BUCKET_NAME") or None,
         }
+        if env.get("TAO_SKILLS_DOCKER_UPLOAD_EXCLUDES") is not None:
+            values["upload_excludes"] = _split(env["TAO_SKILLS_DOCKER_UPLOAD_EXCLUDES"])
         if env.get("TAO_SKILLS_DOCKER_ULIMITS") is not None:
             values["ulimits"] = _ulimits(env["TAO_SKILLS_DOCKER_ULIMITS"])
         values |= {}
