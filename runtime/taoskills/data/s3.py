@@ -48,7 +48,7 @@ def parse(uri: str) -> tuple[str, str]:
     return m.group(1), m.group(2).strip("/")
 
 
-def client():
+def client() -> Any:
     """A boto3 S3 client from the environment (names only; see the module docstring)."""
     import boto3
     from botocore.config import Config

@@ -22,7 +22,8 @@ unlimited and a 64 MiB stack ulimit, GPUs as device requests
 (:func:`taoskills.platforms.docker_config.device_requests`). Lifecycle follows TAO SDK 7.2.0's
 docker platform (anchor_report_tao.md §1.4): labels with the job id, created -> PENDING,
 running -> RUNNING, exited 0 -> COMPLETE else ERROR, cancel = stop (SIGTERM, then SIGKILL after
-the timeout) then kill; records are reconciled by label (:func:`reconcile`).
+the timeout) then kill; records are reconciled by label
+(:func:`taoskills.platforms.docker_reconcile.reconcile`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +47,19 @@ from taoskills.platforms.docker_artifacts import DockerArtifacts
 if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
     from taoskills.data.preflight import CheckResult
-    from taoskills.jobs.store import JobStore
     from taoskills.platforms.engines import RuntimeEngine
 
 EXIT_FILE, CANCEL_FILE, CONTAINER_FILE = "exit_code", "cancel_requested", "container.json"
-SECRETS_DIR, SPEC_FILE = ".secrets", "container_spec.yaml"
+SPEC_FILE = "container_spec.yaml"
+
+
+def secrets_dir(job_id: str) -> Path:
+    """Host folder of a job's secret files: on tmpfs (``/dev/shm``) when there is one, outside
+    the workspace (other jobs' containers see the workspace), mode 0700; removed when the job ends."""
+    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    return base / f"tao-skills-secrets-{os.getuid()}" / job_id
+
+
 NGC_USERNAME = "$oauthtoken"  # NGC's registry user name (TAO SDK 7.2.0 DOCKER_USERNAME default)
 #: Wrapper that exports each secret file as a variable, then execs the command (argv after ``--``).
 _SECRET_WRAPPER = 'for f in "$0"/*; do [ -f "$f" ] && export "${f##*/}=$(cat "$f")"; done; exec "$@"'
@@ -219,7 +229,7 @@ class DockerPlatform(PlatformBase):
         secrets = list(dict.fromkeys(engine.secret_env_names(info, action, record.spec)))
         command = container_command(engine, info, action)
         if secrets:
-            mounts.append(docker.types.Mount(dc.SECRETS_MOUNT, str(workdir / SECRETS_DIR), type="bind", read_only=True))
+            mounts.append(docker.types.Mount(dc.SECRETS_MOUNT, str(secrets_dir(record.job_id)), type="bind", read_only=True))
             command = ["sh", "-c", _SECRET_WRAPPER, dc.SECRETS_MOUNT, *command]
         home = f"{dc.RESULTS_MOUNT}/.tao-runtime/home"
         env = {
@@ -323,7 +333,7 @@ class DockerPlatform(PlatformBase):
         if record.workdir and state.exit_code is not None:
             wd = Path(record.workdir)
             (wd / EXIT_FILE).write_text(f"{state.exit_code}\n")
-            shutil.rmtree(wd / SECRETS_DIR, ignore_errors=True)
+        shutil.rmtree(secrets_dir(record.job_id), ignore_errors=True)
         self.sync_log(record)
         upload_once(self, record)
 
@@ -349,20 +359,22 @@ class DockerPlatform(PlatformBase):
         (wd / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False))
         if self.cfg.results == "bind":
             Path(record.results_dir or "").mkdir(parents=True, exist_ok=True)
+        for name in (EXIT_FILE, CANCEL_FILE):
+            (wd / name).unlink(missing_ok=True)
+        self.ensure_image(image)
         names = kwargs["labels"][f"{dc.LABEL_PREFIX}.secrets"]
         if names:
-            sdir = wd / SECRETS_DIR
+            sdir = secrets_dir(record.job_id)
+            sdir.parent.mkdir(mode=0o700, exist_ok=True)
             sdir.mkdir(mode=0o700, exist_ok=True)
             for name in names.split(","):
                 fd = os.open(sdir / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as fh:
                     fh.write(os.environ.get(name, ""))
-        for name in (EXIT_FILE, CANCEL_FILE):
-            (wd / name).unlink(missing_ok=True)
-        self.ensure_image(image)
         try:
             container = self.client.containers.run(**kwargs)
         except Exception as exc:
+            shutil.rmtree(secrets_dir(record.job_id), ignore_errors=True)
             leftover = self.find(record)  # a failed start (e.g. no GPU driver) leaves a Created container
             if leftover is not None:
                 leftover.remove(force=True)
@@ -491,33 +503,3 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def reconcile(store: JobStore, platform: DockerPlatform | None = None) -> dict[str, Any]:
-    """Bring docker job records in line with the daemon after a restart (of this runtime or
-    the daemon): every non-terminal docker record is matched to its container by label; its
-    state (and a missing backend id) is stored. Returns ``{"updated": {job_id: state},
-    "orphans": [container names labelled with job ids the store does not know]}``."""
-    plat = platform or DockerPlatform()
-    records = [r for r in store.list(limit=0) if r.platform == "docker"]
-    known = {r.job_id for r in records}
-    live = [r for r in records if r.status not in ("COMPLETE", "ERROR", "CANCELED")]
-    states = plat.poll_many(live)
-    updated: dict[str, str] = {}
-    for rec in live:
-        st = states[rec.job_id]
-        fields: dict[str, Any] = {"exit_code": st.exit_code}
-        if rec.backend_id is None:
-            c = plat.find(rec)
-            if c is not None:
-                fields["backend_id"] = c.id
-        if st.state in ("PENDING", "UNKNOWN") and rec.status == "RUNNING":
-            continue
-        store.update_status(rec.job_id, st.state, **fields)
-        updated[rec.job_id] = st.state
-    orphans = [
-        c.name
-        for c in plat.client.containers.list(all=True, filters={"label": dc.LABEL_JOB})
-        if (c.labels or {}).get(dc.LABEL_JOB) not in known
-    ]
-    return {"updated": updated, "orphans": orphans}
