@@ -144,3 +144,11 @@ def test_root_is_refused_unless_allowed(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "getuid", lambda: 1234)
     monkeypatch.setattr(os, "getgid", lambda: 99)
     assert DockerPlatform(client=object(), workspace=tmp_path).user() == "1234:99"
+
+
+def test_explicit_container_user_is_never_root(tmp_path):
+    for bad in ("0:0", "root", "1000"):
+        with pytest.raises(PolicyRefusal) as exc:
+            dc.DockerConfig.from_env(workspace=tmp_path, user=bad)
+        assert exc.value.field == "TAO_SKILLS_DOCKER_USER"
+    assert DockerPlatform(client=object(), workspace=tmp_path, user="1000:1000").user() == "1000:1000"

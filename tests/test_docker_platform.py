@@ -210,10 +210,13 @@ def test_reconcile_by_label_after_runtime_restart(svc, ws, client):
 
 
 def test_results_in_a_volume_are_read_through_the_container(svc, ws, monkeypatch, client):
+    """Volume results, written by a non-root container user (the volume is chowned to it first)."""
     monkeypatch.setenv("TAO_SKILLS_DOCKER_RESULTS", "volume")
+    monkeypatch.setenv("TAO_SKILLS_DOCKER_USER", "4321:4321")
     handle = _dino(svc, ws)
     st = _wait(svc, handle.job_id)
     assert st.status == "COMPLETE" and st.kpis.get("val_mAP50")
+    assert client.containers.get(svc.store.get(handle.job_id).backend_id).attrs["Config"]["User"] == "4321:4321"
     host_train = ws / "jobs" / handle.job_id / "results" / "train"
     assert not host_train.exists()  # status and KPIs came out of the volume, through the container
     ck = svc.resolve_checkpoint(handle.job_id, "inference")  # fetches a copy of the volume

@@ -195,7 +195,10 @@ class DockerPlatform(PlatformBase):
             ) from None  # the SDK's message may echo request details: keep it out
 
     def user(self) -> str:
-        """``uid:gid`` of the invoking user. Errors: PolicyRefusal for root unless allowed."""
+        """``uid:gid`` the container runs as: ``TAO_SKILLS_DOCKER_USER``, else the invoking user.
+        Errors: PolicyRefusal for root unless allowed."""
+        if self.cfg.user:
+            return self.cfg.user
         uid, gid = os.getuid(), os.getgid()
         if uid == 0 and not self.cfg.allow_root:
             raise PolicyRefusal(
@@ -362,6 +365,8 @@ class DockerPlatform(PlatformBase):
         for name in (EXIT_FILE, CANCEL_FILE):
             (wd / name).unlink(missing_ok=True)
         self.ensure_image(image)
+        if self.cfg.results == "volume" and not kwargs["user"].startswith("0:"):
+            self._own_volume(image, kwargs["user"], f"{dc.LABEL_PREFIX}-results-{record.job_id}", record.job_id)
         names = kwargs["labels"][f"{dc.LABEL_PREFIX}.secrets"]
         if names:
             sdir = secrets_dir(record.job_id)
@@ -387,6 +392,24 @@ class DockerPlatform(PlatformBase):
             json.dumps({"id": container.id, "name": kwargs["name"], "image": image, "at": utc_now()})
         )
         return str(container.id)
+
+    def _own_volume(self, image: str, user: str, volume: str, job_id: str) -> None:
+        """Create the results volume and give it to ``user`` (a fresh volume belongs to root):
+        a one-shot ``chown`` as root with only CAP_CHOWN, no network, no new privileges."""
+        docker = _sdk()
+        self.client.volumes.create(volume, labels={dc.LABEL_JOB: job_id})
+        self.client.containers.run(
+            image,
+            ["chown", user, dc.RESULTS_MOUNT],
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=["CHOWN"],
+            security_opt=["no-new-privileges:true"],
+            network_mode="none",
+            mounts=[docker.types.Mount(dc.RESULTS_MOUNT, volume, type="volume")],
+            remove=True,
+            labels={f"{dc.LABEL_PREFIX}.volume-owner": job_id},
+        )
 
     def poll(self, record: JobRecord) -> PlatformState:
         """State from the container (see the module docstring); a vanished container reads the

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: Below this ``shm_size`` TAO's multi-worker DataLoaders fail with "bus error" (docker's default is 64m).
 MIN_SHM_BYTES = 1 << 30
+#: Below this, staging archives from S3 and writing checkpoints is likely to run out of space.
+MIN_FREE_BYTES = 5 << 30
 
 
 def parse_size(text: str) -> int | None:
@@ -174,6 +176,17 @@ def host_checks(
         add("host.docker.workspace", True, f"All spec paths are inside the workspace {plat.cfg.workspace}.", field="results_dir")
     except PolicyRefusal as exc:
         add("host.docker.workspace", False, exc.message, field=exc.field or "results_dir", fix=exc.fix)
+    import shutil
+
+    free = shutil.disk_usage(plat.cfg.workspace).free
+    add(
+        "host.docker.disk",
+        free >= MIN_FREE_BYTES,
+        f"{free / (1 << 30):.1f} GiB free in the workspace {plat.cfg.workspace} (staging, results).",
+        field="results_dir",
+        fix="free disk space or point TAO_SKILLS_DOCKER_WORKSPACE at a larger disk",
+        severity="warning",
+    )
     gpu = hostchecks.check_nvidia_smi("warning") if nvidia else None
     d = gpu.details if gpu is not None else {}
     host = HostInfo(cuda=bool(d.get("cuda")), gpus=int(d.get("gpus") or 0), platform=plat.name, gpu_memory_gb=d.get("memory_gb"))

@@ -17,6 +17,7 @@ Everything here is pure (no daemon call), so the rules are unit-testable on any 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -99,6 +100,7 @@ class DockerConfig:
     env_path: str | None = None
     ulimits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ULIMITS))
     results_bucket: str | None = None
+    user: str | None = None
     upload_excludes: list[str] = field(default_factory=lambda: [".tao-runtime/*"])
 
     @classmethod
@@ -122,6 +124,7 @@ class DockerConfig:
             "toolchain_mounts": [p for p in (env.get("TAO_SKILLS_DOCKER_TOOLCHAIN_MOUNTS") or "").split(os.pathsep) if p],
             "stop_timeout": int(env.get("TAO_SKILLS_DOCKER_STOP_TIMEOUT") or 10),
             "network": env.get("TAO_SKILLS_DOCKER_NETWORK") or "none",
+            "user": env.get("TAO_SKILLS_DOCKER_USER") or None,
             "allow_root": (env.get("TAO_SKILLS_DOCKER_ALLOW_ROOT") or "").lower() in ("1", "true", "yes"),
             "env_path": env.get("TAO_SKILLS_DOCKER_PATH") or None,
             "results_bucket": env.get("TAO_SKILLS_DOCKER_RESULTS_BUCKET") or env.get("S3_BUCKET_NAME") or None,
@@ -146,6 +149,13 @@ class DockerConfig:
                     field=f"TAO_SKILLS_DOCKER_{name.upper()}",
                     fix=f"set it to one of: {', '.join(allowed)}",
                 )
+        if cfg.user is not None and (not re.fullmatch(r"\d+:\d+", cfg.user) or cfg.user.startswith("0:")):
+            raise PolicyRefusal(
+                f"TAO_SKILLS_DOCKER_USER={cfg.user!r} is not a non-root uid:gid",
+                field="TAO_SKILLS_DOCKER_USER",
+                fix="set it to numeric ids such as 1000:1000 (root is never set this way)",
+            )
+        _refuse_socket(str(cfg.workspace), "TAO_SKILLS_DOCKER_WORKSPACE")
         for m in cfg.toolchain_mounts:
             _refuse_socket(m, "TAO_SKILLS_DOCKER_TOOLCHAIN_MOUNTS")
         return cfg
