@@ -378,3 +378,21 @@ def test_dino_from_s3_data_with_results_uploaded(svc, ws, tmp_path, monkeypatch,
 
     plat.stage_data_sources(Catalog.load().get("tao-train-dino").info, "train", {"train_datasets": "s3://coco/train"})
     assert staged.stat().st_mtime_ns == mtime  # a retry reuses the finished download
+
+
+def test_pull_policy_and_ngc_login_by_name(ws, monkeypatch, client):
+    from taoskills.errors import JobError
+
+    tao = "nvcr.io/nvidia/tao/tao-toolkit:6.26.3-pyt"
+    with pytest.raises(JobError) as exc:
+        DockerPlatform(pull="never").ensure_image(tao)
+    assert "pull policy is 'never'" in exc.value.message
+    monkeypatch.delenv("NGC_KEY", raising=False)
+    with pytest.raises(JobError) as exc:
+        DockerPlatform(pull="missing").ensure_image(tao)
+    assert exc.value.field == "NGC_KEY"
+    monkeypatch.setenv("NGC_KEY", PLANTED)
+    with pytest.raises(JobError) as exc:  # no registry is reachable from CI: the pull fails cleanly
+        DockerPlatform(pull="missing").ensure_image(tao)
+    assert "could not pull" in exc.value.message and PLANTED not in str(exc.value) and exc.value.__cause__ is None
+    DockerPlatform(pull="never").ensure_image(STANDIN_IMAGE)  # present: nothing to do

@@ -60,7 +60,6 @@ def secrets_dir(job_id: str) -> Path:
     return base / f"tao-skills-secrets-{os.getuid()}" / job_id
 
 
-NGC_USERNAME = "$oauthtoken"  # NGC's registry user name (TAO SDK 7.2.0 DOCKER_USERNAME default)
 #: Wrapper that exports each secret file as a variable, then execs the command (argv after ``--``).
 _SECRET_WRAPPER = 'for f in "$0"/*; do [ -f "$f" ] && export "${f##*/}=$(cat "$f")"; done; exec "$@"'
 
@@ -159,40 +158,10 @@ class DockerPlatform(PlatformBase):
         return found[0] if found else None
 
     def ensure_image(self, image: str) -> None:
-        """Apply the pull policy to ``image``; log in to nvcr.io with ``NGC_KEY`` (by name) first.
+        """The pull policy for ``image`` (:func:`taoskills.platforms.docker_setup.ensure_image`)."""
+        from taoskills.platforms.docker_setup import ensure_image
 
-        Errors: JobError naming the image, the policy and the fix."""
-        docker = _sdk()
-        present = True
-        try:
-            self.client.images.get(image)
-        except docker.errors.ImageNotFound:
-            present = False
-        if present and self.cfg.pull != "always":
-            return
-        if self.cfg.pull == "never":
-            raise JobError(
-                f"image {image} is not on this Docker host and the pull policy is 'never'",
-                field="image",
-                fix=f"docker pull {image} (or build it), or set TAO_SKILLS_DOCKER_PULL=missing",
-            )
-        auth = None
-        if image.startswith("nvcr.io/"):
-            if not os.environ.get("NGC_KEY"):
-                raise JobError(
-                    f"image {image} must be pulled from nvcr.io and NGC_KEY is not set",
-                    field="NGC_KEY",
-                    fix="export NGC_KEY=<your NGC API key> (read by name; never written anywhere), or pull the image by hand",
-                )
-            auth = {"username": NGC_USERNAME, "password": os.environ["NGC_KEY"]}
-        try:
-            self.client.images.pull(image, auth_config=auth)
-        except Exception as exc:
-            raise JobError(
-                f"could not pull {image}: {type(exc).__name__}",
-                field="image",
-                fix="check the network, the registry and NGC_KEY; or pull/build the image by hand and set TAO_SKILLS_DOCKER_PULL=never",
-            ) from None  # the SDK's message may echo request details: keep it out
+        ensure_image(self, image)
 
     def user(self) -> str:
         """``uid:gid`` the container runs as: ``TAO_SKILLS_DOCKER_USER``, else the invoking user.
@@ -366,7 +335,9 @@ class DockerPlatform(PlatformBase):
             (wd / name).unlink(missing_ok=True)
         self.ensure_image(image)
         if self.cfg.results == "volume" and not kwargs["user"].startswith("0:"):
-            self._own_volume(image, kwargs["user"], f"{dc.LABEL_PREFIX}-results-{record.job_id}", record.job_id)
+            from taoskills.platforms.docker_setup import own_volume
+
+            own_volume(self, image, kwargs["user"], f"{dc.LABEL_PREFIX}-results-{record.job_id}", record.job_id)
         names = kwargs["labels"][f"{dc.LABEL_PREFIX}.secrets"]
         if names:
             sdir = secrets_dir(record.job_id)
@@ -392,24 +363,6 @@ class DockerPlatform(PlatformBase):
             json.dumps({"id": container.id, "name": kwargs["name"], "image": image, "at": utc_now()})
         )
         return str(container.id)
-
-    def _own_volume(self, image: str, user: str, volume: str, job_id: str) -> None:
-        """Create the results volume and give it to ``user`` (a fresh volume belongs to root):
-        a one-shot ``chown`` as root with only CAP_CHOWN, no network, no new privileges."""
-        docker = _sdk()
-        self.client.volumes.create(volume, labels={dc.LABEL_JOB: job_id})
-        self.client.containers.run(
-            image,
-            ["chown", user, dc.RESULTS_MOUNT],
-            user="0:0",
-            cap_drop=["ALL"],
-            cap_add=["CHOWN"],
-            security_opt=["no-new-privileges:true"],
-            network_mode="none",
-            mounts=[docker.types.Mount(dc.RESULTS_MOUNT, volume, type="volume")],
-            remove=True,
-            labels={f"{dc.LABEL_PREFIX}.volume-owner": job_id},
-        )
 
     def poll(self, record: JobRecord) -> PlatformState:
         """State from the container (see the module docstring); a vanished container reads the
