@@ -396,3 +396,65 @@ def test_pull_policy_and_ngc_login_by_name(ws, monkeypatch, client):
         DockerPlatform(pull="missing").ensure_image(tao)
     assert "could not pull" in exc.value.message and PLANTED not in str(exc.value) and exc.value.__cause__ is None
     DockerPlatform(pull="never").ensure_image(STANDIN_IMAGE)  # present: nothing to do
+
+
+def _start_dockerd(root):
+    import shutil
+    import subprocess
+
+    import docker
+
+    exe = shutil.which("dockerd")
+    if exe is None:
+        pytest.fail(HOW_TO_START)
+    sock = root / "docker.sock"
+    log = open(root / "dockerd.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [exe, "--iptables=false", "--ip6tables=false", "--bridge=none", "--data-root", str(root / "data"),
+         "--exec-root", str(root / "exec"), "--pidfile", str(root / "pid"), "-H", f"unix://{sock}"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            c = docker.DockerClient(base_url=f"unix://{sock}", timeout=30)
+            c.ping()
+            return proc, c
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.25)
+    proc.kill()
+    pytest.fail(f"a private dockerd did not start; see {root / 'dockerd.log'}")
+
+
+def test_reconcile_after_a_docker_daemon_restart(svc, ws, monkeypatch):
+    """A private dockerd (own data root and socket) is stopped and started again between the
+    launch and the reconciliation: the finished job is COMPLETE, the one the daemon stopped is ERROR."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="/tmp/tsd-"))  # short: unix socket paths are limited
+    proc, c = _start_dockerd(root)
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{root / 'docker.sock'}")
+        build_images(c)
+        (ws / ".standin_epoch_s").write_text("0.3")
+        done = _dino(svc, ws, overrides={"train.num_epochs": 1})
+        running = _dino(svc, ws, overrides={"train.num_epochs": 500})
+        plat = DockerPlatform()
+        deadline = time.monotonic() + 60
+        while plat.poll(svc.store.get(done.job_id)).state != "COMPLETE" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.terminate()  # the daemon stops its running containers on the way down
+        proc.wait(timeout=60)
+        proc, c = _start_dockerd(root)
+        report = reconcile(svc.store, DockerPlatform())
+        assert report["updated"] == {done.job_id: "COMPLETE", running.job_id: "ERROR"}
+        rec = svc.store.get(running.job_id)
+        assert rec.status == "ERROR" and rec.exit_code not in (None, 0)
+    finally:
+        for ctr in c.containers.list(all=True):
+            ctr.remove(force=True)
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
