@@ -324,6 +324,10 @@ class Service(JobsMixin):
         job_id = "job-" + uuid.uuid4().hex[:12]
         workdir = self.home / "jobs" / job_id
         results_dir = workdir / "results"
+        if request.get("data_sources"):  # remote roots (s3://) become local folders where the platform stages them
+            stage_roots = getattr(plat, "stage_data_sources", None)  # plug-in platforms may predate it
+            if stage_roots is not None:
+                request["data_sources"] = stage_roots(sk.info, action, dict(request["data_sources"] or {}))
         built = self._build(sk, action, results_dir=results_dir, stage=True, **request)  # build
         issues = validator.validate_spec(  # validate
             sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action, require_complete=True

@@ -104,6 +104,11 @@ class Platform(Protocol):
         """Read access to the job's results and log wherever they live."""
         ...
 
+    def stage_data_sources(self, info: SkillInfo, action: str, data_sources: dict[str, str]) -> dict[str, str]:
+        """Dataset-role roots as the spec should name them (a platform that reads object
+        storage downloads ``s3://`` roots here and returns local folders; others return them as given)."""
+        ...
+
 
 @runtime_checkable
 class Artifacts(Protocol):
@@ -177,6 +182,10 @@ class PlatformBase:
     def launch_env(self, info: SkillInfo, action: str, spec: dict[str, Any]) -> dict[str, str]:
         """:func:`multi_gpu_env` for one node."""
         return multi_gpu_env(info, action, spec, nodes=1, node_rank=0)
+
+    def stage_data_sources(self, info: SkillInfo, action: str, data_sources: dict[str, str]) -> dict[str, str]:
+        """As given: remote roots are refused later by this platform's input policy."""
+        return data_sources
 
 
 def compile_grep(grep: str | None):
