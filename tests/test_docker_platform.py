@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -365,13 +366,17 @@ def test_dino_from_s3_data_with_results_uploaded(svc, ws, tmp_path, monkeypatch,
     st = _wait(svc, handle.job_id)
     assert st.status == "COMPLETE", svc.job_logs(handle.job_id).text
     spec = (ws / "jobs" / handle.job_id / "container_spec.yaml").read_text()
-    assert "/workspace/staging/s3/coco/train/images" in spec and "s3:" not in spec
+    import yaml
+
+    images = yaml.safe_load(spec)["dataset"]["train_data_sources"][0]["image_dir"]
+    assert images.startswith("/workspace/staging/") and images.endswith("/images") and "s3:" not in spec
     keys = {o["Key"] for o in c.list_objects_v2(Bucket="out", Prefix=f"results/{handle.job_id}/")["Contents"]}
     assert f"results/{handle.job_id}/train/status.json" in keys
     assert f"results/{handle.job_id}/train/model_epoch_000_step_00010.pth" in keys
     assert not any(k.endswith("experiment.yaml") or ".tao-runtime" in k for k in keys)
     staged = ws / "staging" / "s3" / "coco" / "train" / "images.tar.gz"
-    assert str(staged.parent / "images") in json.dumps(svc.store.get(handle.job_id).spec)
+    host_images = svc.store.get(handle.job_id).spec["dataset"]["train_data_sources"][0]["image_dir"]
+    assert host_images.startswith(str(ws / "staging")) and Path(host_images).is_dir()  # extracted in the staging cache
     mtime = staged.stat().st_mtime_ns
     plat = get_platform("docker")
     from taoskills.bank.catalog import Catalog
