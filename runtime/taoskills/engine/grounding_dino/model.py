@@ -46,12 +46,30 @@ def backbone_config(cfg: dict[str, Any]) -> Any:
     from transformers import ResNetConfig, SwinConfig
 
     m = cfg["model"]
+    out = list(m["return_interm_indices"])
+    if m["backbone"] not in BACKBONES:  # a local folder (spec.backbone_folder)
+        from transformers import AutoConfig
+
+        bcfg = AutoConfig.from_pretrained(str(Path(str(m["backbone"])).expanduser()), local_files_only=True)
+        return type(bcfg)(**{**bcfg.to_dict(), "out_features": None, "out_indices": out})
     spec = dict(BACKBONES[m["backbone"]])
     kind = spec.pop("type")
-    out = list(m["return_interm_indices"])
     if kind == "swin":
         return SwinConfig(out_indices=out, drop_path_rate=0.2, **spec)
     return ResNetConfig(out_indices=out, embedding_size=64, **spec)
+
+
+def write_backbone(
+    folder: str | Path, *, embed_dim: int = 32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size: int = 4
+) -> Path:
+    """Write a small transformers ``SwinConfig`` to ``folder`` for ``model.backbone`` (engine
+    extension for CPU-sized runs and tests; TAO's names build the real Swin/ResNet sizes)."""
+    from transformers import SwinConfig
+
+    SwinConfig(embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads), window_size=window_size).save_pretrained(
+        folder
+    )
+    return Path(folder)
 
 
 def gdino_config(cfg: dict[str, Any], text_config: Any) -> Any:

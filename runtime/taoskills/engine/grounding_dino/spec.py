@@ -91,6 +91,19 @@ def sources(value: Any) -> list[dict[str, Any]]:
     return [s for s in items if isinstance(s, dict) and not unset(s.get("image_dir"))]
 
 
+def backbone_folder(value: Any) -> bool:
+    """True when ``value`` is a local folder with a transformers Swin/ResNet ``config.json``
+    (an engine extension for small runs; TAO itself accepts only the names in BACKBONES)."""
+    import json
+    from pathlib import Path
+
+    p = Path(str(value)).expanduser() / "config.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")).get("model_type") in ("swin", "resnet")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _not_supported(key: str, value: Any, why: str, fix: str) -> NotSupported:
     return NotSupported(f"{key}={value!r}: {why}", field=key, fix=fix)
 
@@ -99,12 +112,13 @@ def check_model(cfg: dict[str, Any], issues: list[Issue]) -> None:
     """Structural and loss keys shared by every action; NotSupported for what transformers'
     Grounding DINO cannot do (TAO Core 7.3.0 grounding_dino ModelConfig keys)."""
     m = cfg["model"]
-    if m["backbone"] not in BACKBONES:
+    if m["backbone"] not in BACKBONES and not backbone_folder(m["backbone"]):
         raise _not_supported(
             "model.backbone",
             m["backbone"],
             "the built-in engine builds the backbones transformers provides "
-            f"({', '.join(BACKBONES)}); this one needs TAO's own model code.",
+            f"({', '.join(BACKBONES)}, or a local folder with a transformers Swin/ResNet config.json); "
+            "this one needs TAO's own model code.",
             f"use one of {', '.join(BACKBONES)}, or {TAO_ENGINE}.",
         )
     if m["decoder_sa_type"] != "sa":
