@@ -11,9 +11,11 @@ ONNX graph (opset ``export.opset_version``, >= 17):
 | output | ``pred_logits`` | [B, num_queries, max_text_len] token logits (-inf on padding) | float32 |
 | output | ``pred_boxes`` | [B, num_queries, 4] normalised cx, cy, w, h | float32 |
 
-B is dynamic when ``export.batch_size == -1``. transformers' phrase-mask helper uses ``isin`` and
-``cummax``, which have no ONNX export; it is swapped for an equivalent broadcast version while
-exporting (:func:`phrase_masks`, tested equal). After export the file runs in onnxruntime on a
+B is dynamic when ``export.batch_size == -1``. Exporter: TorchScript at exactly the requested
+opset. transformers' phrase-mask helper uses ``isin`` and ``cummax``, which have no ONNX export;
+it is swapped for an equivalent broadcast version while exporting (:func:`phrase_masks`, tested
+equal), and the encoder's reference points are cast back to float32 (TorchScript's ``linspace``
+gives double, which onnxruntime's GridSample rejects). After export the file runs in onnxruntime on a
 seeded batch with a real caption: max |ONNX - PyTorch| over finite logits and boxes must be
 < ``TOLERANCE`` (1e-3), reported as KPI ``onnx_max_abs_diff``.
 """
@@ -32,7 +34,7 @@ from taoskills.engine.contract import ActionContext
 from taoskills.engine.grounding_dino import common as C
 from taoskills.engine.grounding_dino import data as D
 from taoskills.engine.grounding_dino.spec import check
-from taoskills.errors import TaoSkillsError
+from taoskills.errors import SpecError, TaoSkillsError
 
 log = logging.getLogger("taoskills.engine.grounding_dino")
 TOLERANCE = 1e-3
@@ -55,24 +57,34 @@ def phrase_masks(input_ids: torch.Tensor, special_tokens: torch.Tensor) -> tuple
     prev_special = torch.where(sp & (j < i), j.expand(b, n, n), neg).amax(-1)  # last special before i
     valid = (next_special != 0) & (next_special != n - 1) & (next_special != n)
     mask = (next_special.unsqueeze(2) == next_special.unsqueeze(1)) & valid.unsqueeze(1)
-    mask = mask | torch.eye(n, device=input_ids.device, dtype=torch.bool).unsqueeze(0)
+    mask = mask | (i == j)
     pos = torch.where(valid, idx.view(1, n) - prev_special - 1, torch.zeros_like(prev_special)).clamp(min=0).long()
     return mask, pos
 
 
 @contextlib.contextmanager
 def export_patches():
-    """Swap the phrase-mask helper for :func:`phrase_masks` and turn transformers' runtime
-    checks off (``TRANSFORMERS_DISABLE_TORCH_CHECK=1``) while exporting."""
+    """While exporting: swap the phrase-mask helper for :func:`phrase_masks`, cast the encoder's
+    reference points to the model dtype, turn transformers' runtime checks off
+    (``TRANSFORMERS_DISABLE_TORCH_CHECK=1``)."""
     from transformers.models.grounding_dino import modeling_grounding_dino as G
 
     old_fn, old_env = G.generate_masks_with_special_tokens_and_transfer_map, os.environ.get("TRANSFORMERS_DISABLE_TORCH_CHECK")
+    old_ref = G.GroundingDinoEncoder.__dict__["get_reference_points"]
+    ref_fn = old_ref.__func__
+
+    def get_reference_points(spatial_shapes_list, valid_ratios, device):
+        # TorchScript's linspace symbolic yields double; keep the model dtype for GridSample
+        return ref_fn(spatial_shapes_list, valid_ratios, device).to(valid_ratios.dtype)
+
     G.generate_masks_with_special_tokens_and_transfer_map = phrase_masks
+    G.GroundingDinoEncoder.get_reference_points = staticmethod(get_reference_points)
     os.environ["TRANSFORMERS_DISABLE_TORCH_CHECK"] = "1"
     try:
         yield
     finally:
         G.generate_masks_with_special_tokens_and_transfer_map = old_fn
+        G.GroundingDinoEncoder.get_reference_points = old_ref
         if old_env is None:
             os.environ.pop("TRANSFORMERS_DISABLE_TORCH_CHECK", None)
         else:
@@ -113,38 +125,22 @@ def max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def export_onnx(wrapper: torch.nn.Module, args: tuple, path: Path, *, opset: int, dynamic: bool, verbose: bool) -> None:
-    """Dynamo export (onnxscript optimiser, falling back to ``optimize=False``)."""
+    """TorchScript ONNX export at exactly ``opset`` (the dynamo exporter emits opset 18 only)."""
     kw: dict = {}
     if dynamic:
-        batch = torch.export.Dim("batch", min=1, max=1024)
-        kw["dynamic_shapes"] = {n: {0: batch} for n in ("inputs", "input_ids", "attention_mask", "token_type_ids")}
+        kw["dynamic_axes"] = {n: {0: "batch"} for n in INPUTS + OUTPUTS}
     with export_patches(), torch.no_grad():
-        try:
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                dynamo=True,
-                opset_version=opset,
-                input_names=INPUTS,
-                output_names=OUTPUTS,
-                verbose=verbose,
-                **kw,
-            )
-        except Exception as exc:  # noqa: BLE001 - retry without the graph optimiser
-            log.warning("dynamo export with the optimiser failed (%s); retrying with optimize=False", type(exc).__name__)
-            torch.onnx.export(
-                wrapper,
-                args,
-                str(path),
-                dynamo=True,
-                optimize=False,
-                opset_version=opset,
-                input_names=INPUTS,
-                output_names=OUTPUTS,
-                verbose=verbose,
-                **kw,
-            )
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=INPUTS,
+            output_names=OUTPUTS,
+            verbose=verbose,
+            **kw,
+        )
 
 
 def run(ctx: ActionContext) -> dict[str, float]:
@@ -163,7 +159,19 @@ def run(ctx: ActionContext) -> dict[str, float]:
     args = tuple(t.to(device) for t in sample_inputs(cfg, tok, b, h, w, 0))
     path = Path(str(ex["onnx_file"])).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(wrapper, args, path, opset=int(ex["opset_version"]), dynamic=dynamic, verbose=ex["verbose"])
+    opset = int(ex["opset_version"])
+    export_onnx(wrapper, args, path, opset=opset, dynamic=dynamic, verbose=ex["verbose"])
+    import onnx
+
+    file_opset = next(
+        (o.version for o in onnx.load(str(path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), None
+    )
+    if file_opset != opset:
+        raise SpecError(
+            f"The exporter could not produce opset {opset} (it produced {file_opset}).",
+            field="export.opset_version",
+            fix=f"set export.opset_version={file_opset}.",
+        )
     check_b = 3 if dynamic else b
     xs = sample_inputs(cfg, tok, check_b, h, w, 1)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

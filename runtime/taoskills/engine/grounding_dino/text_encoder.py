@@ -112,6 +112,14 @@ def load_tokenizer(name: str, *, field: str = "model.text_encoder_type") -> Any:
             fix=TEXT_ENCODER_FIX,
         ) from exc
     ids = tok.convert_tokens_to_ids(list(FIXED_IDS))
+    if ids != list(FIXED_IDS.values()) and (not local or len(tok) < FIRST_FREE_ID):
+        # transformers 5 returns an empty tokenizer for an uncached hub name instead of failing
+        raise SpecError(
+            f"Text encoder loading error: {field}={name!r} has no usable vocabulary offline "
+            f"({'the folder has no vocab.txt' if local else 'not a local folder and not in the local Hugging Face cache'}).",
+            field=field,
+            fix=TEXT_ENCODER_FIX,
+        )
     if ids != list(FIXED_IDS.values()):
         raise SpecError(
             f"{field}={name!r}: its vocabulary does not keep bert-base-uncased's ids for {list(FIXED_IDS)} "
