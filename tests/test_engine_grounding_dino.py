@@ -76,6 +76,7 @@ def work(tmp_path_factory):
         "dataset.batch_size=4",
         "dataset.workers=1",
         "wandb.enable=false",
+        "dataset.eval_class_ids=null",  # TAO's templates carry [1] (score category 1 only)
     ]
     return tmp, train, val, model
 
@@ -141,7 +142,6 @@ def test_evaluate_inference_export(work, trained, tmp_path):
             *common,
             f"evaluate.checkpoint={ckpt}",
             f"dataset.test_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
-            "dataset.eval_class_ids=null",
         ]
     )
     assert code == 0
