@@ -1,6 +1,6 @@
 """Grounding DINO built-in engine end to end on synthetic captioned shapes: train (CLI
 subprocess, real learning), evaluate, inference with captions, export (checked in onnxruntime),
-quantize's NotSupported.
+quantize to INT8 ONNX (mAP before/after).
 
 Tiny settings (CPU): a 4-stage Swin of width 32 (``model.backbone`` as a local config folder, the
 engine's extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers,
@@ -196,9 +196,49 @@ def test_evaluate_inference_export(work, trained, tmp_path):
     assert next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 17
 
 
-def test_quantize_fails_with_tao_engine_fix(work, tmp_path):
+def test_quantize_int8_onnx_with_map_before_after(work, trained, tmp_path):
+    tmp, train, val, model = work
+    ckpt = trained / "model_epoch_007_step_00192.pth"
+    code = main(
+        [
+            "grounding_dino",
+            "quantize",
+            "-e",
+            str(_spec(tmp, "quantize")),
+            f"results_dir={tmp_path}",
+            *model,
+            f"quantize.model_path={ckpt}",
+            "quantize.backend=modelopt.onnx",
+            "quantize.mode=static_ptq",
+            f"dataset.train_data_sources=[{{image_dir: {train['images']}, json_file: {train['odvg']}, label_map: {train['label_map']}}}]",
+            f"dataset.val_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
+            f"dataset.quant_calibration_data_sources={{image_dir: {train['images']}, json_file: {train['coco']}}}",
+            "export.input_width=64",
+            "export.input_height=64",
+        ]
+    )
+    assert code == 0
+    kpi = _status(tmp_path / "quantize" / "status.json")[-1]["kpi"]
+    train_val = [ln["kpi"]["val_mAP50"] for ln in _status(trained / "status.json") if "val_mAP50" in ln.get("kpi", {})]
+    assert kpi["fp32_mAP50"] == pytest.approx(train_val[-1], abs=0.02)  # onnxruntime fp32 = PyTorch validation
+    assert abs(kpi["mAP50_drop"]) < 0.1 and kpi["int8_mAP50"] > 0
+    int8 = tmp_path / "quantize" / "model_epoch_007_step_00192_int8.onnx"
+    assert int8.is_file() and int8.stat().st_size < (tmp_path / "quantize" / "model_epoch_007_step_00192.onnx").stat().st_size
+
+
+def test_quantize_default_backend_names_tao_engine(work, tmp_path):
     tmp, _, _, model = work
-    code = main(["grounding_dino", "quantize", "-e", str(_spec(tmp, "quantize")), f"results_dir={tmp_path}", *model])
+    code = main(
+        [
+            "grounding_dino",
+            "quantize",
+            "-e",
+            str(_spec(tmp, "quantize")),
+            f"results_dir={tmp_path}",
+            *model,
+            "quantize.model_path=/x.onnx",
+        ]
+    )
     assert code == 1
     last = _status(tmp_path / "quantize" / "status.json")[-1]
-    assert last["status"] == "FAILURE" and "TAO container engine" in last["message"]
+    assert last["status"] == "FAILURE" and "modelopt.onnx" in last["message"]

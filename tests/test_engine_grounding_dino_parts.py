@@ -246,9 +246,14 @@ def test_seed_errors_max_text_len_and_num_queries(tmp_path):
     )
 
 
-def test_quantize_is_not_supported_and_names_tao_engine():
-    from taoskills.engine.grounding_dino import quantize
+def test_quantize_refuses_what_onnxruntime_cannot_do():
+    from taoskills.engine.grounding_dino.quantize import check_quantize
 
-    with pytest.raises(NotSupported) as err:
-        quantize.run(None)
-    assert "TAO container engine" in err.value.fix
+    cfg = _cfg(**{"quantize.model_path": "/m.onnx", "quantize.backend": "modelopt.onnx", "quantize.mode": "static_ptq"})
+    check_quantize(cfg)
+    for key, value in (("quantize.backend", "torchao"), ("quantize.mode", "weight_only_ptq"), ("quantize.algorithm", "awq_lite")):
+        bad = copy.deepcopy(cfg)
+        bad["quantize"][key.split(".")[1]] = value
+        with pytest.raises(NotSupported) as err:
+            check_quantize(bad)
+        assert err.value.field == key and err.value.fix

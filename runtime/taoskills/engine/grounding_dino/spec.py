@@ -245,7 +245,7 @@ def check_data(cfg: dict[str, Any], action: str, issues: list[Issue]) -> None:
         "train": ("train_data_sources", "val_data_sources"),
         "evaluate": ("test_data_sources",),
         "inference": ("infer_data_sources",),
-        "quantize": ("quant_calibration_data_sources",),
+        "quantize": ("quant_calibration_data_sources", "val_data_sources"),
     }.get(action, ())
     for key in need:
         if key == "infer_data_sources":
