@@ -174,7 +174,7 @@ def _resize(img: Image.Image, boxes: np.ndarray, short: int, max_size: int) -> t
     if max(w, h) * s > max_size:
         s = max_size / max(w, h)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    return img.resize((nw, nh), Image.BILINEAR), boxes * np.array([nw / w, nh / h, nw / w, nh / h], dtype=np.float32)
+    return img.resize((nw, nh), Image.Resampling.BILINEAR), boxes * np.array([nw / w, nh / h, nw / w, nh / h], dtype=np.float32)
 
 
 def _crop(img, boxes, names, x, y, cw, ch):
@@ -190,7 +190,7 @@ def train_transform(img: Image.Image, boxes: np.ndarray, names: list[str], aug: 
     """TAO training augmentation (module docstring); boxes x1y1x2y2 pixels."""
     if rng.random() < aug["horizontal_flip_prob"]:
         w = img.size[0]
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         boxes = boxes[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], dtype=np.float32) + np.array([w, 0, w, 0], dtype=np.float32)
     fixed = aug["fixed_random_crop"]
     if fixed:
@@ -215,7 +215,7 @@ def train_transform(img: Image.Image, boxes: np.ndarray, names: list[str], aug: 
 def eval_resize(img: Image.Image, aug: dict[str, Any], size: tuple[int, int] | None = None) -> Image.Image:
     """Evaluation resize (module docstring); ``size`` (width, height) overrides it."""
     if size:
-        return img.resize(size, Image.BILINEAR)
+        return img.resize(size, Image.Resampling.BILINEAR)
     if aug["fixed_random_crop"]:
         return _resize(img, np.zeros((0, 4), np.float32), 10**9, aug["fixed_random_crop"])[0]
     return _resize(img, np.zeros((0, 4), np.float32), aug["test_random_resize"], aug["random_resize_max_size"])[0]

@@ -142,7 +142,7 @@ def _state_dict_of(obj: Any) -> dict[str, torch.Tensor]:
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-def load_backbone_weights(model: torch.nn.Module, path: str) -> None:
+def load_backbone_weights(model: Any, path: str) -> None:
     """Load a backbone state dict (transformers Swin/ResNet keys, optionally prefixed) into the
     backbone; SpecError naming ``model.pretrained_backbone_path`` when nothing matches."""
     field = "model.pretrained_backbone_path"
@@ -152,7 +152,7 @@ def load_backbone_weights(model: torch.nn.Module, path: str) -> None:
     picked: dict[str, torch.Tensor] = {}
     for k, v in sd.items():
         for prefix in ("", "model.model.backbone.conv_encoder.model.", "backbone.", "swin.", "resnet.", "model."):
-            key = k[len(prefix) :] if k.startswith(prefix) else None
+            key = k[len(prefix) :] if k.startswith(prefix) else ""
             if key in own and own[key].shape == v.shape:
                 picked[key] = v
                 break
@@ -247,7 +247,7 @@ def phrase_maps(input_ids: torch.Tensor, max_text_len: int) -> list[torch.Tensor
     i-th '.'-separated phrase (transformers ``build_label_maps``, normalised as TAO's positive map)."""
     from transformers.models.grounding_dino.modeling_grounding_dino import build_label_maps
 
-    maps = build_label_maps(torch.zeros(1, 1, max_text_len), input_ids)
+    maps = build_label_maps(torch.zeros(1, 1, max_text_len), input_ids.long())  # type: ignore[arg-type]
     return [(mp.float() / mp.sum(-1, keepdim=True).clamp_min(1)) for mp in maps]
 
 

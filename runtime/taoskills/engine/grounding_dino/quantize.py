@@ -88,7 +88,7 @@ class _Images:
         for path, key in self.items:
             with Image.open(path) as im:
                 img = im.convert("RGB")
-            x = D.to_tensor(img.resize((self.hw[1], self.hw[0]), Image.BILINEAR), self.aug)[None].numpy()
+            x = D.to_tensor(img.resize((self.hw[1], self.hw[0]), Image.Resampling.BILINEAR), self.aug)[None].numpy()
             yield {"inputs": x, **self.text}, key, (img.height, img.width)
 
 
@@ -133,8 +133,8 @@ def run(ctx: ActionContext) -> dict[str, float]:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     cfg = ctx.cfg
-    check(cfg, "quantize")
     check_quantize(cfg)
+    check(cfg, "quantize")
     q, ds = cfg["quantize"], cfg["dataset"]
     if not sources(ds["val_data_sources"]):
         raise SpecError(

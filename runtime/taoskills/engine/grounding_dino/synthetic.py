@@ -55,7 +55,9 @@ def write_shapes(
     img_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
-    images, anns, odvg = [], [], []
+    images: list[dict] = []
+    anns: list[dict] = []
+    odvg: list[dict] = []
     for i in range(n):
         bg = nrng.normal(128, 12, (size, size, 3)).clip(0, 255).astype("uint8")
         img = Image.fromarray(bg)
