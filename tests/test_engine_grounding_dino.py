@@ -1,0 +1,244 @@
+"""Grounding DINO built-in engine end to end on synthetic captioned shapes: train (CLI
+subprocess, real learning), evaluate, inference with captions, export (checked in onnxruntime),
+quantize to INT8 ONNX (mAP before/after).
+
+Tiny settings (CPU): a 4-stage Swin of width 32 (``model.backbone`` as a local config folder, the
+engine's extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers,
+30 queries, a 2-layer BERT of width 64 with a WordPiece vocabulary trained on the label names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from taoskills.engine.cli import main
+from taoskills.engine.grounding_dino import model as M
+from taoskills.engine.grounding_dino import synthetic as Y
+from taoskills.engine.grounding_dino import text_encoder as T
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"
+
+
+def _status(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _spec(tmp: Path, action: str) -> Path:
+    """The packaged spec template for ``action`` (or TAO Core's defaults when it is missing)."""
+    template = TEMPLATES / f"spec_template_{action}.yaml"
+    out = tmp / f"spec_{action}.yaml"
+    if template.is_file():
+        out.write_text(template.read_text())
+    else:
+        omegaconf = pytest.importorskip("omegaconf")
+        dc = pytest.importorskip("nvidia_tao_core.config.grounding_dino.default_config")
+        out.write_text(omegaconf.OmegaConf.to_yaml(omegaconf.OmegaConf.structured(dc.ExperimentConfig)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gdino")
+    train = Y.write_shapes(tmp / "train", n=96, size=64, seed=0)
+    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1)
+    bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts())
+    swin = M.write_backbone(tmp / "swin")
+    model = [
+        f"model.backbone={swin}",
+        f"model.text_encoder_type={bert}",
+        "model.hidden_dim=64",
+        "model.nheads=4",
+        "model.enc_layers=1",
+        "model.dec_layers=2",
+        "model.dim_feedforward=128",
+        "model.num_queries=30",
+        "model.num_select=30",
+        "model.max_text_len=32",
+        "model.return_interm_indices=[2,3,4]",
+        "model.num_feature_levels=3",
+        "dataset.augmentation.scales=[64]",
+        "dataset.augmentation.train_random_resize=[64]",
+        "dataset.augmentation.train_random_crop_min=48",
+        "dataset.augmentation.train_random_crop_max=64",
+        "dataset.augmentation.random_resize_max_size=64",
+        "dataset.augmentation.test_random_resize=64",
+        "dataset.augmentation.fixed_random_crop=null",
+        "dataset.batch_size=4",
+        "dataset.workers=1",
+        "wandb.enable=false",
+        "dataset.eval_class_ids=null",  # TAO's templates carry [1] (score category 1 only)
+    ]
+    return tmp, train, val, model
+
+
+@pytest.fixture(scope="module")
+def trained(work):
+    tmp, train, val, model = work
+    results = tmp / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "taoskills.engine",
+        "grounding_dino",
+        "train",
+        "-e",
+        str(_spec(tmp, "train")),
+        f"results_dir={results}",
+        *model,
+        f"dataset.train_data_sources=[{{image_dir: {train['images']}, json_file: {train['odvg']}, label_map: {train['label_map']}}}]",
+        f"dataset.val_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
+        "train.num_epochs=8",
+        "train.checkpoint_interval=4",
+        "train.validation_interval=2",
+        "train.optim.lr=5e-4",
+        "train.optim.lr_backbone=5e-4",
+        "train.optim.lr_steps=[6]",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "Execution status: PASS"
+    return results / "train"
+
+
+def test_train_learns_and_writes_tao_results(trained):
+    names = sorted(p.name for p in trained.iterdir())
+    assert "model_epoch_003_step_00096.pth" in names and "model_epoch_007_step_00192.pth" in names
+    latest = trained / "gdino_model_latest.pth"
+    assert latest.is_symlink() and os.readlink(latest) == "model_epoch_007_step_00192.pth"
+    lines = _status(trained / "status.json")
+    epochs = [ln for ln in lines if "epoch" in ln]
+    assert [ln["epoch"] for ln in epochs] == list(range(8))
+    val = [ln["kpi"]["val_mAP50"] for ln in epochs if "val_mAP50" in ln["kpi"]]
+    assert len(val) == 4 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
+    losses = [ln["kpi"]["train_loss"] for ln in epochs]
+    assert losses[-1] < losses[0] / 4
+    # real learning: validation mAP50 on unseen images rises clearly from the first validation
+    assert max(val[1:]) > val[0] + 0.05 and max(val) > 0.1, val
+    assert lines[-1]["status"] == "SUCCESS"
+
+
+def test_evaluate_inference_export(work, trained, tmp_path):
+    tmp, _, val, model = work
+    ckpt = trained / "model_epoch_007_step_00192.pth"
+    out = tmp_path / "results"
+    common = [f"results_dir={out}", *model]
+    code = main(
+        [
+            "grounding_dino",
+            "evaluate",
+            "-e",
+            str(_spec(tmp, "evaluate")),
+            *common,
+            f"evaluate.checkpoint={ckpt}",
+            f"dataset.test_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
+        ]
+    )
+    assert code == 0
+    kpi = _status(out / "evaluate" / "status.json")[-1]["kpi"]
+    train_val = [ln["kpi"]["val_mAP50"] for ln in _status(trained / "status.json") if "val_mAP50" in ln.get("kpi", {})]
+    assert kpi["test_mAP50"] == pytest.approx(train_val[-1], abs=1e-6)  # same images, same weights
+    assert (out / "evaluate" / "results.json").is_file()
+
+    code = main(
+        [
+            "grounding_dino",
+            "inference",
+            "-e",
+            str(_spec(tmp, "inference")),
+            *common,
+            f"inference.checkpoint={ckpt}",
+            f"dataset.infer_data_sources.image_dir=[{val['images']}]",
+            "dataset.infer_data_sources.captions=[red circle, red]",
+            "inference.conf_threshold=0.05",
+            "inference.input_width=null",
+            "inference.input_height=null",
+        ]
+    )
+    assert code == 0
+    inf = out / "inference"
+    report = json.loads((inf / "detections.json").read_text())
+    assert report["captions"] == ["red circle", "red"] and len(report["images"]) == 16
+    dets = [d for im in report["images"] for d in im["detections"]]
+    assert dets and all(d["score"] >= 0.05 and d["caption"] in ("red circle", "red") for d in dets)
+    assert len(list((inf / "images_annotated").glob("*.jpg"))) == 16 and len(list((inf / "labels").glob("*.json"))) == 16
+
+    onnx_file = tmp_path / "gdino.onnx"
+    code = main(
+        [
+            "grounding_dino",
+            "export",
+            "-e",
+            str(_spec(tmp, "export")),
+            *common,
+            f"export.checkpoint={ckpt}",
+            f"export.onnx_file={onnx_file}",
+            "export.input_width=64",
+            "export.input_height=64",
+            "export.on_cpu=true",
+        ]
+    )
+    assert code == 0
+    kpi = _status(out / "export" / "status.json")[-1]["kpi"]
+    assert kpi["onnx_max_abs_diff"] < 1e-3
+    graph = onnx.load(str(onnx_file), load_external_data=False)
+    assert [i.name for i in graph.graph.input] == ["inputs", "input_ids", "attention_mask", "token_type_ids"]
+    assert next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) == 17
+
+
+def test_quantize_int8_onnx_with_map_before_after(work, trained, tmp_path):
+    tmp, train, val, model = work
+    ckpt = trained / "model_epoch_007_step_00192.pth"
+    code = main(
+        [
+            "grounding_dino",
+            "quantize",
+            "-e",
+            str(_spec(tmp, "quantize")),
+            f"results_dir={tmp_path}",
+            *model,
+            f"quantize.model_path={ckpt}",
+            "quantize.backend=modelopt.onnx",
+            "quantize.mode=static_ptq",
+            f"dataset.train_data_sources=[{{image_dir: {train['images']}, json_file: {train['odvg']}, label_map: {train['label_map']}}}]",
+            f"dataset.val_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
+            f"dataset.quant_calibration_data_sources={{image_dir: {train['images']}, json_file: {train['coco']}}}",
+            "export.input_width=64",
+            "export.input_height=64",
+        ]
+    )
+    assert code == 0
+    kpi = _status(tmp_path / "quantize" / "status.json")[-1]["kpi"]
+    train_val = [ln["kpi"]["val_mAP50"] for ln in _status(trained / "status.json") if "val_mAP50" in ln.get("kpi", {})]
+    assert kpi["fp32_mAP50"] == pytest.approx(train_val[-1], abs=0.02)  # onnxruntime fp32 = PyTorch validation
+    assert abs(kpi["mAP50_drop"]) < 0.1 and kpi["int8_mAP50"] > 0
+    int8 = tmp_path / "quantize" / "model_epoch_007_step_00192_int8.onnx"
+    assert int8.is_file() and int8.stat().st_size < (tmp_path / "quantize" / "model_epoch_007_step_00192.onnx").stat().st_size
+
+
+def test_quantize_default_backend_names_tao_engine(work, tmp_path):
+    tmp, _, _, model = work
+    code = main(
+        [
+            "grounding_dino",
+            "quantize",
+            "-e",
+            str(_spec(tmp, "quantize")),
+            f"results_dir={tmp_path}",
+            *model,
+            "quantize.model_path=/x.onnx",
+        ]
+    )
+    assert code == 1
+    last = _status(tmp_path / "quantize" / "status.json")[-1]
+    assert last["status"] == "FAILURE" and "modelopt.onnx" in last["message"]
