@@ -19,7 +19,7 @@ from taoskills.platforms.base import Platform
 PlatformFactory = Callable[..., Platform]
 
 #: Platforms announced for a later release (name -> how to say it).
-PLANNED = {"docker": "the docker platform", "slurm": "the SLURM platform", "kubernetes": "the Kubernetes platform"}
+PLANNED = {"docker": "the docker platform", "kubernetes": "the Kubernetes platform"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,14 @@ def unregister(name: str) -> None:
         _entries.pop(name.strip().lower(), None)
 
 
+def _slurm_factory(**options: Any) -> Platform:
+    from taoskills.platforms.slurm import SlurmPlatform
+
+    return SlurmPlatform(**options)
+
+
 register("local", _local_factory, description="runs the runner script as a process group on this host")
+register("slurm", _slurm_factory, description="runs jobs as SLURM batch jobs (sbatch/srun; Pyxis containers when configured)")
 
 
 def entries() -> dict[str, PlatformEntry]:
