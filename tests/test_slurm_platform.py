@@ -273,3 +273,25 @@ def test_preflight_checks_partition_on_the_cluster(svc, photos, monkeypatch, tmp
     _configure(monkeypatch, tmp_path)
     report = svc.preflight("tao-train-nvdinov2", "train", {"train": {"num_gpus": 0}}, platform="slurm")
     assert [c.ok for c in report.checks if c.name.startswith("host.slurm")] == [True, True]
+
+
+def test_poll_many_is_one_squeue_call(svc, photos, monkeypatch, tmp_path, slurm_cluster):
+    _configure(monkeypatch, tmp_path, extra_sbatch=["--hold"])  # held: they stay PENDING
+    handles = [_launch(svc, photos) for _ in range(3)]
+    records = [svc.store.get(h.job_id) for h in handles]
+    plat = get_platform("slurm")
+    calls: list[list[str]] = []
+    real_run = SlurmPlatform._run
+
+    def counting(self, argv, **kw):
+        calls.append(argv)
+        return real_run(self, argv, **kw)
+
+    monkeypatch.setattr(SlurmPlatform, "_run", counting)
+    states = plat.poll_many(records)
+    assert [c[0] for c in calls] == ["squeue"]
+    assert calls[0][calls[0].index("-j") + 1] == ",".join(r.backend_id for r in records)
+    assert {s.state for s in states.values()} == {"PENDING"}
+    assert all("JobHeldUser" in s.detail for s in states.values())
+    for h in handles:
+        assert svc.cancel_job(h.job_id).status == "CANCELED"

@@ -297,17 +297,17 @@ class SlurmPlatform(PlatformBase):
         _atomic_json(Path(record.workdir) / STATE_FILE, {"job_ids": [job_id], "requeues": 0, "history": []})  # type: ignore[arg-type]
         return job_id
 
-    def _squeue(self, ids: list[str]) -> dict[str, dict[str, str]]:
+    def _squeue(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         fmt = "JobID:|,State:|,Reason:|,exit_code:|,NodeList:|"
         proc = self._run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-O", fmt], check=False)
-        rows: dict[str, dict[str, str]] = {}
+        rows: dict[str, dict[str, Any]] = {}
         for line in proc.stdout.splitlines():
             parts = [p.strip() for p in line.split("|")]
             if len(parts) >= 5 and parts[0]:
                 code = int(parts[3]) if parts[3].isdigit() else None
-                rows[parts[0]] = {"state": parts[1], "reason": parts[2], "exit_code": code, "nodes": parts[4]}  # type: ignore[dict-item]
+                rows[parts[0]] = {"state": parts[1], "reason": parts[2], "exit_code": code, "nodes": parts[4]}
         missing = [i for i in ids if i not in rows]
         if missing and shutil.which("sacct"):
             acct = self._run(["sacct", "-n", "-P", "-X", "-j", ",".join(missing), "-o", "JobIDRaw,State,ExitCode"], check=False)
@@ -320,7 +320,7 @@ class SlurmPlatform(PlatformBase):
                             "state": parts[1].split()[0],
                             "reason": "",
                             "exit_code": int(rc) << 8 if rc.isdigit() else None,
-                        }  # type: ignore[dict-item]
+                        }
         return rows
 
     def poll_many(self, records: Iterable[JobRecord]) -> dict[str, PlatformState]:
