@@ -19,7 +19,7 @@ from taoskills.platforms.base import Platform
 PlatformFactory = Callable[..., Platform]
 
 #: Platforms announced for a later release (name -> how to say it).
-PLANNED = {"docker": "the docker platform", "kubernetes": "the Kubernetes platform"}
+PLANNED = {"docker": "the docker platform"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,19 @@ def _slurm_factory(**options: Any) -> Platform:
     return SlurmPlatform(**options)
 
 
+def _kubernetes_factory(**options: Any) -> Platform:
+    from taoskills.platforms.kubernetes import KubernetesPlatform
+
+    return KubernetesPlatform(**options)
+
+
 register("local", _local_factory, description="runs the runner script as a process group on this host")
 register("slurm", _slurm_factory, description="runs jobs as SLURM batch jobs (sbatch/srun; Pyxis containers when configured)")
+register(
+    "kubernetes",
+    _kubernetes_factory,
+    description="runs jobs as Kubernetes Indexed Jobs (official client; PVC for data and results)",
+)
 
 
 def entries() -> dict[str, PlatformEntry]:
