@@ -166,7 +166,7 @@ def test_node_failure_beyond_max_requeues_is_an_infrastructure_error(svc, photos
 def _record(tmp_path: Path, spec: dict) -> JobRecord:
     runner = tmp_path / "run.sh"
     runner.write_text(
-        '#!/usr/bin/env bash\nenv | grep -E "^(WORLD_SIZE|NODE_RANK|MASTER_ADDR|MASTER_PORT|NUM_GPU_PER_NODE)=" | sort\n'
+        '#!/usr/bin/env bash\nenv | grep -E "^(WORLD_SIZE|NODE_RANK|MASTER_ADDR|MASTER_PORT|NUM_GPU_PER_NODE|SLURM_[A-Z_]*)=" | sort\n'
     )
     return JobRecord(
         job_id="job-twonodes",
@@ -222,12 +222,13 @@ def test_two_node_job_gets_tao_env_per_node(tmp_path):
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "SLURM_JOB_NUM_NODES": "2",
         "SLURM_JOB_NODELIST": "gpu-node-[07-08]",
+        "SLURM_NTASKS": "2",
         "SLURM_OUT": str(tmp_path / "node"),
     }
     subprocess.run(["bash", str(batch)], env=env, check=True, capture_output=True, timeout=30)
     for rank in (0, 1):
         got = dict(line.split("=", 1) for line in (tmp_path / f"node.{rank}").read_text().split())
-        assert got == {
+        assert got == {  # and no SLURM_* variable reaches the runner (the trainer spawns its own ranks)
             "WORLD_SIZE": "2",
             "NODE_RANK": str(rank),
             "MASTER_ADDR": "gpu-node-07",
@@ -295,3 +296,41 @@ def test_poll_many_is_one_squeue_call(svc, photos, monkeypatch, tmp_path, slurm_
     assert all("JobHeldUser" in s.detail for s in states.values())
     for h in handles:
         assert svc.cancel_job(h.job_id).status == "CANCELED"
+
+
+def test_failed_attempt_with_an_interconnect_error_is_requeued(tmp_path, slurm_cluster):
+    # A real batch job whose first attempt prints the skill's nccl_error pattern and exits 1
+    # (SLURM: FAILED); the platform resubmits it; the second attempt succeeds.
+    rec = _record(tmp_path, {"train": {"num_gpus": 0}})
+    marker = tmp_path / "first-attempt-done"
+    Path(rec.script_path).write_text(
+        "#!/usr/bin/env bash\n"
+        f"if [ ! -e {marker} ]; then touch {marker}; echo 'NCCL error: unhandled system error'; exit 1; fi\n"
+        "echo second attempt ok\n"
+    )
+    plat = SlurmPlatform(SlurmConfig(max_requeues=2, gpus_per_node=0))
+    first = plat.submit(rec)
+    deadline = time.monotonic() + 90
+    state = plat.poll(rec)
+    while time.monotonic() < deadline and state.state not in ("COMPLETE", "ERROR", "CANCELED"):
+        time.sleep(0.5)
+        state = plat.poll(rec)
+    assert state.state == "COMPLETE", (state, Path(rec.log_path).read_text())
+    history = plat.requeues(rec)
+    assert history["job_ids"][0] == first and history["requeues"] == 1
+    assert slurm_cluster.squeue_state(first) == "FAILED"
+    assert "second attempt ok" in Path(rec.log_path).read_text()
+
+
+def test_failed_attempt_without_a_retry_pattern_is_not_requeued(tmp_path, slurm_cluster):
+    rec = _record(tmp_path, {"train": {"num_gpus": 0}})
+    Path(rec.script_path).write_text("#!/usr/bin/env bash\necho 'ValueError: bad value'; exit 1\n")
+    plat = SlurmPlatform(SlurmConfig(max_requeues=2, gpus_per_node=0))
+    plat.submit(rec)
+    deadline = time.monotonic() + 90
+    state = plat.poll(rec)
+    while time.monotonic() < deadline and state.state not in ("COMPLETE", "ERROR", "CANCELED"):
+        time.sleep(0.5)
+        state = plat.poll(rec)
+    assert state.state == "ERROR" and state.exit_code == 1 and "program fault" in state.detail
+    assert plat.requeues(rec)["requeues"] == 0

@@ -1,7 +1,7 @@
 """Kubernetes manifests of one job: a batch/v1 Indexed Job, a headless Service, a per-job Secret.
 
-Layout (the Kubernetes Indexed Job pattern for multi-node training; anchor_report_skillbank.md
-§4 platform rules): ``completionMode: Indexed`` with ``completions = parallelism = nodes``; for
+Layout (the Kubernetes Indexed Job pattern for multi-node training, as TAO SDK 7.2.0's
+Kubernetes platform builds it): ``completionMode: Indexed`` with ``completions = parallelism = nodes``; for
 more than one node a headless Service (``clusterIP: None``) named like the Job and the pods'
 ``subdomain`` set to it, so pod ``<job>-<i>`` resolves as ``<job>-<i>.<job>.<namespace>.svc``.
 TAO's multi-node environment per pod: ``WORLD_SIZE`` = nodes, ``NODE_RANK`` = the pod's

@@ -3,7 +3,7 @@
 ``submit`` renders ``<workdir>/slurm.sbatch`` from ``templates/slurm.sbatch.j2`` (nodes, GPUs
 per node, CPUs, memory, time, partition, account, QoS as ``#SBATCH`` directives), submits it
 with ``sbatch --parsable`` and keeps the SLURM job ids in ``<workdir>/slurm.json``. The batch
-script sets TAO's multi-node environment (TAO SDK slurm runner, anchor_report_tao.md §1):
+script sets TAO's multi-node environment (TAO SDK 7.2.0's SLURM platform):
 ``WORLD_SIZE`` = number of nodes, ``NUM_GPU_PER_NODE``, ``MASTER_ADDR`` = the first host of
 ``SLURM_JOB_NODELIST``, ``MASTER_PORT``; ``srun --ntasks-per-node=1`` then runs the runner on
 every node with ``NODE_RANK=$SLURM_NODEID``. With ``container_image`` set, srun runs it in
@@ -15,8 +15,9 @@ State: one ``squeue -t all -j <ids>`` call for many jobs (:meth:`SlurmPlatform.p
 jobs squeue has forgotten (``MinJobAge``) are asked of ``sacct`` when accounting is enabled,
 else the runner's ``exit_code`` file decides. Infrastructure failures (``NODE_FAIL``,
 ``PREEMPTED``, ``BOOT_FAIL``) are resubmitted up to ``max_requeues`` times (the job is submitted
-with ``--no-requeue`` so SLURM itself never requeues it silently); program faults
-(``FAILED``, ``OUT_OF_MEMORY``, ``TIMEOUT``) never are. Logs are the batch job's output file
+with ``--no-requeue`` so SLURM itself never requeues it silently), and so is a ``FAILED``
+attempt whose log matches one of ``retry_patterns`` (the skill's interconnect error patterns);
+other program faults (``FAILED``, ``OUT_OF_MEMORY``, ``TIMEOUT``) never are. Logs are the batch job's output file
 (``record.log_path``, appended across attempts); ``cancel`` is ``scancel``. Results live on the
 shared filesystem, read like the local platform's.
 
@@ -87,7 +88,9 @@ class SlurmConfig(BaseModel):
     (``src:dst`` items; the job's folder must be visible at the same path inside).
     ``max_requeues``: resubmissions after NODE_FAIL/PREEMPTED/BOOT_FAIL. ``master_port``: TAO's
     MASTER_PORT (29500). ``extra_sbatch``: more ``--option=value`` directives. ``env``:
-    non-secret variables set in the batch script.
+    non-secret variables set in the batch script. ``retry_patterns``: ids of the skill's
+    ``error_patterns`` that make a FAILED attempt an infrastructure failure (requeued like
+    NODE_FAIL; default ``nccl_error``, interconnect faults as in TAO SDK's SLURM retry list).
     """
 
     partition: str | None = None
@@ -105,6 +108,7 @@ class SlurmConfig(BaseModel):
     master_port: int = Field(default=29500, ge=1, le=65535)
     extra_sbatch: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    retry_patterns: list[str] = Field(default_factory=lambda: ["nccl_error"])
 
     @field_validator("partition", "account", "qos", "time", "mem", "gpu_gres", "container_image")
     @classmethod
@@ -360,8 +364,29 @@ class SlurmPlatform(PlatformBase):
             return PlatformState(state="CANCELED", exit_code=rc, detail=where)
         if slurm_state in INFRA_STATES:
             return self._requeue(record, st, sid, slurm_state, where)
+        pattern = self._retriable(record, sid) if slurm_state == "FAILED" else None
+        if pattern:
+            return self._requeue(record, st, sid, slurm_state, f"{where}, log matches {pattern}")
         detail = where + (" - a program fault, not requeued" if slurm_state in PROGRAM_STATES else "")
         return PlatformState(state="ERROR", exit_code=rc, detail=detail)
+
+    def _retriable(self, record: JobRecord, sid: str) -> str | None:
+        """The id of a ``retry_patterns`` error pattern in this attempt's log, or None."""
+        if not self.config.retry_patterns or not record.log_path:
+            return None
+        try:
+            from taoskills.bank.catalog import Catalog
+
+            patterns = [p for p in Catalog.load().get(record.skill).info.error_patterns if p.id in self.config.retry_patterns]
+        except Exception:  # noqa: BLE001 - a skill no longer in the bank: nothing to match
+            return None
+        text = read_log(record.log_path, tail=5000, max_bytes=1024 * 1024)
+        start = text.rfind(f"[tao-skills] slurm job {sid} ")
+        text = text[start:] if start != -1 else text
+        for p in patterns:
+            if re.search(p.regex, text):
+                return p.id
+        return None
 
     @staticmethod
     def _from_exit_file(workdir: Path, sid: str, canceled: bool) -> PlatformState:
