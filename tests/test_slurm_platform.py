@@ -274,6 +274,11 @@ def test_preflight_checks_partition_on_the_cluster(svc, photos, monkeypatch, tmp
     _configure(monkeypatch, tmp_path)
     report = svc.preflight("tao-train-nvdinov2", "train", {"train": {"num_gpus": 0}}, platform="slurm")
     assert [c.ok for c in report.checks if c.name.startswith("host.slurm")] == [True, True]
+    path = tmp_path / "slurm.yaml"
+    path.write_text(yaml.safe_dump({"partition": "debug"}))  # GPUs from the spec: the test node has none
+    report = svc.preflight("tao-train-nvdinov2", "train", {"train": {"num_gpus": 2}}, platform="slurm")
+    (gpus,) = [c for c in report.checks if c.name == "host.slurm.gpus"]
+    assert not gpus.ok and "2 GPU(s)" in gpus.message and gpus.field == "train.num_gpus"
 
 
 def test_poll_many_is_one_squeue_call(svc, photos, monkeypatch, tmp_path, slurm_cluster):
@@ -334,3 +339,24 @@ def test_failed_attempt_without_a_retry_pattern_is_not_requeued(tmp_path, slurm_
         state = plat.poll(rec)
     assert state.state == "ERROR" and state.exit_code == 1 and "program fault" in state.detail
     assert plat.requeues(rec)["requeues"] == 0
+
+
+def test_gres_count_reads_sinfo_fields():
+    from taoskills.platforms.slurm_checks import gres_count
+
+    assert gres_count("gpu:8") == 8 and gres_count("gpu:a100:4(S:0-1)") == 4
+    assert gres_count("(null)") == 0 and gres_count("shard:8,gpu:h100:2") == 2
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_real_tiny_nvdinov2_train_on_slurm(tmp_path, monkeypatch, slurm_cluster, photos):
+    """The real built-in engine (torch) trains a tiny NVDINOv2 as a SLURM batch job."""
+    monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
+    svc = Service(home=tmp_path / "home")
+    _configure(monkeypatch, tmp_path)
+    handle = _launch(svc, photos)
+    status = svc.wait_job(handle.job_id, timeout_s=300, poll_s=1.0)
+    assert status.status == "COMPLETE", svc.job_logs(handle.job_id).text
+    assert (status.epoch, status.max_epoch) == (0, 1) and status.exit_code == 0
+    assert Path(svc.resolve_checkpoint(handle.job_id, "inference").path).is_file()

@@ -47,6 +47,16 @@ def _partitions(timeout: float) -> tuple[list[dict[str, str]] | None, str]:
     return rows, ""
 
 
+def gres_count(gres: str, name: str = "gpu") -> int:
+    """GPUs per node in a sinfo ``%G`` field: ``gpu:8``, ``gpu:a100:4(S:0-1)``, ``(null)`` -> 8, 4, 0."""
+    best = 0
+    for item in gres.split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == name and len(parts) >= 2 and parts[-1].isdigit():
+            best = max(best, int(parts[-1]))
+    return best
+
+
 def slurm_host_checks(
     plat: SlurmPlatform, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]
 ) -> list[CheckResult]:
@@ -105,14 +115,15 @@ def slurm_host_checks(
         )
     )
     _nodes, gpus = plat.shape(info.name, action, spec)
-    if gpus and plat.config.gpu_gres not in part["gres"]:
+    have = gres_count(part["gres"], plat.config.gpu_gres)
+    if gpus and have < gpus:
         out.append(
             CheckResult(
                 name="host.slurm.gpus",
                 ok=False,
                 field="train.num_gpus",
-                message=f"the job asks for {gpus} GPU(s) per node but partition {part['name']} has no '{plat.config.gpu_gres}' GRES ({part['gres']})",
-                fix="choose a GPU partition (partition=...) or set train.num_gpus to 0 for a CPU run of the built-in engine",
+                message=f"the job asks for {gpus} GPU(s) per node but nodes of partition {part['name']} have {have} '{plat.config.gpu_gres}' GRES ({part['gres']})",
+                fix="choose a GPU partition (partition=...), lower train.num_gpus, or set gpus_per_node: 0 for a CPU run of the built-in engine",
             )
         )
     if plat.config.container_image:
