@@ -266,3 +266,43 @@ def test_registered_with_host_checks_and_input_policy(tmp_path, monkeypatch):
     assert not on_volume[0].ok and "/workspace" in on_volume[0].fix
     (remote,) = plat.check_input("dataset.train_dataset.images_dir", "s3://bucket/images")
     assert not remote.ok and "shared filesystem" in remote.fix
+
+
+def test_host_checks_against_the_api(tmp_path):
+    from taoskills.bank.catalog import Catalog
+    from taoskills.platforms.engines import get_engine
+
+    stub = StubServer()
+    stub.on(
+        "GET",
+        "/version/",
+        {
+            "major": "1",
+            "minor": "33",
+            "gitVersion": "v1.33.2",
+            "gitCommit": "x",
+            "gitTreeState": "clean",
+            "buildDate": "2026-06-01T00:00:00Z",
+            "goVersion": "go1.24",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        },
+    )
+    stub.on("GET", f"/api/v1/namespaces/{NS}", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    node = lambda name, gpus: {"metadata": {"name": name}, "status": {"allocatable": {"cpu": "64", "nvidia.com/gpu": gpus}}}  # noqa: E731
+    stub.on(
+        "GET",
+        "/api/v1/nodes",
+        {"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": [node("a", "4"), node("b", "8")]},
+    )
+    plat = KubernetesPlatform(_config(), api_client=stub.api_client())
+    info = Catalog.load().get("tao-train-nvdinov2").info
+    checks = {c.name: c for c in plat.host_checks(get_engine("builtin"), info, "train", {"train": {"num_gpus": 8}})}
+    assert checks["host.kubernetes"].ok and "v1.33.2" in checks["host.kubernetes"].message
+    assert checks["host.kubernetes.namespace"].ok
+    assert checks["host.kubernetes.gpus"].ok and "1 node(s)" in checks["host.kubernetes.gpus"].message
+    too_many = {c.name: c for c in plat.host_checks(get_engine("builtin"), info, "train", {"train": {"num_gpus": 16}})}
+    assert not too_many["host.kubernetes.gpus"].ok and too_many["host.kubernetes.gpus"].field == "train.num_gpus"
+    stub.routes.pop(("GET", f"/api/v1/namespaces/{NS}"))
+    missing_ns = {c.name: c for c in plat.host_checks(get_engine("builtin"), info, "train", {})}
+    assert not missing_ns["host.kubernetes.namespace"].ok and "create it" in missing_ns["host.kubernetes.namespace"].fix
