@@ -360,3 +360,29 @@ def test_real_tiny_nvdinov2_train_on_slurm(tmp_path, monkeypatch, slurm_cluster,
     assert status.status == "COMPLETE", svc.job_logs(handle.job_id).text
     assert (status.epoch, status.max_epoch) == (0, 1) and status.exit_code == 0
     assert Path(svc.resolve_checkpoint(handle.job_id, "inference").path).is_file()
+
+
+def test_job_forgotten_by_squeue_is_read_from_the_exit_code_file(tmp_path, slurm_cluster):
+    # No accounting here (sacct has nothing): once squeue forgets a job (MinJobAge), the
+    # runner's exit_code file decides; without one the state is UNKNOWN, never a guess.
+    import json
+
+    rec = _record(tmp_path, {})
+    plat = SlurmPlatform(SlurmConfig())
+    (tmp_path / "slurm.json").write_text(json.dumps({"job_ids": ["999999"], "requeues": 0, "history": []}))
+    assert plat.poll(rec).state == "UNKNOWN"
+    (tmp_path / "exit_code").write_text("0\n")
+    assert plat.poll(rec).state == "COMPLETE"
+    (tmp_path / "exit_code").write_text("2\n")
+    state = plat.poll(rec)
+    assert state.state == "ERROR" and state.exit_code == 2
+
+
+def test_sbatch_refusal_is_a_clear_error(tmp_path, slurm_cluster):
+    from taoskills.errors import JobError
+
+    rec = _record(tmp_path, {})
+    with pytest.raises(JobError) as exc:
+        SlurmPlatform(SlurmConfig(partition="nosuch")).submit(rec)
+    assert "sbatch" in exc.value.message and "partition" in exc.value.message.lower()
+    assert "partition" in exc.value.fix
