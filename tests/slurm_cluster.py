@@ -1,7 +1,8 @@
-"""A real one-node SLURM cluster for the tests (scripts/slurm_cluster.sh start|stop).
+"""A real SLURM cluster for the tests (scripts/slurm_cluster.sh start|stop): two nodes, n1 and
+n2, each a slurmd on this host with its own port (so multi-node jobs run for real).
 
-``slurm_cluster`` (session fixture, tests/conftest.py) starts munged, slurmctld and slurmd in a
-temporary folder, points ``SLURM_CONF`` at it for this process and every job it submits, and
+``slurm_cluster`` (session fixture, tests/conftest.py) starts munged, slurmctld and the slurmds
+in a temporary folder, points ``SLURM_CONF`` at it for this process and every job it submits, and
 stops the daemons at the end. When the cluster cannot start (packages missing, daemons
 refusing), the test FAILS with the script's reason: the SLURM tests never skip.
 The cluster has no accounting database, so ``sacct`` is unavailable and the platform reads
@@ -21,12 +22,19 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm_cluster.sh"
 
 
 class Cluster:
-    """The running cluster: ``dir`` (its folder), ``conf`` (slurm.conf), ``node`` (the node's name)."""
+    """The running cluster: ``dir`` (its folder), ``conf`` (slurm.conf), ``nodes`` (node names)."""
 
     def __init__(self, folder: Path) -> None:
         self.dir = folder
         self.conf = folder / "slurm.conf"
-        self.node = subprocess.run(["hostname", "-s"], capture_output=True, text=True, check=True).stdout.strip()
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True, check=True).stdout
+        self.nodes = sorted(set(out.split()))
+
+    def node_of(self, slurm_id: str) -> str:
+        """The (first) node the job runs on ("" before it is placed)."""
+        out = subprocess.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", "%N"], capture_output=True, text=True)
+        names = self.scontrol("show", "hostnames", out.stdout.strip()).split() if out.stdout.strip() else []
+        return names[0] if names else ""
 
     def scontrol(self, *args: str) -> str:
         """``scontrol args...``; errors: AssertionError with its output when it fails."""
@@ -39,16 +47,17 @@ class Cluster:
         out = subprocess.run(["squeue", "-h", "-t", "all", "-j", slurm_id, "-o", "%T"], capture_output=True, text=True)
         return out.stdout.strip()
 
-    def wait_node_idle(self, timeout: float = 60.0) -> None:
-        """Wait until the node accepts jobs again (after a simulated failure)."""
+    def wait_nodes_up(self, timeout: float = 60.0) -> None:
+        """Wait until every node accepts jobs again (after a simulated failure)."""
         deadline = time.monotonic() + timeout
-        state = ""
+        states: list[str] = []
         while time.monotonic() < deadline:
-            state = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True).stdout.strip()
-            if state in ("idle", "mixed", "allocated"):
+            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True).stdout
+            states = out.split()
+            if len(states) == len(self.nodes) and all(s in ("idle", "mixed", "allocated") for s in states):
                 return
             time.sleep(0.5)
-        raise AssertionError(f"node {self.node} did not come back (state {state!r})")
+        raise AssertionError(f"nodes {self.nodes} did not all come back (states {states})")
 
 
 def start(folder: Path) -> Cluster:

@@ -1,11 +1,12 @@
-"""The SLURM platform on a real one-node cluster (tests/slurm_cluster.py; Debian slurm-wlm + munge).
+"""The SLURM platform on a real cluster (tests/slurm_cluster.py; Debian slurm-wlm + munge; two
+nodes, each a slurmd on this host).
 
 Jobs go through the normal service chain (place, build, validate, preflight, render, record,
 sbatch) with the fake, torch-free NVDINOv2 (tests/fake_engine.py). The cluster has no
 accounting database, so sacct is unavailable: state comes from squeue and the runner's
 exit-code file. The infrastructure failure is simulated the way SLURM itself sees one: the
-node is set DOWN (``scontrol update nodename=... state=down``) while the job runs, SLURM ends
-the job as NODE_FAIL, and the node returns (ReturnToService=2) for the platform's resubmission.
+job's node is set DOWN (``scontrol update nodename=... state=down``) while the job runs, SLURM
+ends the job as NODE_FAIL, and the node returns (ReturnToService=2, its slurmd still answers).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def test_builtin_engine_job_runs_to_complete(svc, photos, monkeypatch, tmp_path,
     ckpt = svc.resolve_checkpoint(handle.job_id, "inference")  # through the platform's artifacts
     assert Path(ckpt.path).is_file() and ckpt.candidates
     logs = svc.job_logs(handle.job_id, grep="WORLD_SIZE|finished").text
-    assert "WORLD_SIZE=1" in logs and f"MASTER_ADDR={slurm_cluster.node}" in logs and "exit code 0" in logs
+    assert "WORLD_SIZE=1" in logs and f"MASTER_ADDR={slurm_cluster.node_of(rec.backend_id)}" in logs and "exit code 0" in logs
     assert slurm_cluster.squeue_state(rec.backend_id) == "COMPLETED"
 
 
@@ -129,12 +130,13 @@ def test_node_failure_is_requeued_then_completes(svc, photos, monkeypatch, tmp_p
     handle = _launch(svc, photos, epochs=3)
     rec = svc.store.get(handle.job_id)
     _wait_log(rec.log_path, "running:")
-    slurm_cluster.scontrol("update", f"nodename={slurm_cluster.node}", "state=down", "reason=simulated-node-failure")
+    node = slurm_cluster.node_of(rec.backend_id)
+    slurm_cluster.scontrol("update", f"nodename={node}", "state=down", "reason=simulated-node-failure")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and slurm_cluster.squeue_state(rec.backend_id) != "NODE_FAIL":
         time.sleep(0.3)
     assert slurm_cluster.squeue_state(rec.backend_id) == "NODE_FAIL"
-    slurm_cluster.wait_node_idle()
+    slurm_cluster.wait_nodes_up()
     status = svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5)
     assert status.status == "COMPLETE", svc.job_logs(handle.job_id).text
     plat = get_platform("slurm")
@@ -151,11 +153,13 @@ def test_node_failure_beyond_max_requeues_is_an_infrastructure_error(svc, photos
     handle = _launch(svc, photos, epochs=50)
     rec = svc.store.get(handle.job_id)
     _wait_log(rec.log_path, "running:")
-    slurm_cluster.scontrol("update", f"nodename={slurm_cluster.node}", "state=down", "reason=simulated-node-failure")
+    slurm_cluster.scontrol(
+        "update", f"nodename={slurm_cluster.node_of(rec.backend_id)}", "state=down", "reason=simulated-node-failure"
+    )
     try:
         status = svc.wait_job(handle.job_id, timeout_s=60, poll_s=0.5)
     finally:
-        slurm_cluster.wait_node_idle()
+        slurm_cluster.wait_nodes_up()
     assert status.status == "ERROR"
     assert status.failure is not None and status.failure.get("fault") == "infrastructure"
 
@@ -386,3 +390,33 @@ def test_sbatch_refusal_is_a_clear_error(tmp_path, slurm_cluster):
         SlurmPlatform(SlurmConfig(partition="nosuch")).submit(rec)
     assert "sbatch" in exc.value.message and "partition" in exc.value.message.lower()
     assert "partition" in exc.value.fix
+
+
+def test_two_node_job_runs_on_both_nodes_with_tao_env(tmp_path, slurm_cluster):
+    # A real 2-node batch job: the runner prints its environment per node; NODE_RANK follows
+    # SLURM_NODEID, MASTER_ADDR is the first node, and no SLURM variable reaches the runner.
+    assert len(slurm_cluster.nodes) >= 2, slurm_cluster.nodes
+    rec = _record(tmp_path, {"train": {"num_gpus": 0, "num_nodes": 2}})
+    Path(rec.script_path).write_text(
+        '#!/usr/bin/env bash\nenv | grep -E "^(WORLD_SIZE|NODE_RANK|MASTER_ADDR|MASTER_PORT|NUM_GPU_PER_NODE|SLURM_[A-Z_]*)=" '
+        f"| sort > {tmp_path}/env.$NODE_RANK\n"
+    )
+    plat = SlurmPlatform(SlurmConfig(gpus_per_node=0))
+    slurm_id = plat.submit(rec)
+    deadline = time.monotonic() + 90
+    state = plat.poll(rec)
+    while time.monotonic() < deadline and state.state not in ("COMPLETE", "ERROR", "CANCELED"):
+        time.sleep(0.5)
+        state = plat.poll(rec)
+    assert state.state == "COMPLETE", (state, Path(rec.log_path).read_text())
+    first = slurm_cluster.node_of(slurm_id)
+    assert "#SBATCH --nodes=2\n" in (tmp_path / "slurm.sbatch").read_text()
+    for rank in (0, 1):
+        got = dict(line.split("=", 1) for line in (tmp_path / f"env.{rank}").read_text().split())
+        assert got == {
+            "WORLD_SIZE": "2",
+            "NODE_RANK": str(rank),
+            "MASTER_ADDR": first,
+            "MASTER_PORT": "29500",
+            "NUM_GPU_PER_NODE": "0",
+        }
