@@ -110,9 +110,9 @@ class KubernetesPlatform(PlatformBase):
     # ---------------------------------------------------------------- manifests
     def shape(self, skill: str, action: str, spec: dict[str, Any] | None) -> tuple[int, int]:
         """(nodes, GPUs per pod) from the spec's ``num_nodes``/``num_gpus`` keys (train only)."""
-        from taoskills.platforms.slurm import SlurmConfig, SlurmPlatform
+        from taoskills.platforms.multinode import job_shape
 
-        return SlurmPlatform(SlurmConfig()).shape(skill, action, spec)
+        return job_shape(skill, action, spec)
 
     def image_for(self, record: JobRecord) -> str:
         """``config.image``, else the engine's container image (TAO: the skill's image)."""

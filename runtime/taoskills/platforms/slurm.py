@@ -40,6 +40,7 @@ from taoskills.errors import JobError
 from taoskills.jobs.store import JobRecord, utc_now
 from taoskills.platforms.base import PlatformBase, PlatformState, multi_gpu_env, read_log
 from taoskills.platforms.local import CANCEL_FILE, EXIT_FILE, LocalArtifacts
+from taoskills.platforms.multinode import job_shape, positive
 from taoskills.platforms.render import RenderError, template_env
 from taoskills.platforms.slurm_config import SBATCH_TOKEN, SlurmConfig
 
@@ -59,22 +60,6 @@ _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE
 INFRA_STATES = {"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
 #: Failures of the program (or its limits): never resubmitted.
 PROGRAM_STATES = {"FAILED", "OUT_OF_MEMORY", "TIMEOUT", "DEADLINE", "SPECIAL_EXIT"}
-
-
-def _skill_keys(skill: str) -> dict[str, str]:
-    """The skill's ``multi_gpu.keys`` (role -> dotted spec key); TAO's train.* names if unknown."""
-    default = {"num_gpus": "train.num_gpus", "num_nodes": "train.num_nodes"}
-    try:
-        from taoskills.bank.catalog import Catalog
-
-        mg = Catalog.load().get(skill).info.multi_gpu
-    except Exception:  # noqa: BLE001 - a record of a skill no longer in the bank
-        return default
-    return {**default, **mg.keys} if mg else default
-
-
-def _positive(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -114,18 +99,8 @@ class SlurmPlatform(PlatformBase):
 
     # ---------------------------------------------------------------- rendering
     def shape(self, skill: str, action: str, spec: dict[str, Any] | None) -> tuple[int, int]:
-        """(nodes, GPUs per node) of a job: the config's override, else the spec's keys (train
-        only; skill_info ``multi_gpu.keys``), else 1 node / 0 GPUs."""
-        from taoskills.specs.dotted import get_dotted
-
-        keys = _skill_keys(skill)
-        spec = spec or {}
-        train = action == "train"
-        nodes = self.config.nodes or (_positive(get_dotted(spec, keys["num_nodes"], default=None)) if train else None) or 1
-        gpus = self.config.gpus_per_node
-        if gpus is None:
-            gpus = (_positive(get_dotted(spec, keys["num_gpus"], default=None)) if train else None) or 0
-        return nodes, gpus
+        """(nodes, GPUs per node): the config's override, else the spec (:func:`job_shape`)."""
+        return job_shape(skill, action, spec, nodes=self.config.nodes, gpus_per_node=self.config.gpus_per_node)
 
     def directives(self, record: JobRecord, nodes: int, gpus: int) -> list[str]:
         """The ``#SBATCH`` options for ``record`` (one task per node)."""
@@ -370,7 +345,7 @@ class SlurmPlatform(PlatformBase):
         from taoskills.specs.dotted import get_dotted
 
         keys = {"num_nodes": "train.num_nodes", **(info.multi_gpu.keys if info.multi_gpu else {})}
-        nodes = self.config.nodes or _positive(get_dotted(spec, keys["num_nodes"], default=None)) or 1
+        nodes = self.config.nodes or positive(get_dotted(spec, keys["num_nodes"], default=None)) or 1
         env = multi_gpu_env(info, action, spec, nodes=nodes)
         if self.config.gpus_per_node is not None and "NUM_GPU_PER_NODE" in env:
             env["NUM_GPU_PER_NODE"] = str(self.config.gpus_per_node)
@@ -412,12 +387,3 @@ class SlurmPlatform(PlatformBase):
     def map_path(self, path: str) -> str:
         """Absolute path: login and compute nodes share the filesystem."""
         return os.path.abspath(path)
-
-
-def register_slurm() -> None:
-    """Register ``slurm`` in the platform registry (idempotent)."""
-    from taoskills.platforms import registry
-
-    registry.register(
-        "slurm", SlurmPlatform, description="runs jobs as SLURM batch jobs (sbatch/srun, Pyxis containers)", replace=True
-    )
