@@ -3,7 +3,8 @@
 # built-in engine (CPU torch on a machine without a GPU) and, with --dev, the test tools
 # and TAO Core 7.3.0 (tests only; the runtime never imports it).
 #   scripts/setup.sh          runtime + engine
-#   scripts/setup.sh --dev    + pytest, skills-ref, nvidia-tao-core (for schema tests)
+#   scripts/setup.sh --dev    + pytest, skills-ref, nvidia-tao-core (for schema tests), and as root
+#                             slurm-wlm + munge (apt) for the SLURM platform tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -25,6 +26,10 @@ if [[ $dev == 1 ]]; then
   pip install -q -e ".[engine,dev]"
   pip install -q --no-deps "nvidia-tao-core==7.3.0"
   pip install -q "omegaconf>=2.3"
+  # The SLURM platform's tests start a real one-node cluster (scripts/slurm_cluster.sh).
+  if ! command -v slurmctld >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+  fi
 else
   pip install -q -e ".[engine]"
 fi

@@ -55,3 +55,13 @@ def fake_engine(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p))
     yield fe
     fe.uninstall()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real one-node SLURM cluster for the session (tests/slurm_cluster.py); fails, never skips."""
+    import slurm_cluster as sc
+
+    cluster = sc.start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    sc.stop(cluster)

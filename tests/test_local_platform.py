@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from taoskills.bank.skill_info import ErrorPattern
-from taoskills.errors import JobError, NotFound, NotSupported
+from taoskills.errors import JobError, NotFound
 from taoskills.jobs.failure import analyze_failure
 from taoskills.jobs.monitor import progress
 from taoskills.jobs.store import JobRecord, JobStore
@@ -137,11 +137,9 @@ def sync(store, platform, record):
 def test_registry_and_protocol():
     p = get_platform("local")
     assert isinstance(p, LocalPlatform) and isinstance(p, Platform) and p.name == "local"
-    for name in ("slurm", "kubernetes"):  # docker is registered (taoskills.platforms.docker)
-        with pytest.raises(NotSupported) as ei:
-            get_platform(name)
-        assert "later release" in ei.value.message and "platform=local" in ei.value.message
-        assert ei.value.field == "platform"
+    from taoskills.platforms.registry import entries
+
+    assert {"local", "docker", "slurm", "kubernetes"} <= set(entries())
     with pytest.raises(NotFound):
         get_platform("cloud9")
 

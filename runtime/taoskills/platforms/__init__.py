@@ -1,4 +1,4 @@
-"""Platforms: where a job's runner script runs (local now; docker, slurm, kubernetes later).
+"""Platforms: where a job's runner script runs (local, slurm, kubernetes; docker later).
 
 Use :func:`get_platform` (registry, :mod:`taoskills.platforms.registry`) and the
 :class:`Platform` protocol. Runtime engines (built-in vs TAO) are in

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taoskills.errors import NotFound, NotSupported
+from taoskills.errors import NotFound
 from taoskills.platforms.base import Platform
 
 PlatformFactory = Callable[..., Platform]
 
 #: Platforms announced for a later release (name -> how to say it).
-PLANNED = {"slurm": "the SLURM platform", "kubernetes": "the Kubernetes platform"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,26 @@ def _docker_factory(**options: Any) -> Platform:
     return DockerPlatform(**options)
 
 
+def _slurm_factory(**options: Any) -> Platform:
+    from taoskills.platforms.slurm import SlurmPlatform
+
+    return SlurmPlatform(**options)
+
+
+def _kubernetes_factory(**options: Any) -> Platform:
+    from taoskills.platforms.kubernetes import KubernetesPlatform
+
+    return KubernetesPlatform(**options)
+
+
 register("local", _local_factory, description="runs the runner script as a process group on this host")
 register("docker", _docker_factory, description="one hardened container per job on a Docker daemon (docker SDK)")
+register("slurm", _slurm_factory, description="runs jobs as SLURM batch jobs (sbatch/srun; Pyxis containers when configured)")
+register(
+    "kubernetes",
+    _kubernetes_factory,
+    description="runs jobs as Kubernetes Indexed Jobs (official client; PVC for data and results)",
+)
 
 
 def entries() -> dict[str, PlatformEntry]:
@@ -84,18 +101,11 @@ def names() -> list[str]:
 def get_platform(name: str, **options: Any) -> Platform:
     """The platform called ``name``; ``options`` go to its factory.
 
-    Errors: NotSupported for a planned but unregistered name (docker, slurm, kubernetes);
-    NotFound for any other unknown name. Both name the registered platforms in ``fix``.
+    Errors: NotFound for an unknown name (``fix`` names the registered platforms).
     """
     key = (name or "").strip().lower()
     entry = entries().get(key)
     if entry is not None:
         return entry.factory(**options)
     have = ", ".join(names())
-    if key in PLANNED:
-        raise NotSupported(
-            f"{PLANNED[key]} is coming in a later release; use platform=local",
-            field="platform",
-            fix=f"use platform=local (runs the job as a local process; the runner script can also be run by hand on any host); registered: {have}",
-        )
     raise NotFound(f"unknown platform {name!r}", field="platform", fix=f"use one of the registered platforms: {have}")

@@ -24,7 +24,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -189,7 +189,7 @@ class HttpGuard:
         self.idle_s = float(idle_s)
         self.sessions: dict[str, dict[str, float]] = {}
 
-    async def _reply(self, send, status: int, message: str, extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _reply(self, send, status: int, message: str, extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         body = json.dumps(_error(-32001 if status == 401 else -32000, message)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -83,7 +83,7 @@ def _load_spec(path: Path) -> dict:
 
 
 def _fail(exc: TaoSkillsError) -> None:
-    exc.message, exc.fix = redact_text(exc.message), redact_text(exc.fix)  # security: no secret in errors
+    exc.message, exc.fix = redact_text(exc.message), redact_text(exc.fix or "")  # security: no secret in errors
     err.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
     if exc.field:
         err.print(f"  field: {exc.field}")
@@ -379,7 +379,7 @@ def serve(
         raise typer.BadParameter("use stdio or streamable-http", param_hint="--transport")
     try:
         mcp_server.run(
-            transport=transport,
+            transport=transport,  # type: ignore[arg-type]  # checked just above
             host=host,
             port=port,
             allow_remote=allow_remote,
