@@ -17,7 +17,7 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip
 # torch first and pinned: on a CPU machine 2.13.0 is the local CPU build; anything else
-# installed later must keep it (never torchvision/timm/lightly: see research notes).
+# installed later must keep it (never torchvision/timm/lightly: a CUDA torchvision breaks transformers imports on a CPU torch).
 if ! python -c "import torch" 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1; then pip install -q torch; else pip install -q torch==2.13.0; fi
 fi

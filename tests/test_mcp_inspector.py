@@ -2,7 +2,7 @@
 
 ``npx -y @modelcontextprotocol/inspector@2.12.0 --cli <server command> --method ...`` starts
 ``python -m taoskills.surfaces.mcp`` over stdio and prints the JSON reply on stdout (exit
-codes differ across Inspector versions, so the JSON is what is checked; infra_probe.md).
+codes differ across Inspector versions, so the JSON is what is checked).
 Version pinned: plain ``npx`` on Node 20 silently picks an old 0.x release. Skipped only
 when ``npx`` is missing or the package cannot be fetched from the npm registry.
 """

@@ -3,7 +3,7 @@
 patterns, metrics, checkpoint rules, carried keys.
 
 Seed rows and sample log lines below are transcribed from the five requirement texts
-(shared/seeds/*.txt) and anchor_report_tao.md §3.5 / §4.5; they are the expectations.
+(shared/seeds/*.txt) and docs/tao-contract.md §3.5 / §4.5; they are the expectations.
 """
 
 from __future__ import annotations

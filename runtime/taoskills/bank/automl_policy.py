@@ -1,7 +1,7 @@
 """Per-run ``automl_policy`` resolution for a model skill's train action.
 
 The rule is the seeds' "Train Action Policy" (every model SKILL.md in ``shared/seeds``,
-and anchor_report_skillbank.md §2 / §7.1.2), made deterministic:
+and each skill's SKILL.md "Train Action Policy"), made deterministic:
 
 1. Only train-stage actions are affected (``TRAIN_STAGE_ACTIONS``). Every other action
    (evaluate, inference, export, distill, quantize, deploy_*) stays in the model skill:

@@ -5,7 +5,7 @@ gathers them into a :class:`PreflightReport` whose ``raise_if_failed()`` raises
 :class:`~taoskills.errors.PreflightError` carrying one :class:`~taoskills.errors.Issue` per
 failed check (field, reason, fix). Checks of severity ``warning`` never fail a report.
 
-Scope follows DESIGN.md "preflight" and TAO's SDK preflight (anchor_report_tao.md §1.12:
+Scope follows DESIGN.md "preflight" and TAO's SDK preflight (docs/tao-contract.md §1.12:
 tool present, GPU/host checks) plus §4.5 C13 (``images_dir`` must be a folder, not an
 archive, when the TAO CLI runs). Dataset checks: image folders (:func:`check_image_folder`,
 counting images by the one rule of :func:`taoskills.tao.iter_image_files`, which the
@@ -140,7 +140,7 @@ def check_image_folder(
 
     * ``image_folder.exists``: the path exists;
     * ``image_folder.is_folder``: it is a folder; an archive gets the fix "stage it / pass the
-      extracted folder" (TAO's CLI reads folders: anchor_report_tao.md §4.5 C13);
+      extracted folder" (TAO's CLI reads folders: docs/tao-contract.md §4.5 C13);
     * ``image_folder.readable``: images (:func:`taoskills.tao.iter_image_files`: ``IMAGE_EXTENSIONS``,
       recursive, hidden files and folders skipped, regular files only) open and verify with PIL (``Image.verify``); without PIL only the
       file's magic bytes are checked and a note says so. ``sample_limit`` checks only the

@@ -10,7 +10,7 @@
   bounded, safe extractor (:func:`taoskills.data.staging.stage`: traversal, absolute paths,
   links out, devices and size limits refused); a key that is a prefix is fetched as a folder.
 * :func:`upload_results` - ``results_dir`` to ``s3://<bucket>/results/<job_id>/`` minus
-  ``upload_excludes`` globs (TAO SDK 7.2.0's output route, anchor_report_tao.md §1.3).
+  ``upload_excludes`` globs (TAO SDK 7.2.0's output route, docs/tao-contract.md §1.3).
 
 Credentials by name only: boto3 reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (TAO's
 ``ACCESS_KEY``/``SECRET_KEY`` are mapped to them); ``AWS_ENDPOINT_URL`` (or ``S3_ENDPOINT_URL``)

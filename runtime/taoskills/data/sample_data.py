@@ -96,7 +96,7 @@ def write_sample_archive(dest_dir: Path, name: str = "images_train.tar.gz", n: i
     """Write ``n`` sample JPEGs into a gzip tarball ``dest_dir/name`` (members at the top level).
 
     The archive has the shape TAO data sources use (``images_train.tar.gz``, ``images_test.tar.gz``;
-    anchor_report_tao.md §3.7); it also holds ``ATTRIBUTION.txt``. Returns the archive path.
+    docs/tao-contract.md §3.7); it also holds ``ATTRIBUTION.txt``. Returns the archive path.
     """
     import tempfile
 

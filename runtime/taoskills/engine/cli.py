@@ -1,6 +1,6 @@
 """``tao-skills-engine <network> <action> -e spec.yaml [results_dir=DIR] [dotted.key=value ...]``.
 
-Mirrors TAO's in-container entrypoint (anchor_report_tao.md §3.1): extra arguments are
+Mirrors TAO's in-container entrypoint (docs/tao-contract.md §3.1): extra arguments are
 Hydra-style dot overrides, ``results_dir=DIR`` (or ``-r DIR``) sets the results root, and the
 last line printed is ``Execution status: PASS`` (exit 0) or ``Execution status: FAIL`` (exit 1).
 An unknown network or action prints what is supported and exits 2 (after ``FAIL``).

@@ -1,6 +1,6 @@
 """TAO's results contract, reusable by every built-in engine network.
 
-Source: anchor_report_tao.md §3.3 (status.json), §3.4 (results layout), §3.6 (encryption_key).
+Source: docs/tao-contract.md §3.3 (status.json), §3.4 (results layout), §3.6 (encryption_key).
 
 * ``<results_dir>/<action>/`` is the action folder unless ``<action>.results_dir`` is set.
 * ``status.json`` is JSON Lines, one object per line, as TAO's ``StatusLogger`` writes it:

@@ -9,7 +9,7 @@
   max_epoch, time_per_epoch, eta, KPIs) and TAO checkpoint names
   ``model_epoch_EEE_step_SSSSS.pth`` with a ``<network>_model_latest.pth`` link, honouring
   ``train.checkpoint_interval``/``checkpoint_interval_unit`` (results contract:
-  anchor_report_tao.md §3.4-3.5 in the project's research notes; public TAO PyTorch code
+  docs/tao-contract.md §3.4-3.5; public TAO PyTorch code
   ``nvidia_tao_pytorch/core/callbacks``);
 * :func:`check_resume` — a resume checkpoint is a full Lightning checkpoint whose structural
   keys match the spec.

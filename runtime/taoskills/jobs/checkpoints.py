@@ -1,7 +1,7 @@
 """Find TAO checkpoints in a results folder and pick the one an action needs.
 
 TAO names checkpoints ``model_epoch_<EEE>_step_<SSSSS>.pth`` (zero-indexed epoch, global
-step) and keeps a ``<model>_latest.pth`` symlink (anchor_report_tao.md §3.5). NVDINOv2 also
+step) and keeps a ``<model>_latest.pth`` symlink (docs/tao-contract.md §3.5). NVDINOv2 also
 writes ``student_epoch_*.pth`` / ``teacher_epoch_*.pth`` weight files: export and inference
 need ``student_epoch_*``; ``model_epoch_*`` (full Lightning state) is for resume only, and
 ``nvdinov2_model_latest.pth`` is a training checkpoint that inference rejects.
@@ -12,7 +12,7 @@ action a :class:`~taoskills.bank.skill_info.CheckpointRule` (``from_action``, ``
 :func:`select_checkpoint` applies a rule; :func:`select_for_action` and :func:`resume_rule`
 read the rule from a :class:`~taoskills.bank.skill_info.SkillInfo`.
 
-Parsing follows TAO's SDK checkpoint discovery (anchor_report_tao.md §1.11): extensions
+Parsing follows TAO's SDK checkpoint discovery (docs/tao-contract.md §1.11): extensions
 ``.pth .tlt .pt .ckpt .hdf5 .onnx .engine .trt``; epoch from ``epoch[_-=]N``, step from
 ``step|iter|iteration[_-=]N``; ``inputs/``, ``ptm/``, ``lightning_logs/`` are skipped.
 """
@@ -33,7 +33,7 @@ from taoskills.errors import NotFound
 if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
 
-#: File extensions counted as checkpoints or deployable models (anchor_report_tao.md §1.11).
+#: File extensions counted as checkpoints or deployable models (docs/tao-contract.md §1.11).
 CHECKPOINT_EXTENSIONS: tuple[str, ...] = (".pth", ".tlt", ".pt", ".ckpt", ".hdf5", ".onnx", ".engine", ".trt")
 
 #: Folders never searched: staged inputs, pretrained models, TensorBoard logs.
@@ -44,7 +44,7 @@ CheckpointKind = Literal["model", "student", "teacher", "latest", "onnx", "engin
 _EPOCH = re.compile(r"(?:^|[^a-z])epoch[_\-=]?(\d+)", re.IGNORECASE)
 _STEP = re.compile(r"(?:^|[^a-z])(?:step|iter|iteration)[_\-=]?(\d+)", re.IGNORECASE)
 
-#: The default resume rule: TAO's full training checkpoints (anchor_report_tao.md §3.5).
+#: The default resume rule: TAO's full training checkpoints (docs/tao-contract.md §3.5).
 DEFAULT_RESUME_RULE = CheckpointRule(
     from_action="train",
     prefer=["model_epoch_*.pth", "*model_epoch_*.pth", "*.ckpt"],
@@ -189,7 +189,7 @@ def select_checkpoint(
 ) -> CheckpointChoice:
     """Pick the checkpoint ``rule`` asks for from a job's ``results_dir``.
 
-    Steps (anchor_report_tao.md §1.11, §3.5):
+    Steps (docs/tao-contract.md §1.11, §3.5):
 
     1. Search ``results_dir/<rule.from_action>/`` (TAO writes ``results_dir/<action>/``), or
        ``results_dir`` itself when that sub-folder does not exist.
@@ -291,7 +291,7 @@ def select_checkpoint(
                 (
                     f"{{name}} matches {glob!r}: no file of epoch {epoch}; TAO names checkpoints by zero-indexed "
                     f"epoch, so epoch {epoch - 1} is the file written after epoch {epoch} "
-                    "(anchor_report_tao.md §1.11)."
+                    "(docs/tao-contract.md §1.11)."
                 ),
             )
 
@@ -355,7 +355,7 @@ def resume_rule(info: SkillInfo) -> CheckpointRule:
 
     A skill declares it as ``actions.train.resume`` (skill_info.yaml); otherwise
     :data:`DEFAULT_RESUME_RULE` (full ``model_epoch_*.pth`` training checkpoints, never
-    NVDINOv2 ``student``/``teacher`` weight files: anchor_report_tao.md §3.5, §4.5 C10).
+    NVDINOv2 ``student``/``teacher`` weight files: docs/tao-contract.md §3.5, §4.5 C10).
     """
     train = info.actions.get("train")
     if train is not None and train.resume is not None:

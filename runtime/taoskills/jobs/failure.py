@@ -2,7 +2,7 @@
 
 The skill's own :class:`~taoskills.bank.skill_info.ErrorPattern` list is tried first (in its
 order, filtered by ``actions``), then the generic patterns below. Generic rules come from
-what TAO and the shell print (anchor_report_tao.md §3.1 ``Execution status: FAIL``;
+what TAO and the shell print (docs/tao-contract.md §3.1 ``Execution status: FAIL``;
 TAO SDK 7.2.0 virtualenv failure kinds ``out_of_memory``, ``signal``, ``lost_process``,
 ``nonzero_exit``, §1.8):
 
@@ -161,7 +161,7 @@ def analyze_failure(
     ``action`` is None, or ``action`` is listed). ``exit_code``: the job's exit status
     (shell convention 128+N for signal N, or -N from Python's subprocess). ``lost``: the
     platform saw the process end without an exit code. ``status_message``: the message of
-    TAO's ``FAILURE`` line in status.json (the action's own error text, anchor_report_tao.md
+    TAO's ``FAILURE`` line in status.json (the action's own error text, docs/tao-contract.md
     §3.3); when no skill pattern explains the failure it becomes the primary cause, and a
     ``Fix: ...`` part of it becomes the fix. Only the last 2 MiB of the log are scanned.
     Never raises on log content.

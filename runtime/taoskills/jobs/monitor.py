@@ -1,6 +1,6 @@
 """Progress and KPIs from TAO's ``status.json``.
 
-TAO's ``StatusLogger`` (TAO Core 7.3.0 ``loggers/logging.py``; anchor_report_tao.md §3.3)
+TAO's ``StatusLogger`` (TAO Core 7.3.0 ``loggers/logging.py``; docs/tao-contract.md §3.3)
 appends **one JSON object per line** (JSON Lines despite the name) to
 ``<results_dir>/<action>/status.json`` (§3.4). Every line has ``date``, ``time``,
 ``status`` (STARTED|RUNNING|SUCCESS|FAILURE|SKIPPED), ``verbosity``, optional
@@ -212,7 +212,7 @@ def status_path(results_dir: str | os.PathLike, action: str) -> Path:
 
     Falls back to ``results_dir/status.json`` (TAO's layout when the action's own
     ``results_dir`` is set to the job folder) only when the action file is absent and
-    that one exists (anchor_report_tao.md §3.4).
+    that one exists (docs/tao-contract.md §3.4).
     """
     root = Path(results_dir)
     primary = root / action / "status.json"

@@ -3,7 +3,7 @@
 A job's record is written **before** it is launched (status ``PENDING``) so a job whose
 launcher dies is never lost; later processes (a new CLI call, the MCP server) read and
 update the same file. Facts followed from TAO SDK 7.2.0 ``job_store.py``
-(anchor_report_tao.md §1.9): SQLite in WAL mode, one connection per store guarded by a
+(docs/tao-contract.md §1.9): SQLite in WAL mode, one connection per store guarded by a
 lock, and **monotonic** status updates - once a job is ``COMPLETE``, ``ERROR`` or
 ``CANCELED`` no stale poll can change it back.
 
@@ -471,7 +471,7 @@ class JobStore:
     def update_status(self, job_id: str, status: str, /, **fields: Any) -> JobRecord:
         """Move ``job_id`` to ``status`` (and set ``fields``) unless that would revive it.
 
-        Monotonic rule (TAO SDK job_store, anchor_report_tao.md §1.9): a job stored as
+        Monotonic rule (TAO SDK job_store, docs/tao-contract.md §1.9): a job stored as
         COMPLETE, ERROR or CANCELED never changes to another state; such a stale update
         is ignored (not an error) and the stored record is returned unchanged. An update
         to the *same* terminal state applies ``fields`` (e.g. adds the failure analysis).

@@ -16,7 +16,7 @@ runner script is written, ``poll`` (or ``poll_many``) its state, ``cancel`` it, 
 A platform does not write the job store; the service maps :class:`PlatformState` onto the
 record (the store keeps status monotonic). Platforms are looked up by name in
 :mod:`taoskills.platforms.registry`. Lineage: TAO SDK 7.2.0 ``PlatformSDK``
-(create/status/logs/cancel, anchor_report_tao.md §1.2), with bounded log reads as in its
+(create/status/logs/cancel, docs/tao-contract.md §1.2), with bounded log reads as in its
 virtualenv platform (§1.8).
 """
 

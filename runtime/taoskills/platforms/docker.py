@@ -14,13 +14,13 @@ for reading and hand runs; the container does not run it. Layout inside the cont
   ``sh`` wrapper before the command is exec'd, so no value is in the container's config,
   labels, command or the job record (``docker inspect`` shows names only).
 
-Hardening (anchor_report_skillbank.md §5, the NemoClaw broker's rules): allowlisted images
+Hardening (the rules of the public NemoClaw broker, and docs/tao-contract.md §1.4): allowlisted images
 only, the invoking user's uid:gid (root refused unless allowed), ``cap_drop=ALL``,
 ``no-new-privileges``, ``init`` (SIGTERM reaches the job at once), no docker socket, network
 ``none`` unless configured. TAO's needs: ``shm_size`` (16g), private IPC, ``memlock``
 unlimited and a 64 MiB stack ulimit, GPUs as device requests
 (:func:`taoskills.platforms.docker_config.device_requests`). Lifecycle follows TAO SDK 7.2.0's
-docker platform (anchor_report_tao.md §1.4): labels with the job id, created -> PENDING,
+docker platform (docs/tao-contract.md §1.4): labels with the job id, created -> PENDING,
 running -> RUNNING, exited 0 -> COMPLETE else ERROR, cancel = stop (SIGTERM, then SIGKILL after
 the timeout) then kill; records are reconciled by label
 (:func:`taoskills.platforms.docker_reconcile.reconcile`).
@@ -99,7 +99,7 @@ def container_name(job_id: str) -> str:
 def container_command(engine: RuntimeEngine, info: SkillInfo, action: str) -> list[str]:
     """The in-container argv: the TAO entrypoint (``actions.<a>.command`` with ``/spec.yaml``)
     or ``tao-skills-engine``, then ``results_dir=/results`` (a Hydra override, as TAO's
-    entrypoint takes it, anchor_report_tao.md §3.1)."""
+    entrypoint takes it, docs/tao-contract.md §3.1)."""
     if engine.name == "tao":
         argv = engine.command(info, action, dc.SPEC_MOUNT)
     else:

@@ -4,7 +4,7 @@ Everything here is pure (no daemon call), so the rules are unit-testable on any 
 
 * :class:`DockerConfig` - read from ``TAO_SKILLS_DOCKER_*`` environment variables (the
   platform is looked up by name with no options, so configuration travels like TAO SDK
-  7.2.0's docker platform: by environment, anchor_report_tao.md §1.4);
+  7.2.0's docker platform: by environment, docs/tao-contract.md §1.4);
 * :func:`check_image` - the image allowlist: TAO's ``nvcr.io/nvidia/tao/`` images and this
   project's engine image, extended only by names the user lists explicitly;
 * :meth:`DockerConfig.host_to_container` / :func:`rewrite_spec` - every host path a job uses

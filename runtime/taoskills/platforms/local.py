@@ -13,7 +13,7 @@ process - the launching CLI may exit at once - and reads everything from files i
 
 While the launching process lives, a daemon thread waits on the child so it never
 lingers as a zombie. Process-group cancel (SIGTERM, then SIGKILL after a grace period)
-follows TAO SDK 7.2.0's virtualenv platform (anchor_report_tao.md §1.8).
+follows TAO SDK 7.2.0's virtualenv platform (docs/tao-contract.md §1.8).
 """
 
 from __future__ import annotations

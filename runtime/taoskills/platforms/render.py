@@ -5,7 +5,7 @@ that secret environment variables are set (by name; values never appear in it),
 checks staged inputs exist, writes the spec from an embedded heredoc, runs the engine
 command, writes ``<workdir>/exit_code`` on exit (the local platform's contract,
 taoskills/platforms/local.py) and prints where the results are (TAO layout
-``results_dir/<action>/``, anchor_report_tao.md §3.4).
+``results_dir/<action>/``, docs/tao-contract.md §3.4).
 
 Quoting rule, enforced mechanically: every ``{{ ... }}`` in a template must produce a
 value that went through the ``q`` filter (``shlex.quote``) or ``qargs`` (an argv list,

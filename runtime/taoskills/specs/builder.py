@@ -16,7 +16,7 @@ value the caller set explicitly):
 7. ``spec_params`` inference functions (TAO Core ``infer_params.py`` lineage):
    output_dir, key, parent_model, parent_model_folder, resume_model,
    ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
-8. ``drop_keys`` (anchor_report_tao.md §4.5 C16) are removed;
+8. ``drop_keys`` (docs/tao-contract.md §4.5 C16) are removed;
 9. template contradictions are resolved (``_fit_schedule``: MAE milestones beyond
    ``train.num_epochs``), unless the caller set the values;
 10. ``ActionInfo.required_keys`` must hold a value (SpecError ``missing`` otherwise).
@@ -246,7 +246,7 @@ def join_root(root: str, relative: str) -> str:
 def _match_gpu_ids(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
     """num_gpus set by the caller, gpu_ids not: gpu_ids becomes ``[0 .. num_gpus-1]``.
 
-    TAO's entrypoint warns and reconciles a mismatch (anchor_report_tao.md §4.5 C7); the
+    TAO's entrypoint warns and reconciles a mismatch (docs/tao-contract.md §4.5 C7); the
     builder makes the spec consistent instead.
     """
     keys = info.multi_gpu.keys if info.multi_gpu else {}

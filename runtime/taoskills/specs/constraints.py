@@ -1,6 +1,6 @@
 """TAO semantic constraints that can be checked on a spec alone (no data, no parent job).
 
-Catalogue: anchor_report_tao.md §4.5 (C1-C16), plus C17 (Grounding DINO captions). Each rule below cites its source. Rules run on
+Catalogue: docs/tao-contract.md §4.5 (C1-C16), plus C17 (Grounding DINO captions). Each rule below cites its source. Rules run on
 the *effective* spec: the schema's defaults with the caller's spec merged over them (what a
 TAO container sees after ``OmegaConf.merge(ExperimentConfig, spec)``), so a partial spec is
 judged together with the defaults it leaves in place. Values TAO resolves at load time
@@ -96,7 +96,7 @@ def c1_num_select(ctx: _Ctx) -> list[Issue]:
     Post-processing takes the top-k over ``num_queries x num_classes`` scores. Sources: TAO Core
     7.3.0 ``config/dino/model.py`` (num_select: "Must be < num_queries * num_classes");
     TAO AutoML 7.2.0 ``brain/network_utils/dino.py`` caps num_select at
-    ``min(num_queries, num_queries*num_classes - 1)`` (anchor_report_tao.md §2.3.3, §4.5 C1).
+    ``min(num_queries, num_queries*num_classes - 1)`` (docs/tao-contract.md §2.3.3, §4.5 C1).
     """
     if ctx.network_arch not in _DETR:
         return []
@@ -127,7 +127,7 @@ def c2_interm_indices(ctx: _Ctx) -> list[Issue]:
     """C2: ``len(model.return_interm_indices) == model.num_feature_levels`` (DINO, Grounding DINO).
 
     Source: field descriptions in TAO Core 7.3.0 ``config/dino/model.py`` and
-    ``config/grounding_dino/model.py`` (anchor_report_tao.md §4.5 C2).
+    ``config/grounding_dino/model.py`` (docs/tao-contract.md §4.5 C2).
     """
     if ctx.network_arch not in _DETR:
         return []
@@ -147,7 +147,7 @@ def c6_intervals(ctx: _Ctx) -> list[Issue]:
     """C6: with ``checkpoint_interval_unit: epoch``, ``checkpoint_interval`` and ``validation_interval`` <= ``num_epochs``.
 
     TAO PyTorch asserts both at train start ([ext] ``nvidia_tao_pytorch/core/
-    initialize_experiments``; anchor_report_tao.md §4.5 C6). Checked for train/distill.
+    initialize_experiments``; docs/tao-contract.md §4.5 C6). Checked for train/distill.
     """
     if not ctx.trains():
         return []
@@ -176,7 +176,7 @@ def c7_gpu_count(ctx: _Ctx) -> list[Issue]:
     TAO warns and reconciles a mismatch (``num_gpus = max(num_gpus, len(gpu_ids))``), so the
     job would run on a GPU count nobody asked for; we require them to agree. Source: [ext] TAO
     PyTorch entrypoint; ``train.gpu_ids`` description in TAO Core ("must be equal to the
-    number of gpus in train.num_gpus"); anchor_report_tao.md §4.5 C7.
+    number of gpus in train.num_gpus"); docs/tao-contract.md §4.5 C7.
     """
     section = "train" if ctx.trains() else ctx.action
     if section not in ("train", "evaluate", "inference"):
@@ -197,7 +197,7 @@ def c8_math_cond(ctx: _Ctx) -> list[Issue]:
     """C8 (and C5): every ``math_cond`` of the schema of the form ``<op> <number>`` or ``<op> depends_on``.
 
     Read generically from the schema (``> 0.0``, ``>0``, ``>= 0``, ``!= 0``, ``> depends_on``
-    ...); TAO AutoML treats them as sampling hints only (anchor_report_tao.md §2.3.3, §4.5 C8,
+    ...); TAO AutoML treats them as sampling hints only (docs/tao-contract.md §2.3.3, §4.5 C8,
     §6 item 7). C5 ``dataset.augmentation.train_random_crop_max > train_random_crop_min`` is
     the schema's ``"> depends_on"`` on ``train_random_crop_max``. AutoML-only forms (``/ k``,
     ``^ k``) are not constraints on a given value and are ignored.
@@ -240,7 +240,7 @@ def c9_schedule(ctx: _Ctx) -> list[Issue]:
 
     DINO/GDINO ``MultiStep`` uses ``train.optim.lr_steps``, ``StepLR`` uses
     ``lr_step_size``; MAE ``MultiStep`` uses ``train.optim.milestones`` and
-    ``warmup_epochs`` should be < ``num_epochs``. Not enforced by TAO (anchor_report_tao.md
+    ``warmup_epochs`` should be < ``num_epochs``. Not enforced by TAO (docs/tao-contract.md
     §4.5 C9). Note: the shipped DINO and MAE templates (10 epochs, lr_steps [11] /
     milestones [88, 96]) trigger this warning - TAO's own defaults never decay the LR.
     """
@@ -299,7 +299,7 @@ def c10_nvdinov2_backbone(ctx: _Ctx) -> list[Issue]:
 
     Sources: TAO Core 7.3.0 nvdinov2 schema enums (``model.backbone.img_size``/``patch_size``,
     ordered_int); a ViT splits the image into whole patches (518 = 37 x 14, 224 = 16 x 14 =
-    14 x 16; 518 is not a multiple of 16). anchor_report_tao.md §4.5 C10.
+    14 x 16; 518 is not a multiple of 16). docs/tao-contract.md §4.5 C10.
     """
     if ctx.network_arch != "nvdinov2":
         return []
@@ -327,7 +327,7 @@ def c11_mae_stage(ctx: _Ctx) -> list[Issue]:
     checkpoint; ``num_classes`` matters only for finetune; keep ``input_size=224`` for
     ConvNeXtV2's mask grid); TAO Core 7.3.0 MAE ``model.num_classes`` defaults to 1000
     (ImageNet), so a finetune spec that does not set it trains a 1000-way head
-    (anchor_report_tao.md §4.5 C11, §6 item 5).
+    (docs/tao-contract.md §4.5 C11, §6 item 5).
     """
     if ctx.network_arch != "mae":
         return []
@@ -366,7 +366,7 @@ def c12_text_len(ctx: _Ctx) -> list[Issue]:
     """C12 (warning): Grounding DINO ``model.max_text_len`` should stay 256 (the token length pretrained checkpoints use).
 
     Source: [ext] NVIDIA skill bank Grounding DINO notes; TAO Core 7.3.0 default 256
-    (anchor_report_tao.md §4.5 C12). The label-map token length itself is data, not spec.
+    (docs/tao-contract.md §4.5 C12). The label-map token length itself is data, not spec.
     """
     if ctx.network_arch != "grounding_dino":
         return []
@@ -400,7 +400,7 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
     (``SDK/script_runner.py:427-496``); the TAO CLI itself reads a folder. Checked keys:
     ``image_dir``, ``images_dir``, ``cal_image_dir`` anywhere (strings or lists of strings) and
     MAE's ``dataset.{train,val,test}_data_sources`` (image folders as strings). Only the
-    caller's spec is checked. anchor_report_tao.md §4.5 C13.
+    caller's spec is checked. docs/tao-contract.md §4.5 C13.
     """
     out = []
 
@@ -435,7 +435,7 @@ def c14_batch_and_channels(ctx: _Ctx) -> list[Issue]:
 
     Sources: TAO Core 7.3.0 schemas (``export.input_channel`` ordered_int 1|3; ``batch_size``
     "-1 implies dynamic tensor shapes"); a TensorRT optimization profile needs
-    min <= opt <= max. anchor_report_tao.md §4.5 C14.
+    min <= opt <= max. docs/tao-contract.md §4.5 C14.
     """
     out = []
     ch = _num(_get(ctx.spec, "export.input_channel"))
@@ -497,7 +497,7 @@ def c15_sampler(ctx: _Ctx) -> list[Issue]:
     """C15 (warning): DINO ``dataset.train_sampler`` only takes effect with ``dataset.dataset_type: default``.
 
     Source: TAO Core 7.3.0 ``config/dino/dataset.py`` train_sampler description
-    (anchor_report_tao.md §4.5 C15).
+    (docs/tao-contract.md §4.5 C15).
     """
     if ctx.network_arch != "dino" or not ctx.trains():
         return []
@@ -518,7 +518,7 @@ def c16_dropped_keys(ctx: _Ctx) -> list[Issue]:
 
     TAO Core 7.3.0 ``network_configs/{dino,grounding_dino}.config.json``
     ``dynamic_config.action_rules`` remove ``model.pretrained_backbone_path`` and
-    ``train.resume_training_checkpoint_path`` for these actions (anchor_report_tao.md §4.5
+    ``train.resume_training_checkpoint_path`` for these actions (docs/tao-contract.md §4.5
     C16). Only non-empty values in the caller's spec are reported.
     """
     if ctx.network_arch not in _DETR or ctx.action not in ("evaluate", "inference", "export", "gen_trt_engine"):

@@ -4,7 +4,7 @@ The schemas under ``skills/<skill>/schemas/`` are what TAO Core 7.3.0's generato
 (``scripts/generate_schemas.py``): leaf ``type`` is a TAO value type, bounds may be
 ``Infinity``, enums are ``enum``. TAO's own validator (``nvidia_tao_core/api_utils/
 json_schema_validation.py``) compares those types with JSON-Schema names and so never checks
-types (anchor_report_tao.md §6 item 6). Here the schema is converted to standard JSON Schema
+types (docs/tao-contract.md §6 item 6). Here the schema is converted to standard JSON Schema
 (draft 2020-12), compiled once per schema, and checked with ``jsonschema``; a compiled
 ``fastjsonschema`` validator of the same schema is the fast path (a spec it accepts has no
 schema error, so ``jsonschema`` runs only to word the errors of a spec that fails); the result is a list of
@@ -60,7 +60,7 @@ from taoskills.specs.dotted import delete_dotted, get_dotted
 MISSING = "???"
 _INTERPOLATION = re.compile(r"\$\{[^}]*\}")
 # Top-level spec sections that belong to one action (AutoML action scoping list,
-# anchor_report_tao.md §2.3.2 step 3).
+# docs/tao-contract.md §2.3.2 step 3).
 ACTION_SECTIONS = frozenset(
     {"train", "evaluate", "inference", "export", "gen_trt_engine", "distill", "quantize", "prune", "retrain", "dataset_convert"}
 )

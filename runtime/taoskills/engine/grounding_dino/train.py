@@ -1,6 +1,6 @@
 """Grounding DINO train action (PyTorch Lightning, shared TAO plumbing in ``engine/lightning.py``).
 
-Outputs in ``<results_dir>/train`` (anchor_report_tao.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
+Outputs in ``<results_dir>/train`` (docs/tao-contract.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
 (full Lightning checkpoint: ``state_dict`` with ``model.`` prefix + optimiser; used by resume,
 evaluate, inference, export), ``gdino_model_latest.pth`` (symlink to the newest; valid only when
 "latest" is requested), ``status.json`` with ``train_loss`` per epoch and ``val_mAP``/``val_mAP50``

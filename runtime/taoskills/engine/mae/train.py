@@ -1,6 +1,6 @@
 """MAE train action: ``train.stage: pretrain`` (masked reconstruction) or ``finetune`` (classification).
 
-Outputs in ``<results_dir>/train`` (anchor_report_tao.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
+Outputs in ``<results_dir>/train`` (docs/tao-contract.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
 (full Lightning checkpoint: ``state_dict`` with ``model.*`` keys, optimiser, loops,
 ``hyper_parameters`` = {cfg, stage, classes}), ``<model.arch>_latest.pth`` (symlink to the newest,
 e.g. ``convnextv2_atto_latest.pth`` as the MAE skill names it), ``status.json`` with per-epoch

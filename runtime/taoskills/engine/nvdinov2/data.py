@@ -1,6 +1,6 @@
 """NVDINOv2 data: image folders, DINOv2 multi-crop augmentation, iBOT block masks (PIL + torch).
 
-Folder rules (TAO Core 7.3.0 nvdinov2 ``DataPathFormat.images_dir`` description; anchor_report_tao.md
+Folder rules (TAO Core 7.3.0 nvdinov2 ``DataPathFormat.images_dir`` description; docs/tao-contract.md
 §4.5 C13): ``images_dir`` is an *extracted* folder; images are found recursively by extension
 (``taoskills.tao.IMAGE_EXTENSIONS``: jpg, jpeg, png, bmp, webp, tif, tiff, any case; hidden entries
 skipped). Augmentations follow the DINOv2 paper recipe (Oquab et al. 2023, §4 / Appendix): random-resized crop (bicubic), horizontal flip 0.5, colour jitter

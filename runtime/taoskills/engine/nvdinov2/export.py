@@ -5,7 +5,7 @@ ONNX graph (see ``taoskills/engine/README.md``): input ``input`` float32 [B, 3, 
 ``export.batch_size == -1``); outputs ``embedding`` [B, D] (CLS after the final LayerNorm) and
 ``patch_tokens`` [B, (H/p)*(W/p), D]. Exporter: TorchScript for ``Dinov2Model``; the dynamo
 exporter for ``Dinov2WithRegistersModel`` (its antialiased bicubic position-embedding resize has
-no TorchScript ONNX symbolic; engine_feasibility.md §5). After export the file is run in
+no TorchScript ONNX symbolic in torch's exporter). After export the file is run in
 onnxruntime on a seeded batch and compared with PyTorch; max |diff| >= 1e-3 fails the action.
 """
 

@@ -1,6 +1,6 @@
 """NVDINOv2 train action: DINOv2 self-distillation with PyTorch Lightning.
 
-Outputs in ``<results_dir>/train`` (anchor_report_tao.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
+Outputs in ``<results_dir>/train`` (docs/tao-contract.md §3.4-3.5): ``model_epoch_EEE_step_SSSSS.pth``
 (full Lightning checkpoint, for ``train.resume_training_checkpoint_path``),
 ``student_epoch_EEE_step_SSSSS.pth`` / ``teacher_epoch_EEE_step_SSSSS.pth`` (backbone state dicts,
 for inference/export/``train.pretrained_model_path``), ``nvdinov2_model_latest.pth`` (symlink to
