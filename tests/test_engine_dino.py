@@ -16,6 +16,8 @@ from taoskills.engine.cli import main
 from taoskills.engine.dino import spec as S
 from taoskills.engine.dino.synthetic import write_shapes_coco
 
+pytestmark = pytest.mark.torch  # needs the engine extra (torch, transformers, Lightning)
+
 TINY_BACKBONE = {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"}
 TINY_MODEL = {
     "backbone": "resnet_tiny",

@@ -18,6 +18,8 @@ from taoskills.engine.dino import spec as S
 from taoskills.engine.dino import transformer as T
 from taoskills.errors import NotSupported, SpecError
 
+pytestmark = pytest.mark.torch  # needs the engine extra (torch, transformers, Lightning)
+
 TINY_BACKBONE = {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"}
 
 

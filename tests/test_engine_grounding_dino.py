@@ -23,7 +23,7 @@ from taoskills.engine.grounding_dino import model as M
 from taoskills.engine.grounding_dino import synthetic as Y
 from taoskills.engine.grounding_dino import text_encoder as T
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"

@@ -20,6 +20,8 @@ from taoskills.engine.grounding_dino import synthetic as Y
 from taoskills.engine.grounding_dino import text_encoder as T
 from taoskills.errors import NotSupported, PreflightError, SpecError
 
+pytestmark = pytest.mark.torch  # needs the engine extra (torch, transformers, Lightning)
+
 
 @pytest.mark.taocore
 def test_defaults_match_tao_core():

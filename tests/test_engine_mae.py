@@ -22,7 +22,7 @@ from taoskills.engine.cli import main
 from taoskills.engine.mae import spec as S
 from taoskills.engine.mae.sample import write_classification_set
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 TINY = {
     "vit_tiny_patch8": {"family": "vit", "hidden": 64, "depth": 2, "heads": 2, "patch": 8},

@@ -15,6 +15,8 @@ from taoskills.engine.mae import model as M
 from taoskills.engine.mae import spec as S
 from taoskills.errors import NotSupported, PreflightError, SpecError
 
+pytestmark = pytest.mark.torch  # needs the engine extra (torch, transformers, Lightning)
+
 #: Tiny test architectures (the TAO arch table is data; tests add entries of the same families).
 TINY = {
     "vit_tiny_patch8": {"family": "vit", "hidden": 32, "depth": 2, "heads": 2, "patch": 8},
