@@ -30,7 +30,7 @@ from taoskills.bank.automl_policy import resolve_automl_policy
 from taoskills.bank.catalog import Catalog
 from taoskills.data import preflight as pf
 from taoskills.engine import capabilities
-from taoskills.errors import Issue, JobError, NotFound, NotSupported, PolicyRefusal, SpecError
+from taoskills.errors import Issue, JobError, NotFound, NotSupported, SpecError
 from taoskills.jobs import checkpoints, monitor
 from taoskills.jobs import failure as failure_mod
 from taoskills.jobs.store import JobRecord, JobStore
@@ -454,27 +454,24 @@ class Service:
         request_text: str = "",
         engine: Engine = "builtin",
         platform: str = "local",
+        automl: dict[str, Any] | None = None,
         **request: Unpack[SpecRequest],
     ) -> JobHandle:
         """Build (from a :class:`SpecRequest`), validate, preflight, record and launch a job;
         returns at once with a handle.
 
-        Train with automl_policy on (the default for AutoML-enabled skills) is refused with
-        a PolicyRefusal until the AutoML runner lands: pass automl_policy='off' (or say
-        "plain training") to train directly. Nothing is launched and no record is written
-        when any check fails.
+        Train with automl_policy on (the default for AutoML-enabled skills) starts an AutoML
+        run, itself a job (``automl``: taoskills.automl.service_hook.AutoMLSettings);
+        automl_policy='off' (or "plain training" in request_text) trains directly. Nothing is
+        launched and no record is written when any check fails.
         """
         sk = self.catalog.get(skill)
         sk.action(action)
         decision = resolve_automl_policy(sk.info, action, explicit=automl_policy, text=request_text, skill_dir=sk.dir)
-        if decision.policy == "on":
-            raise PolicyRefusal(
-                f"automl_policy resolved to on for {sk.name} train ({decision.reason}); the AutoML runner is not in "
-                "this release, and this runtime never falls back to plain training silently",
-                field="automl_policy",
-                fix="to train directly now, pass automl_policy='off' (CLI: --automl-policy off) or say 'plain training'",
-                details={"policy": decision.model_dump()},
-            )
+        if decision.policy == "on":  # the AutoML run is itself a job (taoskills.automl.service_hook)
+            from taoskills.automl.service_hook import launch_automl
+
+            return launch_automl(self, sk.name, action, decision=decision, engine=engine, platform=platform, settings=automl, **request)
         platform_impl = get_platform(platform)
         self._check_engine(sk, action, engine)
 
