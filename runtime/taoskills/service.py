@@ -471,7 +471,9 @@ class Service:
         if decision.policy == "on":  # the AutoML run is itself a job (taoskills.automl.service_hook)
             from taoskills.automl.service_hook import launch_automl
 
-            return launch_automl(self, sk.name, action, decision=decision, engine=engine, platform=platform, settings=automl, **request)
+            return launch_automl(
+                self, sk.name, action, decision=decision, engine=engine, platform=platform, settings=automl, **request
+            )
         platform_impl = get_platform(platform)
         self._check_engine(sk, action, engine)
 

@@ -84,7 +84,13 @@ def propose(service: Any, run: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def tell(
-    service: Any, run: str, trial_number: int, *, value: float | list[float] | None = None, job_id: str | None = None, state: str = "complete"
+    service: Any,
+    run: str,
+    trial_number: int,
+    *,
+    value: float | list[float] | None = None,
+    job_id: str | None = None,
+    state: str = "complete",
 ) -> dict[str, Any]:
     """Report a trial's result; returns the run's counts and best so far.
 
@@ -117,7 +123,9 @@ def tell(
                 raise SpecError(
                     f"job {job_id} logged no {cfg.objectives[0].name} KPI", field="job_id", fix="tell a finished train job"
                 )
-            trial.set_user_attr("segments", [{"job_id": job_id, "start": 0, "epochs": cfg.max_epochs, "state": "COMPLETE", "value": vals[0]}])
+            trial.set_user_attr(
+                "segments", [{"job_id": job_id, "start": 0, "epochs": cfg.max_epochs, "state": "COMPLETE", "value": vals[0]}]
+            )
             trial.set_user_attr("trial_epochs", cfg.max_epochs)
             value = vals if len(vals) > 1 else vals[0]
         if value is None:

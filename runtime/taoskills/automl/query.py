@@ -67,7 +67,12 @@ def best(service: Any, run: str) -> dict[str, Any]:
     so_far = results.summarize(open_study(cfg), cfg)["best"]
     if so_far is None:
         raise NotFound("no trial has completed yet", field="run", fix="poll automl_status until a trial completes")
-    return {"final": False, "best_so_far": so_far, "metric_name": cfg.objectives[0].name, "direction": cfg.objectives[0].direction}
+    return {
+        "final": False,
+        "best_so_far": so_far,
+        "metric_name": cfg.objectives[0].name,
+        "direction": cfg.objectives[0].direction,
+    }
 
 
 def report(service: Any, run: str) -> dict[str, Any]:

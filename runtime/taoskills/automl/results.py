@@ -197,7 +197,12 @@ def best_rec(ctl: Any) -> dict[str, Any] | None:
         },
         "budget": {"max_epochs": cfg.max_epochs, "trial_epochs_used": summarize(study, cfg)["trial_epochs"]},
         "all_recs": [
-            {"rec_id": t.number, "score": t.value if len(cfg.objectives) == 1 else t.values, "state": t.state.name, "job_id": trial_dict(t)["job_id"]}
+            {
+                "rec_id": t.number,
+                "score": t.value if len(cfg.objectives) == 1 else t.values,
+                "state": t.state.name,
+                "job_id": trial_dict(t)["job_id"],
+            }
             for t in trials
         ],
     }
@@ -240,7 +245,11 @@ def report(ctl: Any, best: dict[str, Any] | None) -> dict[str, Any]:
         lines.append(f"| {t['number']} | {t['state']} | {t['value']} | {t['trial_epochs']} | {t['job_id']} | {t['values']} |")
     if best:
         b = best["best"]
-        lines += ["", f"Best: trial {b['rec_id']} {cfg.objectives[0].name}={b['score']} job {b['job_id']}", f"checkpoint: {b['checkpoint_uri']}"]
+        lines += [
+            "",
+            f"Best: trial {b['rec_id']} {cfg.objectives[0].name}={b['score']} job {b['job_id']}",
+            f"checkpoint: {b['checkpoint_uri']}",
+        ]
     (ctl.run_dir / "report.md").write_text("\n".join(lines) + "\n")
     return data
 

@@ -109,11 +109,15 @@ def check_space(service: Any, sk: Any, base_spec: dict, space: SearchSpace, epoc
         for k, v in values.items():
             set_dotted(spec, k, v)
         set_dotted(spec, "train.num_epochs", epochs[i % len(epochs)])
-        errors = [x for x in validate_spec(schema, spec, network_arch=sk.info.network_arch, action="train") if x.code != "warning"]
+        errors = [
+            x for x in validate_spec(schema, spec, network_arch=sk.info.network_arch, action="train") if x.code != "warning"
+        ]
         if errors:
             e = errors[0]
             raise SpecError(
-                f"the search space produced an invalid spec: {e.message}", field=e.field, fix=e.fix or "narrow custom_param_ranges"
+                f"the search space produced an invalid spec: {e.message}",
+                field=e.field,
+                fix=e.fix or "narrow custom_param_ranges",
             )
 
 
@@ -137,7 +141,9 @@ def prepare_run(
     service._check_engine(sk, "train", engine)
     built = service._build(sk, "train", results_dir=run_dir / "preview", stage=True, **request)
     pf.run_preflight(service._data_checks(sk, "train", built.spec, platform)).raise_if_failed()
-    validator.assert_valid(sk.schema("train"), built.spec, network_arch=sk.info.network_arch, action="train", require_complete=True)
+    validator.assert_valid(
+        sk.schema("train"), built.spec, network_arch=sk.info.network_arch, action="train", require_complete=True
+    )
     pf.run_preflight(service._host_checks(sk, "train", built.spec, engine, platform)).raise_if_failed()
     from taoskills.specs.dotted import get_dotted
 
@@ -159,7 +165,9 @@ def prepare_run(
         raise SpecError("the search space is empty", field="automl.parameters", fix="list parameters to search")
     check_space(service, sk, built.spec, space, epochs)
     objectives = objectives_for(sk.info, built.spec, settings.metric)
-    ckpt_action = next((a for a in ("inference", "export", "evaluate") if a in sk.info.actions and sk.info.actions[a].checkpoint), "resume")
+    ckpt_action = next(
+        (a for a in ("inference", "export", "evaluate") if a in sk.info.actions and sk.info.actions[a].checkpoint), "resume"
+    )
     return RunConfig(
         run_id=job_id,
         skill=sk.name,
@@ -228,7 +236,9 @@ def launch_automl(
     job_id = "job-" + uuid.uuid4().hex[:12]
     workdir = service.home / "jobs" / job_id
     run_dir = workdir / "results"
-    cfg = prepare_run(service, sk, settings=opts, request=request, engine=engine, platform=platform, job_id=job_id, run_dir=run_dir)
+    cfg = prepare_run(
+        service, sk, settings=opts, request=request, engine=engine, platform=platform, job_id=job_id, run_dir=run_dir
+    )
     workdir.mkdir(parents=True, exist_ok=False)
     save_config(run_dir, cfg)
     open_study(cfg, create=True)
@@ -247,18 +257,29 @@ def launch_automl(
         script_path=str(script_path),
         log_path=str(workdir / "log.txt"),
         automl_policy="on",
-        labels={"automl": {"run_dir": str(run_dir), "algorithm": cfg.algorithm, "max_trials": cfg.max_trials, "trial_platform": platform}},
+        labels={
+            "automl": {
+                "run_dir": str(run_dir),
+                "algorithm": cfg.algorithm,
+                "max_trials": cfg.max_trials,
+                "trial_platform": platform,
+            }
+        },
     )
     service.store.create(record)
     ctx = service._runner_context(sk, "train", cfg.base_spec, engine, "local", job_id, workdir)
-    ctx = ctx.model_copy(update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)})
+    ctx = ctx.model_copy(
+        update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)}
+    )
     try:
         (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
         write_runner(ctx, script_path)
         backend_id = get_platform("local").submit(record) if launch else None
     except Exception as exc:
         service.store.update_status(job_id, "ERROR", failure={"summary": f"launch failed: {exc}", "fault": "infrastructure"})
-        raise JobError(f"launch of AutoML job {job_id} failed: {exc}", field="platform", fix="check the platform and launch again") from exc
+        raise JobError(
+            f"launch of AutoML job {job_id} failed: {exc}", field="platform", fix="check the platform and launch again"
+        ) from exc
     status = "RUNNING" if launch else "PENDING"
     if launch:
         service.store.update_status(job_id, "RUNNING", backend_id=backend_id)

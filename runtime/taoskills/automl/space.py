@@ -198,7 +198,9 @@ class SearchSpace:
         merged = dict(values)
         for p in self.params:
             if p.key not in values:
-                raise SpecError(f"proposed trial lacks {p.key}", field=p.key, fix=f"give a value for every searched key: {self.keys()}")
+                raise SpecError(
+                    f"proposed trial lacks {p.key}", field=p.key, fix=f"give a value for every searched key: {self.keys()}"
+                )
             v = values[p.key]
             if p.kind == "categorical":
                 if v not in (p.choices or []):
@@ -300,9 +302,9 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
     """
     node = _node(schema, key)
     if node is None or "properties" in node:
-        from taoskills.specs.validator import schema_keys
-
         import difflib
+
+        from taoskills.specs.validator import schema_keys
 
         near = difflib.get_close_matches(key, sorted(schema_keys(schema)), n=1)
         raise SpecError(

@@ -94,7 +94,9 @@ def load_config(run_dir: str | Path) -> RunConfig:
 
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise NotFound(f"{run_dir} is not an AutoML run folder (no {CONFIG_FILE})", field="run_dir", fix="pass the AutoML job's results_dir")
+        raise NotFound(
+            f"{run_dir} is not an AutoML run folder (no {CONFIG_FILE})", field="run_dir", fix="pass the AutoML job's results_dir"
+        )
     return RunConfig.model_validate(read_json(path))
 
 
