@@ -302,3 +302,66 @@ def launch_automl(
             else f"agent-driven run: call automl_suggest(run='{job_id}') and automl_tell"
         ),
     )
+
+
+def resume_automl(service: Any, run: str) -> Any:
+    """Start a new controller job on an existing AutoML run (after the controller or the
+    machine died, or after a cancel); returns its JobHandle.
+
+    The new job's results_dir is the same run folder; trials the old controller left
+    RUNNING are taken over (their jobs awaited or relaunched from their checkpoints), new
+    trials fill the remaining budget. Refused (JobError) while a controller job of the run is
+    still RUNNING.
+    """
+    from taoskills.automl import query
+    from taoskills.automl.study import load_config
+    from taoskills.jobs.store import JobRecord
+    from taoskills.platforms import get_platform
+    from taoskills.platforms.render import write_runner
+    from taoskills.service import JobHandle, dump_yaml
+
+    run_dir, old_job = query.run_dir_of(service, run)
+    if old_job and service.job_status(old_job).status in ("PENDING", "RUNNING"):
+        raise JobError(f"AutoML job {old_job} is still running", field="run", fix=f"cancel_job('{old_job}') first, or wait")
+    cfg = load_config(run_dir)
+    sk = service.catalog.get(cfg.skill)
+    job_id = "job-" + uuid.uuid4().hex[:12]
+    workdir = service.home / "jobs" / job_id
+    workdir.mkdir(parents=True, exist_ok=False)
+    cfg.automl_job_id = job_id
+    save_config(run_dir, cfg)
+    record = JobRecord(
+        job_id=job_id,
+        skill=sk.name,
+        network_arch=sk.info.network_arch,
+        action="train",
+        platform="local",
+        engine=cfg.engine,  # type: ignore[arg-type]
+        status="PENDING",
+        spec=cfg.base_spec,
+        results_dir=str(run_dir),
+        workdir=str(workdir),
+        script_path=str(workdir / "run.sh"),
+        log_path=str(workdir / "log.txt"),
+        automl_policy="on",
+        labels={"automl": {"run_dir": str(run_dir), "algorithm": cfg.algorithm, "resumed_from": old_job}},
+    )
+    service.store.create(record)
+    ctx = service._runner_context(sk, "train", cfg.base_spec, cfg.engine, "local", job_id, workdir)
+    ctx = ctx.model_copy(update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)})
+    (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
+    write_runner(ctx, Path(record.script_path))
+    service.store.update_status(job_id, "RUNNING", backend_id=get_platform("local").submit(record))
+    return JobHandle(
+        job_id=job_id,
+        skill=sk.name,
+        action="train",
+        status="RUNNING",
+        engine=cfg.engine,
+        platform=cfg.platform,
+        results_dir=str(run_dir),
+        log_path=record.log_path,
+        script_path=record.script_path,
+        automl_policy="on",
+        next=f"resumed AutoML run {cfg.run_id}: poll job_status('{job_id}')",
+    )

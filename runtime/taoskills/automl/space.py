@@ -23,7 +23,7 @@ Rules (documented, tested in tests/test_automl_space.py):
 * **Log scale** (TAO AutoML samples these linearly): learning rates and weight decays
   (``LOG_NAMES``; NVDINOv2 ``train.schedulers.learning_rate.val_*``). A log range needs a
   positive low: ``[max(minimum, default / 100), min(maximum, default * 100)]``. A default
-  of 0 keeps the linear scale.
+  of 0 keeps the linear scale. An ``Infinity`` maximum of a log parameter is ``default * 100``.
 * **Dependencies**: ``depends_on`` with ``math_cond`` ``> | >= | < | <= depends_on`` bounds
   the value by its parent's sampled (or base spec) value; ``depends_on`` without a
   relational math_cond means ``<=`` parent (``model.num_select <= model.num_queries``,
@@ -35,7 +35,7 @@ Rules (documented, tested in tests/test_automl_space.py):
   weights are plain categoricals.
 * **Schedule coherence** with the epoch budget ``max_epochs``: epoch-valued schedule
   knobs (``EPOCH_KEYS``: lr_step_size, warmup_epochs, ...) are capped at the budget
-  (``warmup_epochs`` < budget); step-valued NVDINOv2 schedule knobs are capped at
+  (``warmup_epochs`` < budget; step sizes and milestones >= 1); step-valued NVDINOv2 schedule knobs are capped at
   ``max_epochs * steps_per_epoch`` when the number of steps is known, and
   ``warm_up_steps <= max_decay_steps``.
 * **custom_param_ranges**: ``{key: {valid_min, valid_max, valid_options, option_weights,
@@ -333,6 +333,9 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
     d = default if _finite(default) else (lo if _finite(lo) else 1)
     notes = []
     last = key.split(".")[-1]
+    log = _is_log(key, kind, d)
+    if not _finite(hi) and log:
+        hi = d * 100.0
     if not _finite(hi):
         if kind == "float" and UNIT_NAMES.search(last) and d <= 1:
             hi = 1.0
@@ -345,7 +348,8 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
             notes.append("Infinity -> 10 x default")
     if not _finite(lo):
         lo = max(1, int(d) // 2) if kind == "int" else d / 10.0
-    log = _is_log(key, kind, d)
+    if key in EPOCH_KEYS and not EPOCH_KEYS[key]:
+        lo = max(lo, 1)  # a step size / milestone of 0 epochs is no schedule
     cond = node.get("math_cond") or ""
     multiple_of = power_of = None
     m = _NUM_COND.match(cond)
@@ -428,16 +432,24 @@ def apply_custom_range(p: Param, rng: dict[str, Any]) -> None:
 
 
 def _cap_schedule(p: Param, max_epochs: int, steps_per_epoch: int | None) -> None:
+    """Cap an epoch- or step-valued schedule knob at the budget; when the cap falls below
+    the derived minimum the range becomes [cap // 10, cap] (at least 1 for step sizes)."""
     if p.kind != "int":
         return
     if p.key in EPOCH_KEYS:
         cap = max_epochs - 1 if EPOCH_KEYS[p.key] else max_epochs
-        p.high = max(p.low, min(p.high, cap))
-        p.note = (p.note + "; " if p.note else "") + f"<= epoch budget {max_epochs}"
+        what = f"epoch budget {max_epochs}"
     elif _STEP_SCHED.match(p.key) and steps_per_epoch:
-        total = max_epochs * steps_per_epoch
-        p.high = max(p.low, min(p.high, total))
-        p.note = (p.note + "; " if p.note else "") + f"<= total steps {total}"
+        cap = max_epochs * steps_per_epoch
+        what = f"total steps {cap}"
+    else:
+        return
+    floor = 0 if EPOCH_KEYS.get(p.key, False) or p.key.endswith(("warm_up_steps", "freeze_steps")) else 1
+    cap = max(cap, floor)
+    p.high = min(p.high, cap)
+    if p.low > p.high:
+        p.low = max(floor, p.high // 10)
+    p.note = (p.note + "; " if p.note else "") + f"<= {what}"
 
 
 def build_space(
