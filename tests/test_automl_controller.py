@@ -87,7 +87,9 @@ def test_hyperband_prunes_resumes_rungs_and_chains_the_best_checkpoint(env):
             assert t.state == TS.PRUNED and t.user_attrs["trial_epochs"] < 9
     # losing trials' checkpoints were removed, the best trial's kept
     for t in study.get_trials():
-        files = [c for s in t.user_attrs["segments"] for c in checkpoints.list_checkpoints(svc.store.get(s["job_id"]).results_dir)]
+        files = [
+            c for s in t.user_attrs["segments"] for c in checkpoints.list_checkpoints(svc.store.get(s["job_id"]).results_dir)
+        ]
         assert (len(files) > 0) == (t.number == best["best"]["rec_id"])
     # every trial job was a normal train job with automl_policy off
     jobs = _trial_jobs(svc, handle.job_id)
@@ -138,7 +140,9 @@ def test_killed_controller_resumes_without_losing_or_duplicating_trials(env, mon
 
 def test_two_worker_processes_share_one_study(env):
     svc, photos = env
-    handle = launch_automl(svc, SKILL, engine="tao", settings=settings(algorithm="asha", max_trials=8), launch=False, **request(photos))
+    handle = launch_automl(
+        svc, SKILL, engine="tao", settings=settings(algorithm="asha", max_trials=8), launch=False, **request(photos)
+    )
     run_dir = handle.results_dir
     procs = [subprocess.Popen([sys.executable, "-m", "taoskills.automl", "worker", run_dir]) for _ in range(2)]
     assert [p.wait(timeout=240) for p in procs] == [0, 0]
@@ -182,12 +186,18 @@ def test_cancel_stops_the_run_and_its_trials(env, monkeypatch):
 
 def test_ask_tell_with_an_agent_in_the_loop(env):
     svc, photos = env
-    handle = launch_automl(svc, SKILL, engine="tao", settings=settings(algorithm="tpe", max_epochs=2), launch=False, **request(photos))
+    handle = launch_automl(
+        svc, SKILL, engine="tao", settings=settings(algorithm="tpe", max_epochs=2), launch=False, **request(photos)
+    )
     run = handle.job_id
     sug = ask_tell.suggest(svc, run)
     assert set(sug["values"]) == {LR, "dataset.batch_size"} and sug["overrides"]["train.num_epochs"] == 2
     job = svc.launch_job(
-        SKILL, "train", automl_policy="off", engine="tao", **{**request(photos), "overrides": {**request(photos)["overrides"], **sug["overrides"]}}
+        SKILL,
+        "train",
+        automl_policy="off",
+        engine="tao",
+        **{**request(photos), "overrides": {**request(photos)["overrides"], **sug["overrides"]}},
     )
     assert svc.wait_job(job.job_id, timeout_s=60).status == "COMPLETE"
     counts = ask_tell.tell(svc, run, sug["trial_number"], job_id=job.job_id)

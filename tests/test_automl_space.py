@@ -47,7 +47,9 @@ def test_1000_samples_are_valid_specs_within_bounds(name):
             set_dotted(spec, key, value)
             seen[key].add(value)
         set_dotted(spec, "train.num_epochs", EPOCHS)
-        errors = [i for i in validate_spec(schema, spec, network_arch=sk.info.network_arch, action="train") if i.code != "warning"]
+        errors = [
+            i for i in validate_spec(schema, spec, network_arch=sk.info.network_arch, action="train") if i.code != "warning"
+        ]
         assert errors == [], (values, errors)
         for p in space.params:
             v = values[p.key]
@@ -119,7 +121,13 @@ def test_schedule_coherence_with_the_epoch_budget():
         "train.schedulers.learning_rate.val_base",
     ]
     space = build_space(
-        sk.schema("train"), sk.manifest["actions"]["train"], sk.template("train"), "nvdinov2", max_epochs=4, parameters=keys, steps_per_epoch=5
+        sk.schema("train"),
+        sk.manifest["actions"]["train"],
+        sk.template("train"),
+        "nvdinov2",
+        max_epochs=4,
+        parameters=keys,
+        steps_per_epoch=5,
     )
     by = {p.key: p for p in space.params}
     assert by[keys[1]].high <= 20 and by[keys[0]].high <= 20

@@ -201,9 +201,10 @@ def test_error_replies_are_json_with_a_fix(home, photos):
                 action="train",
                 data_sources={"train_datasets": str(photos)},
                 overrides=TINY_TRAIN_OVERRIDES,
+                automl_policy="sometimes",
             )
-            assert err["error"] == "policy_refused" and err["field"] == "automl_policy"
-            assert "automl_policy='off'" in err["fix"]
+            assert err["error"] == "spec_invalid" and err["field"] == "automl_policy"
+            assert "off" in err["fix"]
 
             # unknown spec key: build_spec reports it as an issue, launch_job refuses with it
             built = await call(

@@ -129,6 +129,7 @@ class JobHandle(BaseModel):
     log_path: str
     script_path: str
     automl_policy: str
+    automl_reason: str | None = None  # why automl_policy resolved as it did (train only)
     next: str
 
 
@@ -532,6 +533,7 @@ class Service:
             log_path=record.log_path,
             script_path=str(script_path),
             automl_policy=decision.policy,
+            automl_reason=decision.reason if decision.applies else None,
             next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 

@@ -59,16 +59,20 @@ def _gp(seed: int | None, n_startup: int) -> Any:
     import optuna
 
     if importlib.util.find_spec("torch") is None:
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
+        return _tpe(seed, n_startup)
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False)
 
 
 def _tpe(seed: int | None, n_startup: int) -> Any:
     import optuna
 
-    return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=n_startup, multivariate=True, group=True, constant_liar=True, warn_independent_sampling=False
-    )
+    import warnings
+
+    with warnings.catch_warnings():  # multivariate/group/constant_liar are flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=n_startup, multivariate=True, group=True, constant_liar=True
+        )
 
 
 def _random(seed: int | None, n_startup: int) -> Any:

@@ -295,6 +295,7 @@ def launch_automl(
         log_path=record.log_path,
         script_path=str(script_path),
         automl_policy="on",
+        automl_reason=reason,
         next=(
             f"AutoML {cfg.algorithm} ({cfg.max_trials} trials, {cfg.max_epochs} epochs each; {reason}): poll "
             f"job_status('{job_id}') or automl_status; when COMPLETE, resolve_checkpoint('{job_id}') or use it as parent_job_id"
@@ -348,7 +349,9 @@ def resume_automl(service: Any, run: str) -> Any:
     )
     service.store.create(record)
     ctx = service._runner_context(sk, "train", cfg.base_spec, cfg.engine, "local", job_id, workdir)
-    ctx = ctx.model_copy(update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)})
+    ctx = ctx.model_copy(
+        update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)}
+    )
     (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
     write_runner(ctx, Path(record.script_path))
     service.store.update_status(job_id, "RUNNING", backend_id=get_platform("local").submit(record))
