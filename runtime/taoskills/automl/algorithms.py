@@ -64,9 +64,9 @@ def _gp(seed: int | None, n_startup: int) -> Any:
 
 
 def _tpe(seed: int | None, n_startup: int) -> Any:
-    import optuna
-
     import warnings
+
+    import optuna
 
     with warnings.catch_warnings():  # multivariate/group/constant_liar are flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
