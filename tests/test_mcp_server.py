@@ -22,6 +22,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from engine_settings import TINY_TRAIN_OVERRIDES
+from taoskills.surfaces.mcp_automl import AUTOML_TOOLS
 
 SKILL = "tao-train-nvdinov2"
 TERMINAL = {"COMPLETE", "ERROR", "CANCELED"}
@@ -338,7 +339,7 @@ def test_tools_have_schemas_and_annotations(home):
     async def scenario():
         async with Client(_params(home)) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert set(tools) == EXPECTED_TOOLS
+            assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS
             for name, tool in tools.items():
                 assert tool.description and len(tool.description) > 60, name
                 assert tool.output_schema is not None, name

@@ -86,6 +86,8 @@ class Param:
     multiple_of: int | None = None
     power_of: int | None = None
     note: str = ""
+    schema_min: float | None = None  # the schema's own bounds (custom ranges must stay inside)
+    schema_max: float | None = None
 
     @property
     def optuna_name(self) -> str:
@@ -330,6 +332,8 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
     if kind not in ("int", "float"):
         raise SpecError(f"{key} has type {kind}; only int, float, bool and enums are searched", field="parameters", fix="drop it")
     lo, hi = node.get("minimum"), node.get("maximum")
+    schema_min = float(lo) if _finite(lo) else None
+    schema_max = float(hi) if _finite(hi) else None
     d = default if _finite(default) else (lo if _finite(lo) else 1)
     notes = []
     last = key.split(".")[-1]
@@ -385,6 +389,8 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
         multiple_of=multiple_of,
         power_of=power_of,
         note="; ".join(notes),
+        schema_min=schema_min,
+        schema_max=schema_max,
     )
 
 
@@ -419,11 +425,14 @@ def apply_custom_range(p: Param, rng: dict[str, Any]) -> None:
             p.weights = [float(w) for w in rng["option_weights"]]
         return
     lo, hi = rng.get("valid_min", p.low), rng.get("valid_max", p.high)
-    if lo < p.low or hi > p.high or lo > hi:
+    smin = p.schema_min if p.schema_min is not None else -math.inf
+    smax = p.schema_max if p.schema_max is not None else math.inf
+    if lo < smin or hi > smax or lo > hi or (p.log and lo <= 0):
         raise SpecError(
-            f"custom_param_ranges[{p.key}] range {lo}..{hi} is outside the schema bounds {p.low}..{p.high}",
+            f"custom_param_ranges[{p.key}] range {lo}..{hi} is outside the schema bounds {smin}..{smax}"
+            + (" (a log-scale range needs valid_min > 0)" if p.log and lo <= 0 else ""),
             field="custom_param_ranges",
-            fix=f"keep the range of {p.key} inside [{p.low}, {p.high}]",
+            fix=f"keep the range of {p.key} inside [{smin}, {smax}] with valid_min <= valid_max",
         )
     p.low, p.high = (int(lo), int(hi)) if p.kind == "int" else (float(lo), float(hi))
     if "log" in rng:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
+from taoskills.surfaces.cli_automl import automl_app
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="TAO skill bank runtime: route, build specs, run and track TAO jobs."
@@ -28,6 +29,7 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, log
 app.add_typer(skills_app, name="skills")
 app.add_typer(spec_app, name="spec")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(automl_app, name="automl")
 
 out = Console()
 err = Console(stderr=True)

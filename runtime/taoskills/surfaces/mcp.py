@@ -61,6 +61,7 @@ from taoskills.service import (
     ValidationResult,
     dump_yaml,
 )
+from taoskills.surfaces import mcp_automl
 
 log = logging.getLogger("taoskills.mcp")
 
@@ -411,7 +412,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         automl_policy: Annotated[
             str | None,
             Field(
-                description="'off' = plain training; 'on' = AutoML (refused in this release); 'auto' or unset = the skill's policy and the words in request_text"
+                description="'off' = plain training; 'on' = AutoML (an AutoML run, itself a job); 'auto' or unset = the skill's policy and the words in request_text"
             ),
         ] = None,
         request_text: Annotated[
@@ -531,6 +532,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         )
 
     _register_skill_resources(server, svc)
+    mcp_automl.register(server, svc)  # AutoML tools (taoskills.surfaces.mcp_automl)
     return server
 
 
