@@ -7,7 +7,7 @@ name           Optuna configuration                                       epochs
 =============  =========================================================  ==================
 bayesian (b)   ``GPSampler`` (Gaussian process, log expected improvement;  full budget
                TAO's bayesian is a GP with EI); ``TPESampler`` when torch
-               (which GPSampler needs) is absent
+               or scipy (which GPSampler needs) is absent
 gp             ``GPSampler``                                              full budget
 tpe            ``TPESampler(multivariate, group, constant_liar)``         full budget
 random         ``RandomSampler``                                          full budget
@@ -38,6 +38,17 @@ from typing import Any
 
 from taoskills.errors import SpecError
 
+#: TAO AutoML 7.2.0 names not offered, with the nearest configuration here.
+NOT_OFFERED = {
+    "bfbo": "gp",
+    "hyperband_es": "hyperband or bohb",
+    "hes": "hyperband or bohb",
+    "dehb": "bohb",
+    "pbt": "asha or bohb",
+    "llm": "ask/tell (automl_suggest / automl_tell)",
+    "hybrid": "ask/tell (automl_suggest / automl_tell)",
+    "autoresearch": "ask/tell (automl_suggest / automl_tell)",
+}
 ALIASES = {"b": "bayesian", "h": "hyperband", "random_search": "random", "cma": "cmaes", "nsgaii": "nsga2"}
 
 
@@ -58,7 +69,7 @@ class Algorithm:
 def _gp(seed: int | None, n_startup: int) -> Any:
     import optuna
 
-    if importlib.util.find_spec("torch") is None:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("scipy") is None:
         return _tpe(seed, n_startup)
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup, deterministic_objective=False)
 
@@ -83,6 +94,11 @@ def _random(seed: int | None, n_startup: int) -> Any:
 
 def _cmaes(seed: int | None, n_startup: int) -> Any:
     import optuna
+
+    if importlib.util.find_spec("cmaes") is None:
+        from taoskills.errors import NotSupported
+
+        raise NotSupported("algorithm cmaes needs the cmaes package", field="algorithm", fix="pip install 'tao-skills[automl]'")
 
     return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup, warn_independent_sampling=False)
 
@@ -124,12 +140,19 @@ ALGORITHMS: dict[str, Algorithm] = {
 def get_algorithm(name: str) -> Algorithm:
     """Registry lookup (TAO aliases ``b``, ``h`` accepted). SpecError (field ``algorithm``)."""
     key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key in NOT_OFFERED:
+        from taoskills.errors import NotSupported
+
+        raise NotSupported(
+            f"TAO AutoML's {key} is not offered by the tao-skills runtime",
+            field="algorithm",
+            fix=f"use {NOT_OFFERED[key]} (available: {', '.join(ALGORITHMS)})",
+        )
     if key not in ALGORITHMS:
         raise SpecError(
             f"unknown AutoML algorithm {name!r}",
             field="algorithm",
             fix=f"use one of {', '.join(ALGORITHMS)} (TAO aliases: b, h)",
-            details={"tao_not_supported": ["bfbo", "hyperband_es", "pbt", "dehb", "llm", "hybrid", "autoresearch"]},
         )
     return ALGORITHMS[key]
 
