@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 SKILL = "tao-train-nvdinov2"
 LR = "train.schedulers.learning_rate.val_base"
 # The smoke profile (ViT-S, img_size 224, 32-true) made as small as validate_spec allows:
-# 4 images, batch 4 (one step per epoch), 42/28 px crops, a small DINO head.
+# 8 images, batch 4 (two steps per epoch), 42/28 px crops, a small DINO head; no LR warm-up
+# so the searched learning rate acts from the first step.
 TINY = {
     "dataset.batch_size": 4,
     "dataset.workers": 1,
@@ -31,8 +32,8 @@ TINY = {
     "model.head.bottleneck_dim": 32,
     "train.num_prototypes": 64,
     "train.checkpoint_interval": 1,
-    "train.schedulers.learning_rate.warm_up_steps": 1,
-    "train.schedulers.learning_rate.max_decay_steps": 2,
+    "train.schedulers.learning_rate.warm_up_steps": 0,
+    "train.schedulers.learning_rate.max_decay_steps": 4,
     "train.schedulers.last_layer_learning_rate.freeze_steps": 0,
     "train.schedulers.teacher_temperature.warm_up_steps": 1,
     "train.schedulers.teacher_temperature.max_decay_steps": 2,
@@ -42,7 +43,7 @@ TINY = {
 def test_real_search_prunes_and_the_best_checkpoint_exports(tmp_path):
     from taoskills.data.sample_data import write_sample_images
 
-    write_sample_images(tmp_path / "photos" / "images_train", n=4, size=64)
+    write_sample_images(tmp_path / "photos" / "images_train", n=8, size=64)
     svc = Service(home=tmp_path / "home")
     route = svc.route_request("train NVDINOv2 on these photos")
     assert route.skill == SKILL and route.automl_policy.policy == "on"
@@ -54,14 +55,14 @@ def test_real_search_prunes_and_the_best_checkpoint_exports(tmp_path):
         profile="smoke",
         overrides=TINY,
         automl={
-            "algorithm": "asha",
+            "algorithm": "tpe_asha",  # the first trial at rung 1 stops there: >= 1 pruned
             "max_trials": 6,
             "max_epochs": 2,
             "min_epochs": 1,
             "reduction_factor": 2,
             "parallel": 2,
             "parameters": [LR],
-            "custom_param_ranges": {LR: {"valid_min": 1e-6, "valid_max": 1e-2}},
+            "custom_param_ranges": {LR: {"valid_min": 1e-6, "valid_max": 1e-1}},
             "seed": 0,
             "poll_s": 1.0,
         },

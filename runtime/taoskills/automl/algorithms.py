@@ -19,6 +19,10 @@ asha           ``RandomSampler`` + ``SuccessiveHalvingPruner(min, eta)``   rungs
                (Optuna's successive halving is asynchronous: ASHA)
 bohb           ``TPESampler(multivariate, constant_liar)`` +              rungs min*eta^k
                ``HyperbandPruner`` (BOHB: a density model + Hyperband)
+tpe_asha       ``TPESampler`` + ``SuccessiveHalvingPruner(min, eta,       rungs min*eta^k
+               bootstrap_count=eta-1)``: the first eta-1 trials to reach
+               a rung stop there, later ones are promoted when in the top
+               1/eta (best on scripts/bench_automl.py)
 nsga2          ``NSGAIISampler`` (multi-objective, e.g. mAP vs latency);  full budget
                no pruning (Optuna does not prune multi-objective studies)
 =============  =========================================================  ==================
@@ -121,6 +125,12 @@ def _sha(min_e: int, max_e: int, eta: int) -> Any:
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_e, reduction_factor=eta)
 
 
+def _sha_bootstrap(min_e: int, max_e: int, eta: int) -> Any:
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_e, reduction_factor=eta, bootstrap_count=eta - 1)
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
@@ -132,6 +142,13 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("hyperband", "Random sampling + Hyperband over epochs", _random, _hyperband, multi_fidelity=True),
         Algorithm("asha", "Random sampling + asynchronous successive halving over epochs", _random, _sha, multi_fidelity=True),
         Algorithm("bohb", "TPE + Hyperband over epochs (BOHB)", _tpe, _hyperband, multi_fidelity=True),
+        Algorithm(
+            "tpe_asha",
+            "TPE + asynchronous successive halving over epochs (first eta-1 trials at each rung stop there)",
+            _tpe,
+            _sha_bootstrap,
+            multi_fidelity=True,
+        ),
         Algorithm("nsga2", "NSGA-II multi-objective search (Pareto front)", _nsga2, multi_objective=True),
     )
 }

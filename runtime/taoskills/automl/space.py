@@ -351,7 +351,7 @@ def build_param(schema: dict, key: str, default: Any, *, explicit: bool) -> Para
             hi = 10.0 * d if d > 0 else 1.0
             notes.append("Infinity -> 10 x default")
     if not _finite(lo):
-        lo = max(1, int(d) // 2) if kind == "int" else d / 10.0
+        lo = max(1, int(d) // 2) if kind == "int" else (d / 100.0 if log else d / 10.0)
     if key in EPOCH_KEYS and not EPOCH_KEYS[key]:
         lo = max(lo, 1)  # a step size / milestone of 0 epochs is no schedule
     cond = node.get("math_cond") or ""
