@@ -202,10 +202,18 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     budget = args.budget_trials * args.max_epochs
-    pairs = [("bayesian", "bayesian"), ("hyperband", "hyperband"), ("bohb", "hyperband"), ("tpe", "bayesian")]
+    ours_algos = ("bayesian", "tpe", "hyperband", "asha", "bohb", "tpe_asha")
+    pairs = [
+        ("bayesian", "bayesian"),
+        ("tpe", "bayesian"),
+        ("hyperband", "hyperband"),
+        ("asha", "hyperband"),
+        ("bohb", "hyperband"),
+        ("tpe_asha", "hyperband"),
+    ]
     results: dict[str, list[Tracker]] = {}
     timing: dict[str, float] = {}
-    for name, runner in [(f"ours:{a}", run_ours) for a in ("bayesian", "hyperband", "bohb", "tpe")] + [
+    for name, runner in [(f"ours:{a}", run_ours) for a in ours_algos] + [
         (f"tao:{a}", run_tao) for a in ("bayesian", "hyperband")
     ]:
         algo = name.split(":")[1]
