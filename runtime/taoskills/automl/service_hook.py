@@ -198,6 +198,70 @@ def prepare_run(
     )
 
 
+def _controller_job(service: Any, sk: Any, cfg: RunConfig, job_id: str, run_dir: Path, labels: dict, launch: bool) -> Any:
+    """Record, script and (when ``launch``) start the controller job of ``cfg``'s run on the
+    local platform; returns the JobRecord. JobError when the platform cannot start it."""
+    from taoskills.jobs.store import JobRecord
+    from taoskills.platforms import get_platform
+    from taoskills.platforms.render import write_runner
+    from taoskills.service import dump_yaml
+
+    workdir = service.home / "jobs" / job_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = JobRecord(
+        job_id=job_id,
+        skill=sk.name,
+        network_arch=sk.info.network_arch,
+        action="train",
+        platform="local",
+        engine=cfg.engine,  # type: ignore[arg-type]
+        status="PENDING",
+        spec=cfg.base_spec,
+        results_dir=str(run_dir),
+        workdir=str(workdir),
+        script_path=str(workdir / "run.sh"),
+        log_path=str(workdir / "log.txt"),
+        automl_policy="on",
+        labels={"automl": {"run_dir": str(run_dir), "algorithm": cfg.algorithm, "max_trials": cfg.max_trials, **labels}},
+    )
+    service.store.create(record)
+    ctx = service._runner_context(sk, "train", cfg.base_spec, cfg.engine, "local", job_id, workdir)
+    command = [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)]
+    ctx = ctx.model_copy(update={"command": command, "results_dir": str(run_dir)})
+    try:
+        (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
+        write_runner(ctx, Path(record.script_path))
+        if launch:
+            backend_id = get_platform("local").submit(record)
+    except Exception as exc:
+        service.store.update_status(job_id, "ERROR", failure={"summary": f"launch failed: {exc}", "fault": "infrastructure"})
+        raise JobError(
+            f"launch of AutoML job {job_id} failed: {exc}", field="platform", fix="check the platform and launch again"
+        ) from exc
+    if launch:
+        record = service.store.update_status(job_id, "RUNNING", backend_id=backend_id)
+    return record
+
+
+def _handle(record: Any, cfg: RunConfig, reason: str | None, next_step: str) -> Any:
+    from taoskills.service import JobHandle
+
+    return JobHandle(
+        job_id=record.job_id,
+        skill=record.skill,
+        action="train",
+        status=record.status,
+        engine=cfg.engine,
+        platform=cfg.platform,
+        results_dir=record.results_dir,
+        log_path=record.log_path,
+        script_path=record.script_path,
+        automl_policy="on",
+        automl_reason=reason,
+        next=next_step,
+    )
+
+
 def launch_automl(
     service: Any,
     skill: str,
@@ -218,11 +282,6 @@ def launch_automl(
     (an agent then drives it with automl_suggest / automl_tell).
     Raises SpecError / PreflightError / NotSupported (nothing written), JobError (launch).
     """
-    from taoskills.jobs.store import JobRecord
-    from taoskills.platforms import get_platform
-    from taoskills.platforms.render import write_runner
-    from taoskills.service import JobHandle, dump_yaml
-
     if action != "train":
         raise SpecError(f"AutoML searches the train action, not {action}", field="action", fix="use action='train'")
     sk = service.catalog.get(skill)
@@ -242,67 +301,16 @@ def launch_automl(
     workdir.mkdir(parents=True, exist_ok=False)
     save_config(run_dir, cfg)
     open_study(cfg, create=True)
-    script_path = workdir / "run.sh"
-    record = JobRecord(
-        job_id=job_id,
-        skill=sk.name,
-        network_arch=sk.info.network_arch,
-        action="train",
-        platform="local",
-        engine=engine,  # type: ignore[arg-type]
-        status="PENDING",
-        spec=cfg.base_spec,
-        results_dir=str(run_dir),
-        workdir=str(workdir),
-        script_path=str(script_path),
-        log_path=str(workdir / "log.txt"),
-        automl_policy="on",
-        labels={
-            "automl": {
-                "run_dir": str(run_dir),
-                "algorithm": cfg.algorithm,
-                "max_trials": cfg.max_trials,
-                "trial_platform": platform,
-            }
-        },
-    )
-    service.store.create(record)
-    ctx = service._runner_context(sk, "train", cfg.base_spec, engine, "local", job_id, workdir)
-    ctx = ctx.model_copy(
-        update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)}
-    )
-    try:
-        (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
-        write_runner(ctx, script_path)
-        backend_id = get_platform("local").submit(record) if launch else None
-    except Exception as exc:
-        service.store.update_status(job_id, "ERROR", failure={"summary": f"launch failed: {exc}", "fault": "infrastructure"})
-        raise JobError(
-            f"launch of AutoML job {job_id} failed: {exc}", field="platform", fix="check the platform and launch again"
-        ) from exc
-    status = "RUNNING" if launch else "PENDING"
-    if launch:
-        service.store.update_status(job_id, "RUNNING", backend_id=backend_id)
+    record = _controller_job(service, sk, cfg, job_id, run_dir, {"trial_platform": platform}, launch)
     reason = getattr(decision, "reason", "automl_policy on")
-    return JobHandle(
-        job_id=job_id,
-        skill=sk.name,
-        action="train",
-        status=status,
-        engine=engine,
-        platform=platform,
-        results_dir=str(run_dir),
-        log_path=record.log_path,
-        script_path=str(script_path),
-        automl_policy="on",
-        automl_reason=reason,
-        next=(
-            f"AutoML {cfg.algorithm} ({cfg.max_trials} trials, {cfg.max_epochs} epochs each; {reason}): poll "
-            f"job_status('{job_id}') or automl_status; when COMPLETE, resolve_checkpoint('{job_id}') or use it as parent_job_id"
-            if launch
-            else f"agent-driven run: call automl_suggest(run='{job_id}') and automl_tell"
-        ),
-    )
+    if launch:
+        next_step = (
+            f"AutoML {cfg.algorithm} ({cfg.max_trials} trials, {cfg.max_epochs} epochs each): poll job_status('{job_id}') "
+            f"or automl_status; when COMPLETE, resolve_checkpoint('{job_id}') or use it as parent_job_id"
+        )
+    else:
+        next_step = f"agent-driven run: call automl_suggest(run='{job_id}') and automl_tell"
+    return _handle(record, cfg, reason, next_step)
 
 
 def resume_automl(service: Any, run: str) -> Any:
@@ -316,55 +324,15 @@ def resume_automl(service: Any, run: str) -> Any:
     """
     from taoskills.automl import query
     from taoskills.automl.study import load_config
-    from taoskills.jobs.store import JobRecord
-    from taoskills.platforms import get_platform
-    from taoskills.platforms.render import write_runner
-    from taoskills.service import JobHandle, dump_yaml
 
     run_dir, old_job = query.run_dir_of(service, run)
-    if old_job and service.job_status(old_job).status in ("PENDING", "RUNNING"):
+    launched = bool(old_job and service.store.get(old_job).backend_id)  # an agent-driven run never launched one
+    if launched and service.job_status(old_job).status in ("PENDING", "RUNNING"):
         raise JobError(f"AutoML job {old_job} is still running", field="run", fix=f"cancel_job('{old_job}') first, or wait")
     cfg = load_config(run_dir)
     sk = service.catalog.get(cfg.skill)
     job_id = "job-" + uuid.uuid4().hex[:12]
-    workdir = service.home / "jobs" / job_id
-    workdir.mkdir(parents=True, exist_ok=False)
     cfg.automl_job_id = job_id
     save_config(run_dir, cfg)
-    record = JobRecord(
-        job_id=job_id,
-        skill=sk.name,
-        network_arch=sk.info.network_arch,
-        action="train",
-        platform="local",
-        engine=cfg.engine,  # type: ignore[arg-type]
-        status="PENDING",
-        spec=cfg.base_spec,
-        results_dir=str(run_dir),
-        workdir=str(workdir),
-        script_path=str(workdir / "run.sh"),
-        log_path=str(workdir / "log.txt"),
-        automl_policy="on",
-        labels={"automl": {"run_dir": str(run_dir), "algorithm": cfg.algorithm, "resumed_from": old_job}},
-    )
-    service.store.create(record)
-    ctx = service._runner_context(sk, "train", cfg.base_spec, cfg.engine, "local", job_id, workdir)
-    ctx = ctx.model_copy(
-        update={"command": [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)], "results_dir": str(run_dir)}
-    )
-    (workdir / "spec.yaml").write_text(dump_yaml(cfg.base_spec))
-    write_runner(ctx, Path(record.script_path))
-    service.store.update_status(job_id, "RUNNING", backend_id=get_platform("local").submit(record))
-    return JobHandle(
-        job_id=job_id,
-        skill=sk.name,
-        action="train",
-        status="RUNNING",
-        engine=cfg.engine,
-        platform=cfg.platform,
-        results_dir=str(run_dir),
-        log_path=record.log_path,
-        script_path=record.script_path,
-        automl_policy="on",
-        next=f"resumed AutoML run {cfg.run_id}: poll job_status('{job_id}')",
-    )
+    record = _controller_job(service, sk, cfg, job_id, run_dir, {"resumed_from": old_job}, True)
+    return _handle(record, cfg, "resume of an AutoML run", f"resumed AutoML run {cfg.run_id}: poll job_status('{job_id}')")
