@@ -95,6 +95,8 @@ def test_hyperband_prunes_resumes_rungs_and_chains_the_best_checkpoint(env):
     jobs = _trial_jobs(svc, handle.job_id)
     assert jobs and all(j.automl_policy == "off" and j.status == "COMPLETE" for j in jobs)
     assert (run_dir / "report.md").is_file() and len(list((run_dir / "trials").glob("*.json"))) == 6
+    trial0 = json.loads((run_dir / "trials" / "0000.json").read_text())
+    assert trial0["spec"]["train"]["schedulers"]["learning_rate"]["val_base"] == trial0["values"][LR] and trial0["job_id"]
     plots = {p.name for p in (run_dir / "plots").iterdir()}
     assert {"optimization_history.png", "optimization_history.html", "intermediate_values.png"} <= plots
     # export chains from the AutoML job like from any train job

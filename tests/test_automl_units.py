@@ -123,3 +123,30 @@ def test_two_processes_on_one_storage_url(tmp_path, kind):
     trials = optuna.load_study(storage=open_storage(url), study_name="s").get_trials()
     assert sorted(t.number for t in trials) == list(range(30))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def test_the_study_opens_in_optuna_dashboard(tmp_path):
+    """optuna-dashboard's WSGI app lists a study on the run's storage URL (no server, no network)."""
+    import io
+    import json as _json
+
+    dashboard = pytest.importorskip("optuna_dashboard")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="automl-job-x")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    got = {}
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/studies",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8080",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+    }
+    body = b"".join(dashboard.wsgi(url)(env, lambda status, headers, exc=None: got.setdefault("status", status)))
+    assert got["status"].startswith("200")
+    studies = _json.loads(body)["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["automl-job-x"]

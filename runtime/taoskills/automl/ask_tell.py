@@ -133,5 +133,5 @@ def tell(
         study.tell(trial, value)
     else:
         study.tell(trial, state=TS.PRUNED if state == "pruned" else TS.FAIL)
-    results.write_trial(run_dir, study, trial_number)
+    results.write_trial(run_dir, study, trial_number, service)
     return results.summarize(study, cfg)

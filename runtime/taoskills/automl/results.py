@@ -111,9 +111,17 @@ def trial_dict(t: Any) -> dict[str, Any]:
     }
 
 
-def write_trial(run_dir: Path, study: Any, number: int) -> None:
+def write_trial(run_dir: Path, study: Any, number: int, service: Any = None) -> None:
+    """``trials/<n>.json``: the trial (:func:`trial_dict`) plus, given ``service``, the spec
+    of its last segment job."""
     t = study.get_trials(deepcopy=False)[number]
-    write_json(Path(run_dir) / "trials" / f"{number:04d}.json", trial_dict(t))
+    data = trial_dict(t)
+    if service is not None and data["job_id"]:
+        try:
+            data["spec"] = service.store.get(data["job_id"]).spec
+        except TaoSkillsError:
+            data["spec"] = None
+    write_json(Path(run_dir) / "trials" / f"{number:04d}.json", data)
 
 
 def remove_checkpoints(service: Any, t: Any) -> list[str]:

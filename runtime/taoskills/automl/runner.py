@@ -279,7 +279,7 @@ class Controller:
             else:
                 self.study.tell(trial, state=TS.FAIL, skip_if_finished=True)
             self.active.pop(trial.number, None)
-        results.write_trial(self.run_dir, self.study, trial.number)
+        results.write_trial(self.run_dir, self.study, trial.number, self.service)
         if state == "PRUNED" and not self.cfg.keep_checkpoints:
             results.remove_checkpoints(self.service, self.study.trials[trial.number])
         self.status.progress(self.cfg, self.study)
