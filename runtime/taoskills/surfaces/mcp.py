@@ -255,7 +255,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         phrase). Read-only: it launches nothing.
 
         Next: build_spec(skill, action, ...) with the returned parameters. For training, automl_policy
-        'on' means launch_job will refuse until you pass automl_policy='off' (plain training).
+        'on' means launch_job starts an AutoML run (automl_start for its settings); 'off' trains directly.
         """
         return await _call("route_request", lambda: svc.route_request(text, action=action, automl_policy=automl_policy))
 
@@ -425,8 +425,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         wait). The handle has job_id, status (RUNNING), results_dir, log_path and 'next'. The job_id is
         a record key, not a credential; jobs live until deleted from the runtime's job store.
 
-        Nothing is launched and no record is written when a check fails. Errors: policy_refused
-        (train with AutoML on: pass automl_policy='off' for plain training), spec_invalid (issues list
+        Nothing is launched and no record is written when a check fails. Train with AutoML on starts
+        an AutoML run (itself a job; see automl_status). Errors: spec_invalid (issues list
         every bad key with its fix), preflight_failed (data/host checks with fixes), not_supported
         (engine cannot run this action), staging_failed, job_error (platform failed to start it).
         Next: poll job_status(job_id) every few seconds until COMPLETE, ERROR or CANCELED.
