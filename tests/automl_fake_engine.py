@@ -63,7 +63,8 @@ def main(argv: list[str]) -> int:
     for e in range(start, epochs):
         time.sleep(float(os.environ.get("FAKE_EPOCH_S", "0.05")))
         value = loss(lr, batch, e + 1)
-        status(st, "RUNNING", "Training loop in progress", epoch=e, max_epoch=epochs, kpi={"train_loss": value})
+        kpi = {"train_loss": value, "latency_ms": 1.5 * batch}  # latency: a second objective for nsga2
+        status(st, "RUNNING", "Training loop in progress", epoch=e, max_epoch=epochs, kpi=kpi)
         for kind in ("model", "student"):
             (out / f"{kind}_epoch_{e:03d}_step_{(e + 1) * 10:05d}.pth").write_text(json.dumps({"epoch": e + 1, "lr": lr}))
         print(f"epoch {e} train_loss={value:.5f}", flush=True)

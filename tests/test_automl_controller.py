@@ -214,3 +214,17 @@ def test_ask_tell_with_an_agent_in_the_loop(env):
     with pytest.raises(SpecError):
         ask_tell.tell(svc, run, own["trial_number"], value=0.1)  # already told
     assert query.best(svc, run)["best_so_far"]["number"] in (sug["trial_number"], own["trial_number"])
+
+
+def test_multi_objective_nsga2_keeps_a_pareto_front(env):
+    svc, photos = env
+    metric = [{"name": "train_loss", "direction": "minimize"}, {"name": "latency_ms", "direction": "minimize"}]
+    handle = _launch(svc, photos, algorithm="nsga2", max_trials=5, max_epochs=2, metric=metric)
+    assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE", svc.job_logs(handle.job_id).text
+    best = json.loads((Path(handle.results_dir) / "best_rec.json").read_text())
+    assert [o["name"] for o in best["objectives"]] == ["train_loss", "latency_ms"]
+    assert best["pareto_front"] and best["best"]["rec_id"] in best["pareto_front"]
+    assert len(best["best"]["score"]) == 2
+    study = open_study(load_config(handle.results_dir))
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2 and len(study.trials) == 5
+    assert svc.resolve_checkpoint(handle.job_id, "inference").path.startswith(handle.results_dir)
