@@ -25,8 +25,14 @@ def write_plots(study: Any, out_dir: str | Path) -> dict[str, list[str]]:
         raise ImportError("plots need plotly or matplotlib: pip install 'tao-skills[automl]'")
     import warnings
 
-    warnings.filterwarnings("ignore", module="optuna")
-    out = Path(out_dir)
+    import optuna
+
+    with warnings.catch_warnings():  # the matplotlib backend is flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _write(study, Path(out_dir), have_plotly, have_mpl)
+
+
+def _write(study: Any, out: Path, have_plotly: bool, have_mpl: bool) -> dict[str, list[str]]:
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     multi = len(study.directions) > 1

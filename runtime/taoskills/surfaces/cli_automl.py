@@ -47,16 +47,30 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, Any]:
     return out
 
 
+def _value(text: str) -> Any:
+    """A number when it reads as one (YAML 1.1 leaves ``1e-6`` a string), else YAML."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
 def _ranges(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``KEY=MIN:MAX`` or ``KEY=a,b,c`` -> custom_param_ranges."""
     out: dict[str, dict[str, Any]] = {}
-    for key, raw in _pairs(items, "--range").items():
-        text = str(raw)
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise TaoSkillsError(
+                f"--range {item!r} is not KEY=MIN:MAX", field="--range", fix="e.g. --range train.optim.lr=1e-5:1e-3"
+            )
         if ":" in text:
             lo, _, hi = text.partition(":")
-            out[key] = {"valid_min": yaml.safe_load(lo), "valid_max": yaml.safe_load(hi)}
+            out[key.strip()] = {"valid_min": _value(lo), "valid_max": _value(hi)}
         else:
-            out[key] = {"valid_options": [yaml.safe_load(x) for x in text.split(",")]}
+            out[key.strip()] = {"valid_options": [_value(x) for x in text.split(",")]}
     return out
 
 
