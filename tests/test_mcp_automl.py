@@ -87,3 +87,39 @@ def test_automl_tools_end_to_end(tmp_path):
             assert again.is_error and json.loads(again.content[0].text)["field"] == "trial_number"
 
     asyncio.run(scenario())
+
+
+def test_train_nvdinov2_on_these_photos_over_mcp_runs_automl(tmp_path):
+    """No policy words: route_request -> launch_job starts AutoML; the run ends with a best_rec."""
+    from taoskills.data.sample_data import write_sample_images
+
+    install_fake_engine(tmp_path / "bin")
+    write_sample_images(tmp_path / "data" / "images_train", n=8)
+    text = "train NVDINOv2 on these photos"
+
+    async def scenario():
+        async with Client(_params(tmp_path)) as client:
+            route = await _call(client, "route_request", text=text)
+            assert route["skill"] == SKILL and route["automl_policy"]["policy"] == "on"
+            handle = await _call(
+                client,
+                "launch_job",
+                skill=route["skill"],
+                action=route["action"],
+                request_text=text,
+                data_sources={"train_datasets": str(tmp_path / "data")},
+                overrides=TINY_TRAIN_OVERRIDES,
+                profile="smoke",
+                engine="tao",
+                automl={"algorithm": "tpe_asha", "max_trials": 4, "max_epochs": 3, "parameters": SEARCH, "poll_s": 0.1},
+            )
+            assert handle["automl_policy"] == "on"
+            deadline = time.monotonic() + 180
+            while (st := await _call(client, "job_status", job_id=handle["job_id"]))["status"] not in ("COMPLETE", "ERROR"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.5)
+            assert st["status"] == "COMPLETE" and "train_loss" in st["kpis"]
+            best = await _call(client, "automl_best", run=handle["job_id"])
+            assert best["best"]["score"] == pytest.approx(st["kpis"]["train_loss"])
+
+    asyncio.run(scenario())

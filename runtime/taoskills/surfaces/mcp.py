@@ -420,6 +420,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         ] = "",
         engine: Annotated[Literal["builtin", "tao"], Field(description="'builtin' or 'tao'")] = "builtin",
         platform: Annotated[str, Field(description="where to run, e.g. 'local'")] = "local",
+        automl: Annotated[
+            dict[str, Any] | None, Field(description="AutoML settings when automl_policy is on (see automl_start)")
+        ] = None,
     ) -> JobHandle:
         """Build, validate, preflight, record and start a job; returns a handle at once (it does not
         wait). The handle has job_id, status (RUNNING), results_dir, log_path and 'next'. The job_id is
@@ -447,6 +450,7 @@ def build_server(service: Service | None = None) -> MCPServer:
                 request_text=request_text,
                 engine=engine,
                 platform=platform,
+                automl=automl,
             ),
         )
 
