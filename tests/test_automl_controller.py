@@ -228,3 +228,13 @@ def test_multi_objective_nsga2_keeps_a_pareto_front(env):
     study = open_study(load_config(handle.results_dir))
     assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2 and len(study.trials) == 5
     assert svc.resolve_checkpoint(handle.job_id, "inference").path.startswith(handle.results_dir)
+
+
+def test_the_last_trial_is_never_pruned_when_none_completed(env):
+    svc, photos = env
+    # tpe_asha with eta 3 stops the first 2 trials at every rung: both would be pruned
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=2, max_epochs=3)
+    assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
+    trials = open_study(load_config(handle.results_dir)).get_trials()
+    assert [t.state for t in trials] == [TS.PRUNED, TS.COMPLETE]
+    assert trials[1].user_attrs["promoted_as_last"] and trials[1].user_attrs["trial_epochs"] == 3

@@ -118,7 +118,8 @@ def test_train_nvdinov2_on_these_photos_over_mcp_runs_automl(tmp_path):
             while (st := await _call(client, "job_status", job_id=handle["job_id"]))["status"] not in ("COMPLETE", "ERROR"):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.5)
-            assert st["status"] == "COMPLETE" and "train_loss" in st["kpis"]
+            trials = (await _call(client, "automl_status", run=handle["job_id"]))["trials"]
+            assert st["status"] == "COMPLETE" and "train_loss" in st["kpis"], trials
             best = await _call(client, "automl_best", run=handle["job_id"])
             assert best["best"]["score"] == pytest.approx(st["kpis"]["train_loss"])
 

@@ -13,7 +13,8 @@ trials RUNNING with its pid and heartbeat. The next controller on the study
 (``python -m taoskills.automl run <run_dir>`` again) takes those trials over and waits for
 their jobs (they run in their own sessions and survive the controller) or relaunches the
 lost segment from its checkpoint — no trial is lost, none is run twice. A trial job that
-fails is retried ``max_retries`` times from its own last checkpoint.
+fails is retried ``max_retries`` times from its own last checkpoint. The last trial of a
+run with no complete trial is never pruned, so a run always ends with a full-budget best.
 """
 
 from __future__ import annotations
@@ -246,11 +247,27 @@ class Controller:
             if not self.multi and end not in {s for s, _ in curve}:
                 trial.report(final[0], end)
             epochs_done, resume_job = end, job_id
-            if end < self.cfg.max_epochs and not self.multi and trial.should_prune():
+            if end < self.cfg.max_epochs and not self.multi and trial.should_prune() and not self._must_finish(trial):
                 return "PRUNED", final, f"pruned after {end} epochs"
         if final is None:
             raise TrialFailed("the trial ran no epochs")
         return "COMPLETE", final, None
+
+    def _must_finish(self, trial: Any) -> bool:
+        """True for the last trial of a run that has no complete trial: it is never pruned,
+        so every run ends with a best_rec at the full epoch budget."""
+        import optuna
+
+        TS = optuna.trial.TrialState
+        with self.lock:
+            trials = self.study.get_trials(deepcopy=False)
+            if any(t.state == TS.COMPLETE for t in trials) or len(trials) < self.cfg.max_trials:
+                return False
+            others = [t for t in trials if t.state == TS.RUNNING and t.number != trial.number]
+            if others:
+                return False
+            trial.set_user_attr("promoted_as_last", True)
+            return True
 
     def _resumable(self, job_id: str) -> str | None:
         try:
