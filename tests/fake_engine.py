@@ -12,7 +12,7 @@ How it is enabled (only in tests): the ``fake_engine`` fixture (tests/conftest.p
 module in-process and sets ``TAO_SKILLS_PLUGINS=fake_engine`` plus ``PYTHONPATH`` for child
 processes (the runner script's ``python -m taoskills.engine``, the ``tao-skills`` CLI), where
 :mod:`taoskills.plugins` imports it. Imported as a plug-in it registers the fake at once (a plain
-import, e.g. for :func:`write_tiny_images`, does not); :func:`uninstall` puts the real one back. ``FAKE_ENGINE_EPOCH_S`` (seconds per epoch, default 0) slows it down for
+import, e.g. for :func:`write_tiny_images`, does not); :func:`uninstall` puts the real one back. ``TAO_SKILLS_FAKE_ENGINE_EPOCH_S`` (seconds per epoch, default 0) slows it down for
 cancel/kill tests.
 """
 
@@ -55,7 +55,7 @@ def _train(ctx) -> dict[str, float]:
     n = len(_images(cfg["dataset"]["train_dataset"]["images_dir"]))
     steps = max(1, n // max(1, int(cfg["dataset"]["batch_size"])))
     epochs, every = int(tr["num_epochs"]), max(1, int(tr.get("checkpoint_interval") or 1))
-    pause = float(os.environ.get("FAKE_ENGINE_EPOCH_S", "0"))
+    pause = float(os.environ.get("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "0"))
     loss = 10.0
     for e in range(epochs):
         time.sleep(pause)

@@ -106,6 +106,7 @@ def test_cli_chain_train_inference_export(tmp_path, env):
 def test_cli_bad_input_names_field_and_fix(tmp_path, env):
     proc = cli(env, "run", "tao-train-nvdinov2", "train", "-d", f"train_datasets={tmp_path}", check=False)
     assert proc.returncode == 2
-    assert "automl_policy" in proc.stderr and "fix:" in proc.stderr
+    # AutoML (the default for train) checks the data first: an empty folder is named with its fix
+    assert "dataset.train_dataset.images_dir" in proc.stderr and "fix:" in proc.stderr
     proc = cli(env, "skills", "show", "tao-train-dinno", check=False)
     assert proc.returncode == 2 and "tao-train-dino" in proc.stderr

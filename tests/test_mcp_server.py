@@ -22,6 +22,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from engine_settings import TINY_TRAIN_OVERRIDES
+from taoskills.surfaces.mcp_automl import AUTOML_TOOLS
 
 SKILL = "tao-train-nvdinov2"
 TERMINAL = {"COMPLETE", "ERROR", "CANCELED"}
@@ -51,7 +52,11 @@ def _params(home: Path) -> StdioServerParameters:
         env={
             "TAO_SKILLS_HOME": str(home),
             "PYTHONUNBUFFERED": "1",
-            **{k: os.environ[k] for k in ("TAO_SKILLS_PLUGINS", "PYTHONPATH", "FAKE_ENGINE_EPOCH_S") if k in os.environ},
+            **{
+                k: os.environ[k]
+                for k in ("TAO_SKILLS_PLUGINS", "PYTHONPATH", "TAO_SKILLS_FAKE_ENGINE_EPOCH_S")
+                if k in os.environ
+            },
         },
     )
 
@@ -206,9 +211,10 @@ def test_error_replies_are_json_with_a_fix(home, photos, fake_engine):
                 action="train",
                 data_sources={"train_datasets": str(photos)},
                 overrides=TINY_TRAIN_OVERRIDES,
+                automl_policy="sometimes",
             )
-            assert err["error"] == "policy_refused" and err["field"] == "automl_policy"
-            assert "automl_policy='off'" in err["fix"]
+            assert err["error"] == "spec_invalid" and err["field"] == "automl_policy"
+            assert "off" in err["fix"]
 
             # unknown spec key: build_spec reports it as an issue, launch_job refuses with it
             built = await call(
@@ -342,7 +348,7 @@ def test_tools_have_schemas_and_annotations(home):
     async def scenario():
         async with Client(_params(home)) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert set(tools) == EXPECTED_TOOLS
+            assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS
             for name, tool in tools.items():
                 assert tool.description and len(tool.description) > 60, name
                 assert tool.output_schema is not None, name

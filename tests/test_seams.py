@@ -244,10 +244,12 @@ def test_hardware_minimums_are_host_checks(monkeypatch, tmp_path):
 def test_placement_prefers_an_engine_that_implements_the_action(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     info = Service().catalog.get("tao-train-mask-auto-encoder").info
-    where = placement.place(info, "train", platform="local")
+    # TensorRT engine building: only TAO's deploy container implements it
+    where = placement.place(info, "deploy_gen_trt_engine", platform="local")
     assert not where.runs_here and "TAO container" in where.next
+    assert placement.place(info, "train", platform="local").engine == "builtin"  # the built-in MAE engine
     with pytest.raises(NotSupported) as exc:
-        placement.require(info, "train", engine=None, platform="local")
+        placement.require(info, "deploy_gen_trt_engine", engine=None, platform="local")
     assert exc.value.fix == where.next
 
 

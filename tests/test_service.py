@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine_settings import TINY_TRAIN_OVERRIDES
-from taoskills.errors import NotSupported, PolicyRefusal, PreflightError, SpecError
+from taoskills.errors import NotSupported, PreflightError, SpecError
 from taoskills.service import Service
 
 
@@ -39,16 +39,16 @@ def _nothing_launched(svc: Service) -> None:
     assert not jobs_dir.exists() or list(jobs_dir.iterdir()) == []
 
 
-def test_train_with_automl_on_is_refused_with_the_way_out(svc, photos):
-    with pytest.raises(PolicyRefusal) as exc:
-        svc.launch_job("tao-train-nvdinov2", "train", data_sources={"train_datasets": str(photos)})
-    assert exc.value.field == "automl_policy"
-    assert "automl_policy='off'" in exc.value.fix and "plain training" in exc.value.fix
+def test_train_with_automl_on_starts_automl_and_checks_its_settings_first(svc, photos):
+    """Policy on (the default) goes to the AutoML hook; bad AutoML settings launch nothing."""
+    with pytest.raises(SpecError) as exc:
+        svc.launch_job("tao-train-nvdinov2", "train", data_sources={"train_datasets": str(photos)}, automl={"algoritm": "tpe"})
+    assert exc.value.field == "automl.algoritm" and "did you mean algorithm" in exc.value.message
     _nothing_launched(svc)
 
 
 def test_policy_phrase_in_request_turns_automl_off(svc, photos, monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "5")
     handle = svc.launch_job(
         "tao-train-nvdinov2",
         "train",
@@ -121,7 +121,7 @@ def test_dino_without_tao_container_gets_one_thing_to_do(svc, monkeypatch, tmp_p
 
 
 def test_killed_engine_process_is_error_with_failure_analysis(svc, photos, monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "5")
     overrides = {**TINY_TRAIN_OVERRIDES, "train.num_epochs": 200}
     handle = svc.launch_job(
         "tao-train-nvdinov2",

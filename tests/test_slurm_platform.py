@@ -90,7 +90,7 @@ def test_builtin_engine_job_runs_to_complete(svc, photos, monkeypatch, tmp_path,
 
 def test_cancel_is_scancel(svc, photos, monkeypatch, tmp_path, slurm_cluster):
     _configure(monkeypatch, tmp_path)
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "5")
     handle = _launch(svc, photos, epochs=50)
     rec = svc.store.get(handle.job_id)
     _wait_log(rec.log_path, "running:")
@@ -126,7 +126,7 @@ def test_program_fault_is_error_and_never_requeued(svc, photos, monkeypatch, tmp
 
 def test_node_failure_is_requeued_then_completes(svc, photos, monkeypatch, tmp_path, slurm_cluster):
     _configure(monkeypatch, tmp_path, max_requeues=1)
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "1")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "1")
     handle = _launch(svc, photos, epochs=3)
     rec = svc.store.get(handle.job_id)
     _wait_log(rec.log_path, "running:")
@@ -149,7 +149,7 @@ def test_node_failure_is_requeued_then_completes(svc, photos, monkeypatch, tmp_p
 
 def test_node_failure_beyond_max_requeues_is_an_infrastructure_error(svc, photos, monkeypatch, tmp_path, slurm_cluster):
     _configure(monkeypatch, tmp_path, max_requeues=0)
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "5")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "5")
     handle = _launch(svc, photos, epochs=50)
     rec = svc.store.get(handle.job_id)
     _wait_log(rec.log_path, "running:")

@@ -27,10 +27,9 @@ from typing_extensions import Unpack
 
 from taoskills import paths
 from taoskills.bank import routing
-from taoskills.bank.automl_policy import resolve_automl_policy
 from taoskills.bank.catalog import Catalog
 from taoskills.data import preflight as pf
-from taoskills.errors import Issue, JobError, PolicyRefusal, SpecError
+from taoskills.errors import Issue, JobError, SpecError
 from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import engines as engine_registry
 from taoskills.platforms import placement
@@ -303,6 +302,7 @@ class Service(JobsMixin):
         request_text: str = "",
         engine: Engine = AUTO,
         platform: str = "local",
+        automl: dict[str, Any] | None = None,
         **request: Unpack[SpecRequest],
     ) -> JobHandle:
         """Place, build (from a :class:`SpecRequest`), validate, preflight, render, record and
@@ -311,16 +311,23 @@ class Service(JobsMixin):
         ``engine``: ``auto`` (first engine that can run the action here), ``builtin``, ``tao``.
         When nothing can run the action here, NotSupported's ``fix`` is the one thing to do
         (checked before the AutoML policy). Train with automl_policy on (the default for
-        AutoML-enabled skills) is refused with a PolicyRefusal until the AutoML runner lands:
-        pass automl_policy='off' (or say "plain training"). Nothing is launched and no record is
-        written when any check fails.
+        AutoML-enabled skills) starts an AutoML run, itself a job (``automl``:
+        taoskills.automl.service_hook.AutoMLSettings); automl_policy='off' (or "plain training"
+        in request_text) trains directly. Nothing is launched and no record is written when any
+        check fails.
         """
         sk = self.catalog.get(skill)
         sk.action(action)
         guard.check_request({**request, "request_text": request_text}, schema=sk.schema(action))  # security
         launch_guard.check_resume_source(self.store, request.get("resume_job_id"), refresh=self.job_status)  # security
         eng, plat = self._place(sk, action, engine, platform)  # place
-        decision = self._automl_gate(sk, action, automl_policy, request_text)  # policy
+        decision = self._automl_policy(sk, action, automl_policy, request_text)  # policy
+        if decision.policy == "on":  # the AutoML run is itself a job (taoskills.automl.service_hook)
+            from taoskills.automl.service_hook import launch_automl
+
+            return launch_automl(
+                self, sk.name, action, decision=decision, engine=engine, platform=platform, settings=automl, **request
+            )
         job_id = "job-" + uuid.uuid4().hex[:12]
         workdir = self.home / "jobs" / job_id
         results_dir = workdir / "results"
@@ -382,21 +389,14 @@ class Service(JobsMixin):
             log_path=record.log_path or "",
             script_path=record.script_path or "",
             automl_policy=decision.policy,
+            automl_reason=decision.reason if decision.applies else None,
             next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 
-    def _automl_gate(self, sk, action: str, automl_policy: str | None, request_text: str):
-        """The AutoML policy decision; ``on`` is refused until the AutoML runner lands."""
-        decision = resolve_automl_policy(sk.info, action, explicit=automl_policy, text=request_text, skill_dir=sk.dir)
-        if decision.policy == "on":
-            raise PolicyRefusal(
-                f"automl_policy resolved to on for {sk.name} train ({decision.reason}); the AutoML runner is not in "
-                "this release, and this runtime never falls back to plain training silently",
-                field="automl_policy",
-                fix="to train directly now, pass automl_policy='off' (CLI: --automl-policy off) or say 'plain training'",
-                details={"policy": decision.model_dump()},
-            )
-        return decision
+    def _automl_policy(self, sk, action: str, automl_policy: str | None, request_text: str):
+        """The AutoML policy decision (each skill's SKILL.md "Train Action Policy"; Chinese off
+        words and the request-length cap come from the router's lexicon)."""
+        return routing.request_policy(sk.info, action, explicit=automl_policy, text=request_text, skill_dir=sk.dir)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -103,6 +103,7 @@ class JobHandle(BaseModel):
     log_path: str
     script_path: str
     automl_policy: str
+    automl_reason: str | None = None  # why automl_policy resolved as it did (train only)
     next: str
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 from taoskills.security.redact import redact, redact_text
+from taoskills.surfaces.cli_automl import automl_app
 from taoskills.surfaces.follow import follow_job
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, log
 app.add_typer(skills_app, name="skills")
 app.add_typer(spec_app, name="spec")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(automl_app, name="automl")
 
 out = Console()
 err = Console(stderr=True)

@@ -69,6 +69,7 @@ from taoskills.service import (
     ValidationResult,
     dump_yaml,
 )
+from taoskills.surfaces import mcp_automl
 
 log = logging.getLogger("taoskills.mcp")
 
@@ -295,7 +296,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         Read-only: it launches nothing.
 
         Next: build_spec(skill, action, ...) with the returned parameters. For training, automl_policy
-        'on' means launch_job will refuse until you pass automl_policy='off' (plain training).
+        'on' means launch_job starts an AutoML run (automl_start for its settings); 'off' trains directly.
         """
         return await _call("route_request", lambda: svc.route_request(text, action=action, automl_policy=automl_policy))
 
@@ -458,7 +459,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         automl_policy: Annotated[
             str | None,
             Field(
-                description="'off' = plain training; 'on' = AutoML (refused in this release); 'auto' or unset = the skill's policy and the words in request_text"
+                description="'off' = plain training; 'on' = AutoML (an AutoML run, itself a job); 'auto' or unset = the skill's policy and the words in request_text"
             ),
         ] = None,
         request_text: Annotated[
@@ -466,13 +467,16 @@ def build_server(service: Service | None = None) -> MCPServer:
         ] = "",
         engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
         platform: Annotated[str, Field(description="where to run, e.g. 'local'")] = "local",
+        automl: Annotated[
+            dict[str, Any] | None, Field(description="AutoML settings when automl_policy is on (see automl_start)")
+        ] = None,
     ) -> JobHandle:
         """Build, validate, preflight, record and start a job; returns a handle at once (it does not
         wait). The handle has job_id, status (RUNNING), results_dir, log_path and 'next'. The job_id is
         a record key, not a credential; jobs live until deleted from the runtime's job store.
 
-        Nothing is launched and no record is written when a check fails. Errors: policy_refused
-        (train with AutoML on: pass automl_policy='off' for plain training), spec_invalid (issues list
+        Nothing is launched and no record is written when a check fails. Train with AutoML on starts
+        an AutoML run (itself a job; see automl_status). Errors: spec_invalid (issues list
         every bad key with its fix), preflight_failed (data/host checks with fixes), not_supported
         (engine cannot run this action), staging_failed, job_error (platform failed to start it).
         Next: poll job_status(job_id) every few seconds until COMPLETE, ERROR or CANCELED.
@@ -494,6 +498,7 @@ def build_server(service: Service | None = None) -> MCPServer:
                 request_text=request_text,
                 engine=engine,
                 platform=platform,
+                automl=automl,
             ),
         )
 
@@ -579,6 +584,7 @@ def build_server(service: Service | None = None) -> MCPServer:
         )
 
     _register_skill_resources(server, svc)
+    mcp_automl.register(server, svc)  # AutoML tools (taoskills.surfaces.mcp_automl)
     return server
 
 
