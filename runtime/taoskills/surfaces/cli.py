@@ -35,6 +35,27 @@ out = Console()
 err = Console(stderr=True)
 
 
+# ----------------------------------------------------------------------------- --version
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from taoskills import __version__
+        from taoskills.paths import skills_dir
+
+        typer.echo(f"tao-skills {__version__} (skills: {skills_dir()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and the skill bank folder"
+    ),
+) -> None:
+    """TAO skill bank runtime: route, build specs, run and track TAO jobs."""
+
+
 def _service():
     from taoskills.service import Service
 
