@@ -254,19 +254,35 @@ class Service(JobsMixin):
         *,
         engine: Engine = AUTO,
         platform: str = "local",
-        job_id: str = "job-preview",
+        job_id: str | None = None,
         workdir: str | None = None,
     ) -> RunnerResult:
         """Render the runner script (bash) that writes the spec and runs the engine; not launched.
 
+        Each render gets its own job id (``job_id`` default: a new one) and folder
+        ``<home>/jobs/<job_id>/``; paths of a preview spec under the shared preview results folder
+        (``build_spec``'s default) move to ``<workdir>/results``. On the local platform the
+        script, run by hand, registers with this job store when the runtime is importable
+        (:mod:`taoskills.jobs.register`), so ``job_status`` follows it; it runs without it too.
+
         Errors: NotSupported when no engine (or not the named one) can run the action here; its
         ``fix`` is the one thing to do.
         """
+        from taoskills.jobs import register
+
         sk = self.catalog.get(skill)
         eng, plat = self._place(sk, action, engine, platform)
+        job_id = job_id or "job-" + uuid.uuid4().hex[:12]
         wd = Path(workdir) if workdir else self.home / "jobs" / job_id
+        spec = register.reroot(spec, str(self.home / "preview" / "results"), str(wd / "results"))
         ctx = self._runner_context(sk, action, spec, eng, plat, job_id, wd)
-        return RunnerResult(skill=sk.name, action=action, engine=eng.name, platform=plat.name, script=render_runner(ctx))
+        if plat.name == "local":
+            ctx.register_command = register.register_argv(ctx.model_dump(), home=self.home)
+            ctx.register_log = str(Path(ctx.workdir) / "log.txt")
+        script = render_runner(ctx)
+        return RunnerResult(
+            skill=sk.name, action=action, engine=eng.name, platform=plat.name, script=script, job_id=job_id, workdir=str(wd)
+        )
 
     def _place(self, sk, action: str, engine: Engine, platform: str) -> tuple[RuntimeEngine, Platform]:
         sk.action(action)
