@@ -34,6 +34,7 @@ EXPECTED_TOOLS = {
     "cancel_job",
     "list_jobs",
     "resolve_checkpoint",
+    "wait_job",
 }
 FETCH_FAILURES = (
     "E404",

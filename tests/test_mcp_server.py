@@ -41,6 +41,7 @@ EXPECTED_TOOLS = {
     "cancel_job",
     "list_jobs",
     "resolve_checkpoint",
+    "wait_job",
 }
 
 

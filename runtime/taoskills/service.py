@@ -232,7 +232,25 @@ class Service(JobsMixin):
 
     def _preflight(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform) -> pf.PreflightReport:
         data, host = self._checks(sk, action, spec, eng, plat)
-        return pf.run_preflight(data, host)
+        return pf.run_preflight(data, host, self._credential_checks(sk, action, spec, eng))
+
+    @staticmethod
+    def _credential_checks(sk, action: str, spec: dict[str, Any], eng: RuntimeEngine) -> list[pf.CheckResult]:
+        """Credentials by NAME only (values never read into results). A secret variable the spec
+        references as ``${oc.env:NAME}`` (OmegaConf's env resolver) must be set, and so must the
+        engine's secret names (the runner script stops without them); a reference with a default,
+        ``${oc.env:NAME,default}``, is reported as a warning when unset."""
+        import re
+
+        from taoskills.security.env import is_secret_env_name
+
+        refs: dict[str, bool] = {}  # name -> required
+        for name, default in re.findall(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(,[^}]*)?\}", dump_yaml(spec)):
+            if is_secret_env_name(name):
+                refs[name] = refs.get(name, False) or not default
+        for name in eng.secret_env_names(sk.info, action, spec):
+            refs[name] = True
+        return [c for n, req in refs.items() for c in pf.check_credentials([n], required=req)]
 
     def _checks(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform):
         """(data checks through the platform's input policy, host checks of the platform for the engine)."""
