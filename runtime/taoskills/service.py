@@ -427,7 +427,8 @@ class Service(JobsMixin):
                 f"automl_policy resolved to on for {sk.name} train ({decision.reason}); the AutoML runner is not in "
                 "this release, and this runtime never falls back to plain training silently",
                 field="automl_policy",
-                fix="to train directly now, pass automl_policy='off' (CLI: --automl-policy off) or say 'plain training'",
+                fix="to train directly now, pass automl_policy='off' or say 'plain training'",
+                fix_cli="to train directly now, add --automl-policy off (or --request 'plain training')",
                 details={"policy": decision.model_dump()},
             )
         return decision
