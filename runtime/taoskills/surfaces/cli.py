@@ -106,13 +106,15 @@ def _load_spec(path: Path) -> dict:
 
 def _fail(exc: TaoSkillsError) -> None:
     """Print an error with its fix in CLI syntax (``fix_cli``, else ``fix`` rewritten: cli_render.to_cli)."""
-    message, fix = redact_text(exc.message), redact_text(cli_render.cli_fix(exc))  # security: no secret in errors
+    message, fix = redact_text(exc.message), redact_text(cli_render.cli_fix(exc) or "")  # security: no secret in errors
     err.print(f"[bold red]{cli_render.BAD} error[/] ({exc.code}): {message}", markup=True, highlight=False, soft_wrap=True)
     if exc.field:
         err.print(f"  field: {exc.field}", markup=False, highlight=False, soft_wrap=True)
     for issue in exc.issues:
         err.print(
-            f"  - {issue.field}: {issue.reason} fix: {redact_text(cli_render.to_cli(issue.fix))}", markup=False, highlight=False
+            f"  - {issue.field}: {issue.reason} fix: {redact_text(cli_render.to_cli(issue.fix) or '')}",
+            markup=False,
+            highlight=False,
         )
     if fix:
         err.print(f"  fix: {fix}", markup=False, highlight=False, soft_wrap=True)

@@ -65,6 +65,14 @@ def _call_to_cmd(m: re.Match) -> str:
     return " ".join([cmd, *args])
 
 
+def _sub_dict(flag: str) -> Callable[[re.Match], str]:
+    return lambda m: _dict_to_flags(flag, m.group(1))
+
+
+def _sub_arg(flag: str) -> Callable[[re.Match], str]:
+    return lambda m: f"{flag} {m.group(1)}"
+
+
 def to_cli(text: str | None) -> str | None:
     """``text`` with tool-argument syntax rewritten as ``tao-skills`` flags and commands."""
     if not text:
@@ -73,9 +81,9 @@ def to_cli(text: str | None) -> str | None:
     out = re.sub(rf"\b(?:{'|'.join(_CALLS)})(?:\([^)]*\))? \(CLI: ([^)]*)\)", r"\1", text)
     out = re.sub(r" ?\(CLI: [^)]*\)", "", out)
     for name, flag in _DICT_FLAGS.items():
-        out = re.sub(rf"\b{name}\s*=\s*\{{([^}}]*)\}}", lambda m, f=flag: _dict_to_flags(f, m.group(1)), out)
+        out = re.sub(rf"\b{name}\s*=\s*\{{([^}}]*)\}}", _sub_dict(flag), out)
     for name, flag in _ARG_FLAGS.items():
-        out = re.sub(rf"\b{name}\s*=\s*{_Q}", lambda m, f=flag: f"{f} {m.group(1)}", out)
+        out = re.sub(rf"\b{name}\s*=\s*{_Q}", _sub_arg(flag), out)
     out = re.sub(rf"\b({'|'.join(_CALLS)})\(([^)]*)\)", _call_to_cmd, out)
     out = re.sub(rf"(?<![\w-])({'|'.join(_CALLS)})\b", lambda m: _CALLS[m.group(1)], out)  # bare tool names
     out = re.sub(r"\b(override|overrides) ([A-Za-z_][\w.\[\]]*)\b", r"-s \2=VALUE", out)

@@ -421,8 +421,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec (build_spec's 'spec')")],
-        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[PlatformName, Field(description="where the job runs, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="where the job runs, e.g. 'local'")] = "local",  # type: ignore[valid-type]
     ) -> pf.PreflightReport:
         """Check the data and host before a launch: each image folder exists, is a folder (not an
         archive), has enough readable images for one batch (corrupt files listed); host/engine and
@@ -437,8 +437,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec")],
-        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[PlatformName, Field(description="platform name, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="platform name, e.g. 'local'")] = "local",  # type: ignore[valid-type]
     ) -> RunnerResult:
         """Render (not run, not write) the bash runner script a launch would use: it writes the spec
         and runs the engine, with secrets passed by env-var name only. For review before launch_job.
@@ -479,8 +479,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         request_text: Annotated[
             str, Field(description="the user's words, used to resolve automl_policy (e.g. 'plain training')")
         ] = "",
-        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[PlatformName, Field(description="where to run, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="where to run, e.g. 'local'")] = "local",  # type: ignore[valid-type]
     ) -> JobHandle:
         """Build, validate, preflight, record and start a job; returns a handle at once (it does not
         wait). The handle has job_id, status (RUNNING), results_dir, log_path and 'next'. The job_id is
