@@ -64,7 +64,7 @@ def test_follow_logs_prints_each_line_once_as_the_window_slides():
     assert printed == [f"line {i}" for i in range(int(printed[0].split()[1]), len(log))]
 
 
-def test_route_build_preflight_are_compact(home, photos, tmp_path):
+def test_route_build_preflight_are_compact(home, photos, tmp_path, fake_engine):
     route = cli("route", "train NVDINOv2 on my photos, plain training").stdout
     assert route.splitlines()[0].startswith(f"✓ {SKILL} train") and "automl_policy: off" in route
     assert json.loads(cli("route", "train NVDINOv2", "--json").stdout)["skill"] == SKILL

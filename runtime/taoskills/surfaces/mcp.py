@@ -514,7 +514,9 @@ def build_server(service: Service | None = None) -> MCPServer:
 
     @server.tool(annotations=_hints(**RO, title="Job status"))
     async def job_status(
-        job_id: Annotated[str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f'")],
+        job_id: Annotated[
+            str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f', or a unique prefix of one")
+        ],
     ) -> JobStatus:
         """State of a job: PENDING, RUNNING, COMPLETE, ERROR, CANCELED or UNKNOWN (terminal: COMPLETE,
         ERROR, CANCELED), epoch/max_epoch, ETA, KPIs (e.g. train_loss), and for ERROR a failure
