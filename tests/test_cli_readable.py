@@ -78,7 +78,7 @@ def test_route_build_preflight_are_compact(home, photos, tmp_path, fake_engine):
     assert "train" in json.loads(cli("spec", "template", SKILL, "train", "--json").stdout)
 
 
-def test_refusal_fix_is_written_in_cli_syntax(home, photos):
+def test_refusal_fix_is_written_in_cli_syntax(home, photos, fake_engine):
     proc = cli("run", SKILL, "train", "-d", f"train_datasets={photos}", check=2)
     assert "--automl-policy off" in proc.stderr and "automl_policy='off'" not in proc.stderr
 
