@@ -2,7 +2,7 @@
 
 The wheel is built from a copy of the packaging inputs (pyproject.toml, setup.py, README,
 ``runtime/``, ``skills/``) with ``pip wheel --no-build-isolation`` (no network). The fresh venv
-gets the wheel with ``--no-deps``; its base dependencies come from this interpreter's
+gets the wheel with ``--no-deps --ignore-installed`` (pip never touches another environment); its base dependencies come from this interpreter's
 site-packages through a ``.pth`` file (never the editable ``taoskills``: a ``.pth``'s own path
 entries do not process the ``.pth`` files inside them, and the venv's site-packages comes first).
 From a folder with no checkout: ``tao-skills skills list`` shows the five skills, and the MCP
@@ -63,7 +63,9 @@ def wheel_venv(tmp_path_factory) -> tuple[Path, Path]:
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], check=True,
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     Path(site, "zz_base_deps.pth").write_text("\n".join(_site_dirs()) + "\n")
-    subprocess.run([*pip, "--python", str(py), "install", "--no-deps", str(wheel)], check=True)
+    subprocess.run(
+        [*pip, "--python", str(py), "install", "--no-deps", "--no-index", "--ignore-installed", str(wheel)], check=True
+    )
     empty = tmp / "elsewhere"
     empty.mkdir()
     return venv, empty
