@@ -37,6 +37,7 @@ EXPECTED_TOOLS = {
     "cancel_job",
     "list_jobs",
     "resolve_checkpoint",
+    "wait_job",
 }
 FETCH_FAILURES = (
     "E404",

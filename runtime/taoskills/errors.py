@@ -29,7 +29,12 @@ class Issue:
 
 
 class TaoSkillsError(Exception):
-    """Base error. ``code`` is a stable machine name; ``issues`` lists field-level problems."""
+    """Base error. ``code`` is a stable machine name; ``issues`` lists field-level problems.
+
+    ``fix`` is written in tool-argument syntax (what an MCP client passes); ``fix_cli``, when
+    given, is the same fix as ``tao-skills`` flags (the CLI shows it; without one the CLI
+    rewrites ``fix``, taoskills.surfaces.cli_render.to_cli).
+    """
 
     code = "error"
 
@@ -41,11 +46,15 @@ class TaoSkillsError(Exception):
         fix: str | None = None,
         issues: list[Issue] | None = None,
         details: dict[str, Any] | None = None,
+        fix_cli: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.fix = fix
+        #: the fix in ``tao-skills`` CLI syntax when it differs from ``fix`` (tool-argument
+        #: syntax); the CLI shows it, MCP replies never carry it
+        self.fix_cli = fix_cli
         self.issues = list(issues or [])
         self.details = dict(details or {})
 

@@ -10,8 +10,9 @@ from pathlib import Path
 def skills_dir() -> Path:
     """The skill bank folder.
 
-    Order: ``$TAO_SKILLS_DIR``; the repository's ``skills/`` (editable install);
-    ``<prefix>/share/tao-skills/skills`` (wheel install).
+    Order: ``$TAO_SKILLS_DIR``; the repository's ``skills/`` (editable install or checkout);
+    the copy packaged in the wheel as ``taoskills/_skills`` (``pip``/``pipx``/``uvx`` install,
+    copied there by the build hook in setup.py); ``<prefix>/share/tao-skills/skills``.
     """
     env = os.environ.get("TAO_SKILLS_DIR")
     if env:
@@ -19,6 +20,9 @@ def skills_dir() -> Path:
     repo = Path(__file__).resolve().parents[2] / "skills"
     if repo.is_dir():
         return repo
+    packaged = Path(__file__).resolve().parent / "_skills"
+    if packaged.is_dir():
+        return packaged
     return Path(sys.prefix) / "share" / "tao-skills" / "skills"
 
 

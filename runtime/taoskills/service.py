@@ -231,7 +231,25 @@ class Service(JobsMixin):
 
     def _preflight(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform) -> pf.PreflightReport:
         data, host = self._checks(sk, action, spec, eng, plat)
-        return pf.run_preflight(data, host)
+        return pf.run_preflight(data, host, self._credential_checks(sk, action, spec, eng))
+
+    @staticmethod
+    def _credential_checks(sk, action: str, spec: dict[str, Any], eng: RuntimeEngine) -> list[pf.CheckResult]:
+        """Credentials by NAME only (values never read into results). A secret variable the spec
+        references as ``${oc.env:NAME}`` (OmegaConf's env resolver) must be set, and so must the
+        engine's secret names (the runner script stops without them); a reference with a default,
+        ``${oc.env:NAME,default}``, is reported as a warning when unset."""
+        import re
+
+        from taoskills.security.env import is_secret_env_name
+
+        refs: dict[str, bool] = {}  # name -> required
+        for name, default in re.findall(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(,[^}]*)?\}", dump_yaml(spec)):
+            if is_secret_env_name(name):
+                refs[name] = refs.get(name, False) or not default
+        for name in eng.secret_env_names(sk.info, action, spec):
+            refs[name] = True
+        return [c for n, req in refs.items() for c in pf.check_credentials([n], required=req)]
 
     def _checks(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform):
         """(data checks through the platform's input policy, host checks of the platform for the engine)."""
@@ -253,19 +271,35 @@ class Service(JobsMixin):
         *,
         engine: Engine = AUTO,
         platform: str = "local",
-        job_id: str = "job-preview",
+        job_id: str | None = None,
         workdir: str | None = None,
     ) -> RunnerResult:
         """Render the runner script (bash) that writes the spec and runs the engine; not launched.
 
+        Each render gets its own job id (``job_id`` default: a new one) and folder
+        ``<home>/jobs/<job_id>/``; paths of a preview spec under the shared preview results folder
+        (``build_spec``'s default) move to ``<workdir>/results``. On the local platform the
+        script, run by hand, registers with this job store when the runtime is importable
+        (:mod:`taoskills.jobs.register`), so ``job_status`` follows it; it runs without it too.
+
         Errors: NotSupported when no engine (or not the named one) can run the action here; its
         ``fix`` is the one thing to do.
         """
+        from taoskills.jobs import register
+
         sk = self.catalog.get(skill)
         eng, plat = self._place(sk, action, engine, platform)
+        job_id = job_id or "job-" + uuid.uuid4().hex[:12]
         wd = Path(workdir) if workdir else self.home / "jobs" / job_id
+        spec = register.reroot(spec, str(self.home / "preview" / "results"), str(wd / "results"))
         ctx = self._runner_context(sk, action, spec, eng, plat, job_id, wd)
-        return RunnerResult(skill=sk.name, action=action, engine=eng.name, platform=plat.name, script=render_runner(ctx))
+        if plat.name == "local":
+            ctx.register_command = register.register_argv(ctx.model_dump(), home=self.home)
+            ctx.register_log = str(Path(ctx.workdir) / "log.txt")
+        script = render_runner(ctx)
+        return RunnerResult(
+            skill=sk.name, action=action, engine=eng.name, platform=plat.name, script=script, job_id=job_id, workdir=str(wd)
+        )
 
     def _place(self, sk, action: str, engine: Engine, platform: str) -> tuple[RuntimeEngine, Platform]:
         sk.action(action)

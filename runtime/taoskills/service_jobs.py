@@ -28,11 +28,35 @@ class JobsMixin:
     store: JobStore
     catalog: Any
 
+    def resolve_job_id(self, job_id: str) -> str:
+        """The full job id for ``job_id`` or a unique prefix of one (``job-1a2b`` -> ``job-1a2b3c4d5e6f``;
+        the ``job-`` part may be left out). Errors: NotFound when nothing matches or the prefix is
+        ambiguous (the fix lists the candidates)."""
+        job_id = (job_id or "").strip()
+        for prefix in dict.fromkeys([job_id, "job-" + job_id if job_id and not job_id.startswith("job-") else job_id]):
+            if not prefix:
+                continue
+            found = self.store.ids_with_prefix(prefix, limit=6)
+            if prefix in found:
+                return prefix
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise NotFound(
+                    f"job id prefix {job_id!r} matches {len(found)}{'+' if len(found) > 5 else ''} jobs",
+                    field="job_id",
+                    fix=f"give more characters of the id: one of {', '.join(found[:5])}",
+                )
+        raise NotFound(
+            f"no job with id or id prefix {job_id!r}", field="job_id", fix="list the jobs (list_jobs) and use a listed id"
+        )
+
     def job_status(self, job_id: str) -> JobStatus:
         """State (PENDING/RUNNING/COMPLETE/ERROR/CANCELED/UNKNOWN), epoch/max_epoch, ETA, KPIs,
         and a failure analysis from the skill's error patterns when the job failed. Results are
-        read through the job's platform (``platform.artifacts(record)``)."""
-        rec = self.store.get(job_id)
+        read through the job's platform (``platform.artifacts(record)``). ``job_id``: an id or a
+        unique prefix (:meth:`resolve_job_id`), as in every job method here."""
+        rec = self.store.get(self.resolve_job_id(job_id))
         plat = get_platform(rec.platform)
         return self._status(rec, plat, plat.poll(rec) if rec.status not in TERMINAL else None)
 
@@ -94,11 +118,11 @@ class JobsMixin:
     def job_logs(self, job_id: str, *, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> JobLogs:
         """The job's log: last ``tail`` lines, optionally only lines matching regex ``grep``, at most
         ``max_bytes`` bytes (a first marker line says when earlier output was cut)."""
-        rec = self.store.get(job_id)
+        rec = self.store.get(self.resolve_job_id(job_id))
         text = get_platform(rec.platform).logs(rec, tail=tail, grep=grep, max_bytes=max_bytes)
         truncated = text.startswith(TRUNCATION_MARKER)
         return JobLogs(
-            job_id=job_id,
+            job_id=rec.job_id,
             tail=tail,
             grep=grep,
             max_bytes=max_bytes,
@@ -109,12 +133,12 @@ class JobsMixin:
 
     def cancel_job(self, job_id: str) -> JobStatus:
         """Stop a job (process group SIGTERM, then SIGKILL). A finished job is left as it is."""
-        rec = self.store.get(job_id)
+        rec = self.store.get(self.resolve_job_id(job_id))
         if rec.status in TERMINAL:
-            return self.job_status(job_id)
-        self.store.update_status(job_id, "CANCELED")
+            return self.job_status(rec.job_id)
+        self.store.update_status(rec.job_id, "CANCELED")
         get_platform(rec.platform).cancel(rec)
-        return self.job_status(job_id)
+        return self.job_status(rec.job_id)
 
     def list_jobs(
         self, *, status: str | None = None, skill: str | None = None, action: str | None = None, limit: int = 50
@@ -150,7 +174,7 @@ class JobsMixin:
         inference/export, ``model_epoch_*`` for resume — pass for_action='resume'). The results
         are read through the job's platform (``artifacts(record).checkpoint_root()``).
         """
-        rec = self.store.get(job_id)
+        rec = self.store.get(self.resolve_job_id(job_id))
         sk = self.catalog.get(rec.skill)
         if for_action == "resume":
             rule = checkpoints.resume_rule(sk.info)
@@ -171,7 +195,7 @@ class JobsMixin:
             allow_latest=allow_latest,
         )
         return CheckpointResult(
-            job_id=job_id,
+            job_id=rec.job_id,
             for_action=for_action,
             path=str(choice.path),
             reason=choice.reason,

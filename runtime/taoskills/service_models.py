@@ -90,6 +90,8 @@ class RunnerResult(BaseModel):
     platform: str
     script: str
     script_path: str | None = None
+    job_id: str | None = None  # the job id the script runs (and registers) as
+    workdir: str | None = None  # its job folder (spec, exit_code, log.txt)
 
 
 class JobHandle(BaseModel):

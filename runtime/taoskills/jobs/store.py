@@ -423,6 +423,19 @@ class JobStore:
         with self._lock, self._guard():
             return self._load(self._connect(), job_id)
 
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Job ids that start with ``prefix`` (literal, no wildcards), newest first, at most ``limit``."""
+        with self._lock, self._guard():
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                    (len(prefix), prefix, int(limit)),
+                )
+                .fetchall()
+            )
+        return [r[0] for r in rows]
+
     def list(
         self,
         status: str | list[str] | None = None,

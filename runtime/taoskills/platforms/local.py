@@ -85,6 +85,33 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def adopt_process(workdir: Path, pid: int) -> dict:
+    """Write ``workdir/pid`` for a runner that is already running (a runner script run by hand),
+    so :meth:`LocalPlatform.poll` follows it like a submitted one. Returns the identity written.
+
+    ``pgid`` is the process's own group when it leads one (run from an interactive shell);
+    otherwise it is recorded as ``pid`` (no such group exists, so :meth:`LocalPlatform.cancel`
+    then signals nothing rather than the caller's whole group).
+    Errors: JobError if ``pid`` is not a live process on this host.
+    """
+    st = _stat(pid)
+    if st is None and _has_proc():
+        raise JobError(f"process {pid} does not exist", field="pid", fix="pass the runner shell's pid ($$)")
+    ident = {
+        "pid": pid,
+        "pgid": st[1] if st and st[1] == pid else pid,
+        "start_ticks": st[2] if st else None,
+        "boot_id": _boot_id(),
+        "cmdline": _cmdline(pid),
+        "started_at": utc_now(),
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in (EXIT_FILE, CANCEL_FILE):
+        (workdir / name).unlink(missing_ok=True)
+    _atomic_write(workdir / PID_FILE, json.dumps(ident))
+    return ident
+
+
 class LocalArtifacts:
     """A job's results and log on this host's disk (``record.results_dir``, ``record.log_path``)."""
 

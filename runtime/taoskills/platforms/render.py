@@ -100,6 +100,8 @@ class RunnerContext(BaseModel):
     ``secret_env_names``, whose values are never written - the script only checks they
     are set). ``staged_inputs``: ``(src, dest)`` pairs; the script stops if a ``dest`` is
     missing. ``checkpoint_dir`` defaults to ``results_dir/train`` for the train action.
+    ``register_command``/``register_log``: set for scripts meant to be run by hand (see
+    :mod:`taoskills.jobs.register`); None for scripts a platform launches.
     """
 
     job_id: str
@@ -117,8 +119,13 @@ class RunnerContext(BaseModel):
     secret_env_names: list[str] = Field(default_factory=list)
     staged_inputs: list[tuple[str, str]] = Field(default_factory=list)
     checkpoint_dir: str | None = None
+    #: hand-run scripts only: argv that registers the job with the job store
+    #: (taoskills.jobs.register); the script runs on when it fails or the runtime is absent
+    register_command: list[str] | None = None
+    #: with register_command: the log file the script tees its output into once registered
+    register_log: str | None = None
 
-    @field_validator("workdir", "results_dir", "spec_path", "checkpoint_dir", mode="before")
+    @field_validator("workdir", "results_dir", "spec_path", "checkpoint_dir", "register_log", mode="before")
     @classmethod
     def _abs_path(cls, v: Any, info: Any) -> Any:
         if v is None:

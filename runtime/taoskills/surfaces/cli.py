@@ -19,6 +19,7 @@ from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 from taoskills.security.redact import redact, redact_text
+from taoskills.surfaces import cli_render
 from taoskills.surfaces.cli_automl import automl_app
 from taoskills.surfaces.follow import follow_job
 
@@ -35,6 +36,27 @@ app.add_typer(automl_app, name="automl")
 
 out = Console()
 err = Console(stderr=True)
+
+
+# ----------------------------------------------------------------------------- --version
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from taoskills import __version__
+        from taoskills.paths import skills_dir
+
+        typer.echo(f"tao-skills {__version__} (skills: {skills_dir()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and the skill bank folder"
+    ),
+) -> None:
+    """TAO skill bank runtime: route, build specs, run and track TAO jobs."""
 
 
 def _service():
@@ -85,14 +107,19 @@ def _load_spec(path: Path) -> dict:
 
 
 def _fail(exc: TaoSkillsError) -> None:
-    exc.message, exc.fix = redact_text(exc.message), redact_text(exc.fix or "")  # security: no secret in errors
-    err.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    """Print an error with its fix in CLI syntax (``fix_cli``, else ``fix`` rewritten: cli_render.to_cli)."""
+    message, fix = redact_text(exc.message), redact_text(cli_render.cli_fix(exc) or "")  # security: no secret in errors
+    err.print(f"[bold red]{cli_render.BAD} error[/] ({exc.code}): {message}", markup=True, highlight=False, soft_wrap=True)
     if exc.field:
-        err.print(f"  field: {exc.field}")
+        err.print(f"  field: {exc.field}", markup=False, highlight=False, soft_wrap=True)
     for issue in exc.issues:
-        err.print(f"  - {issue.field}: {issue.reason} [dim]fix:[/] {issue.fix}")
-    if exc.fix:
-        err.print(f"  fix: {exc.fix}")
+        err.print(
+            f"  - {issue.field}: {issue.reason} fix: {redact_text(cli_render.to_cli(issue.fix) or '')}",
+            markup=False,
+            highlight=False,
+        )
+    if fix:
+        err.print(f"  fix: {fix}", markup=False, highlight=False, soft_wrap=True)
 
 
 JSON = typer.Option(False, "--json", help="print JSON")
@@ -168,18 +195,24 @@ def skills_show(name: str, as_json: bool = JSON, body: bool = typer.Option(False
 @app.command()
 def route(text: str, action: str | None = None, automl_policy: str | None = None, as_json: bool = JSON) -> None:
     """Route a request ("train DINO on my COCO data") to a skill, action and automl_policy."""
-    _emit(_service().route_request(text, action=action, automl_policy=automl_policy), as_json)
+    routed = _service().route_request(text, action=action, automl_policy=automl_policy)
+    if as_json:
+        return _emit(routed, True)
+    cli_render.print_route(redact(routed))
 
 
 # ----------------------------------------------------------------------------- specs
 
 
 @spec_app.command("template")
-def spec_template(skill: str, action: str) -> None:
+def spec_template(skill: str, action: str, as_json: bool = JSON) -> None:
     """Print an action's packaged spec template (YAML)."""
     from taoskills.service import dump_yaml
 
-    typer.echo(dump_yaml(_service().get_spec_template(skill, action)).rstrip())
+    spec = _service().get_spec_template(skill, action)
+    if as_json:
+        return _emit(spec, True)
+    typer.echo(dump_yaml(spec).rstrip())
 
 
 @spec_app.command("build")
@@ -208,10 +241,7 @@ def spec_build(
         return _emit(result, True)
     if not output:
         typer.echo(result.spec_yaml.rstrip())
-    for key, inf in result.inferred.items():
-        err.print(f"[dim]inferred[/] {key} = {inf['value']}  ({inf['fn']}: {inf['reason']})")
-    for issue in result.issues:
-        err.print(f"[yellow]{issue['code']}[/] {issue['field']}: {issue['reason']} fix: {issue['fix']}")
+    cli_render.print_build(redact(result), echo=lambda line: typer.echo(line, err=True))  # stdout stays the spec
     if not result.valid:
         raise typer.Exit(2)
 
@@ -235,7 +265,10 @@ def spec_validate(
 def preflight(skill: str, action: str, spec: Path, engine: str = ENGINE, platform: str = "local", as_json: bool = JSON) -> None:
     """Check data and host for a spec file before launch."""
     report = _service().preflight(skill, action, _load_spec(spec), engine=engine, platform=platform)
-    _emit(report, as_json)
+    if as_json:
+        _emit(report, True)
+    else:
+        cli_render.print_preflight(redact(report))
     if not report.ok:
         raise typer.Exit(2)
 
@@ -248,14 +281,17 @@ def render(
     engine: str = ENGINE,
     platform: str = "local",
     output: Path | None = typer.Option(None, "-o", "--output"),
+    as_json: bool = JSON,
 ) -> None:
-    """Render the runner script for a spec file (runs by hand with bash)."""
+    """Render the runner script for a spec file (runs by hand with bash; it registers with the job store)."""
     result = _service().render_runner(skill, action, _load_spec(spec), engine=engine, platform=platform)
     if output:
         output.write_text(result.script)
         output.chmod(0o755)
-        err.print(f"runner written to {output}")
-    else:
+        err.print(f"runner for job {result.job_id} written to {output}")
+    if as_json:
+        return _emit(result, True)
+    if not output:
         typer.echo(result.script)
 
 
@@ -298,9 +334,15 @@ def run(
     if not follow:
         return _emit(handle, as_json)
     status = follow_job(svc, handle.job_id)
-    _emit(status, as_json)
+    _emit_status(status, as_json)
     if status.status != "COMPLETE":
         raise typer.Exit(1)
+
+
+def _emit_status(status: Any, as_json: bool) -> None:
+    if as_json:
+        return _emit(status, True)
+    cli_render.print_status(redact(status))
 
 
 @jobs_app.command("list")
@@ -312,6 +354,8 @@ def jobs_list(
     if as_json:
         return _emit(jobs, True)
     table = Table("job", "skill", "action", "status", "epoch", "kpis", "parent")
+    for col in (table.columns[0], table.columns[6]):  # full job ids, never cut (prefixes are accepted)
+        col.no_wrap, col.min_width = True, 16
     for j in jobs:
         table.add_row(
             j.job_id,
@@ -327,14 +371,31 @@ def jobs_list(
 
 @jobs_app.command("status")
 def jobs_status(job_id: str, as_json: bool = JSON) -> None:
-    """Show a job's state, progress, KPIs and failure analysis."""
-    _emit(_service().job_status(job_id), as_json)
+    """Show a job's state, progress, KPIs and failure analysis (JOB_ID: an id or a unique prefix)."""
+    _emit_status(_service().job_status(job_id), as_json)
 
 
 @jobs_app.command("logs")
-def jobs_logs(job_id: str, tail: int = 200, grep: str | None = None, max_bytes: int = 65536) -> None:
-    """Print the end of a job's log (optionally only lines matching a regex)."""
-    typer.echo(redact_text(_service().job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text))
+def jobs_logs(
+    job_id: str,
+    tail: int = 200,
+    grep: str | None = None,
+    max_bytes: int = 65536,
+    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines until the job ends"),
+    as_json: bool = JSON,
+) -> None:
+    """Print the end of a job's log (optionally only lines matching a regex); -f follows it."""
+    svc = _service()
+    if as_json:
+        return _emit(svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes), True)
+    if not follow:
+        return typer.echo(redact_text(svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text))
+    full_id = svc.resolve_job_id(job_id)
+    cli_render.follow_logs(
+        read=lambda: svc.job_logs(full_id, tail=tail, grep=grep, max_bytes=max_bytes).text,
+        is_done=lambda: svc.job_status(full_id).status in ("COMPLETE", "ERROR", "CANCELED"),
+        echo=lambda text: typer.echo(redact_text(text)),
+    )
 
 
 @jobs_app.command("cancel")
@@ -345,9 +406,10 @@ def jobs_cancel(job_id: str, as_json: bool = JSON) -> None:
 
 @jobs_app.command("wait")
 def jobs_wait(job_id: str, as_json: bool = JSON) -> None:
-    """Follow a job until it ends."""
-    status = follow_job(_service(), job_id)
-    _emit(status, as_json)
+    """Follow a job until it ends (progress bar), then print its status; exit 1 unless COMPLETE."""
+    svc = _service()
+    status = follow_job(svc, svc.resolve_job_id(job_id))
+    _emit_status(status, as_json)
     if status.status != "COMPLETE":
         raise typer.Exit(1)
 

@@ -1,9 +1,11 @@
 """The MCP server: a thin skin over :class:`taoskills.service.Service` (MCP Python SDK 2.x).
 
-Tools (15): ``ping`` (health check), ``list_skills``, ``get_skill``, ``route_request``,
+Tools: ``ping`` (health check), ``list_skills``, ``get_skill``, ``route_request``,
 ``get_spec_template``, ``build_spec``, ``validate_spec``, ``preflight``, ``render_runner``,
-``launch_job``, ``job_status``, ``job_logs``, ``cancel_job``, ``list_jobs``,
-``resolve_checkpoint``. Each returns a pydantic model (MCP ``outputSchema`` +
+``launch_job``, ``job_status``, ``wait_job`` (blocking, with progress notifications),
+``job_logs``, ``cancel_job``, ``list_jobs``, ``resolve_checkpoint`` (plus any registered by
+other surfaces modules). Enumerated arguments (engine, platform, automl_policy, profile,
+status) are JSON-schema enums; engine and platform names come from their registries. Each returns a pydantic model (MCP ``outputSchema`` +
 ``structuredContent``) and carries annotations (read-only / destructive / idempotent hints;
 hints only, not security: MCP spec, ``ToolAnnotations``).
 
@@ -13,6 +15,9 @@ text is ``json.dumps(error.as_dict())`` — ``error`` (code), ``message``, ``fie
 rewritten to the same JSON shape by a middleware; any other exception becomes
 ``{"error": "internal", ..., "fix": "report this ..."}`` with no traceback (the traceback
 goes to the server's stderr log only).
+
+Prompts (:mod:`taoskills.surfaces.mcp_prompts`): ``<skill>-workflow`` per model skill, its
+train -> evaluate -> inference -> export steps with the data-source roles to ask for.
 
 Resources: every file of every skill is a resource ``skill://<skill>/<relative path>``
 (e.g. ``skill://tao-train-nvdinov2/references/skill_info.yaml``); the template
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FileResource
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -52,6 +57,8 @@ from pydantic import BaseModel, Field
 
 from taoskills.data import preflight as pf
 from taoskills.errors import TaoSkillsError
+from taoskills.platforms import engines as engine_registry
+from taoskills.platforms import registry as platform_registry
 from taoskills.security import transport as edge
 from taoskills.security.inputs import check_arguments
 from taoskills.security.redact import redact
@@ -70,6 +77,7 @@ from taoskills.service import (
     dump_yaml,
 )
 from taoskills.surfaces import mcp_automl
+from taoskills.surfaces.mcp_prompts import register_prompts
 
 log = logging.getLogger("taoskills.mcp")
 
@@ -86,6 +94,10 @@ MAX_CONCURRENT_CALLS = 8
 TOOL_TIMEOUT_S = 300.0
 GIL_SWITCH_S = 0.001
 JOB_STATES = Literal["PENDING", "RUNNING", "COMPLETE", "ERROR", "CANCELED", "UNKNOWN"]
+#: automl_policy values (taoskills.bank.automl_policy) and build profiles (taoskills.specs.builder).
+AUTOML_POLICY = Literal["on", "off", "auto"]
+PROFILE = Literal["smoke"]
+WAIT_MAX_S = 3600.0  # wait_job's longest wait (s); it then returns the current status
 
 INSTRUCTIONS = """\
 tao-skills: train NVIDIA TAO models (NVDINOv2, DINO, MAE, Grounding DINO; AutoML) from a skill bank.
@@ -207,13 +219,16 @@ RO = dict(read_only=True, idempotent=True)
 
 def build_server(service: Service | None = None) -> MCPServer:
     """Build the MCP server over ``service`` (default: ``Service()`` with the default skill
-    bank and ``$TAO_SKILLS_HOME``). Registers the 15 tools and every skill file as a
-    resource. Service calls run concurrently on worker threads (at most
+    bank and ``$TAO_SKILLS_HOME``). Registers the tools, the workflow prompts and every
+    skill file as a resource. Service calls run concurrently on worker threads (at most
     :data:`MAX_CONCURRENT_CALLS` at once, each limited to :data:`TOOL_TIMEOUT_S` seconds)
     so the event loop stays free; every reply passes the redaction layer
     (:func:`taoskills.security.redact.redact`).
     """
     svc = service if service is not None else Service()
+    # enums from the registries at build time (plug-ins registered by then are listed)
+    EngineName = Literal[tuple(dict.fromkeys(["auto", *engine_registry.engines()]))]  # type: ignore[valid-type]
+    PlatformName = Literal[tuple(platform_registry.names())]  # type: ignore[valid-type]
     limiter = anyio.CapacityLimiter(MAX_CONCURRENT_CALLS)
     # security (no request freezes the server): the event-loop thread gets the GIL back
     # within GIL_SWITCH_S while tool threads compute (CPython's default is 5 ms).
@@ -283,7 +298,7 @@ def build_server(service: Service | None = None) -> MCPServer:
             str | None, Field(description="force an action (train, inference, export, ...); default: inferred")
         ] = None,
         automl_policy: Annotated[
-            str | None,
+            AUTOML_POLICY | None,
             Field(
                 description="'on', 'off' or 'auto' to override the AutoML decision; default: inferred from the text and the skill"
             ),
@@ -348,7 +363,7 @@ def build_server(service: Service | None = None) -> MCPServer:
             str | None, Field(description="path of backbone-only pretrained weights (DINO, Grounding DINO)")
         ] = None,
         profile: Annotated[
-            str | None, Field(description="'smoke' applies the skill's small validation-run settings; default none")
+            PROFILE | None, Field(description="'smoke' applies the skill's small validation-run settings; default none")
         ] = None,
         stage: Annotated[
             bool, Field(description="extract dataset archives into the staging cache (default true); false = pure preview")
@@ -407,8 +422,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec (build_spec's 'spec')")],
-        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[str, Field(description="where the job runs, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="where the job runs, e.g. 'local'")] = "local",  # type: ignore[valid-type]
     ) -> pf.PreflightReport:
         """Check the data and host before a launch: each image folder exists, is a folder (not an
         archive), has enough readable images for one batch (corrupt files listed); host/engine and
@@ -423,8 +438,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         skill: Annotated[str, Field(description="skill name")],
         action: Annotated[str, Field(description="action name")],
         spec: Annotated[dict[str, Any], Field(description="the built spec")],
-        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[str, Field(description="platform name, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="platform name, e.g. 'local'")] = "local",  # type: ignore[valid-type]
     ) -> RunnerResult:
         """Render (not run, not write) the bash runner script a launch would use: it writes the spec
         and runs the engine, with secrets passed by env-var name only. For review before launch_job.
@@ -455,9 +470,9 @@ def build_server(service: Service | None = None) -> MCPServer:
         pretrained_backbone: Annotated[
             str | None, Field(description="path of backbone-only pretrained weights (DINO, Grounding DINO)")
         ] = None,
-        profile: Annotated[str | None, Field(description="'smoke' for a small validation run")] = None,
+        profile: Annotated[PROFILE | None, Field(description="'smoke' for a small validation run")] = None,
         automl_policy: Annotated[
-            str | None,
+            AUTOML_POLICY | None,
             Field(
                 description="'off' = plain training; 'on' = AutoML (an AutoML run, itself a job); 'auto' or unset = the skill's policy and the words in request_text"
             ),
@@ -465,8 +480,8 @@ def build_server(service: Service | None = None) -> MCPServer:
         request_text: Annotated[
             str, Field(description="the user's words, used to resolve automl_policy (e.g. 'plain training')")
         ] = "",
-        engine: Annotated[str, Field(description=ENGINE_HELP)] = "auto",
-        platform: Annotated[str, Field(description="where to run, e.g. 'local'")] = "local",
+        engine: Annotated[EngineName, Field(description=ENGINE_HELP)] = "auto",  # type: ignore[valid-type]
+        platform: Annotated[PlatformName, Field(description="where to run, e.g. 'local'")] = "local",  # type: ignore[valid-type]
         automl: Annotated[
             dict[str, Any] | None, Field(description="AutoML settings when automl_policy is on (see automl_start)")
         ] = None,
@@ -504,7 +519,9 @@ def build_server(service: Service | None = None) -> MCPServer:
 
     @server.tool(annotations=_hints(**RO, title="Job status"))
     async def job_status(
-        job_id: Annotated[str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f'")],
+        job_id: Annotated[
+            str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f', or a unique prefix of one")
+        ],
     ) -> JobStatus:
         """State of a job: PENDING, RUNNING, COMPLETE, ERROR, CANCELED or UNKNOWN (terminal: COMPLETE,
         ERROR, CANCELED), epoch/max_epoch, ETA, KPIs (e.g. train_loss), and for ERROR a failure
@@ -514,6 +531,39 @@ def build_server(service: Service | None = None) -> MCPServer:
         Errors: not_found for an unknown job id (fix: list_jobs).
         """
         return await _call("job_status", lambda: svc.job_status(job_id))
+
+    @server.tool(annotations=_hints(**RO, title="Wait for a job"))
+    async def wait_job(
+        job_id: Annotated[str, Field(description="job id from launch_job or list_jobs (a unique prefix is accepted)")],
+        ctx: Context,
+        timeout_s: Annotated[
+            float, Field(ge=1, le=WAIT_MAX_S, description=f"wait at most this many seconds (1..{WAIT_MAX_S:g})")
+        ] = 600.0,
+        poll_s: Annotated[float, Field(ge=0.2, le=60, description="seconds between status reads (0.2..60)")] = 2.0,
+    ) -> JobStatus:
+        """Block until the job is COMPLETE, ERROR or CANCELED (or ``timeout_s`` passes), sending MCP
+        progress notifications while it runs (progress = epoch as job_status reports it, total =
+        max_epoch when known, progress = total once COMPLETE; the message holds status, epoch, ETA) when the client asked for them (a progressToken).
+        Returns the last job_status; a job still running at the timeout comes back with its
+        non-terminal status (call wait_job again). The submit-then-poll alternative: job_status.
+
+        Errors: not_found for an unknown job id (fix: list_jobs).
+        """
+        deadline = anyio.current_time() + timeout_s
+        while True:
+            status = await _call("wait_job", lambda: svc.job_status(job_id))
+            if not isinstance(status, JobStatus):
+                return status  # an error reply
+            msg = f"{status.status} epoch {status.epoch}/{status.max_epoch}" + (f", ETA {status.eta}" if status.eta else "")
+            try:
+                total = float(status.max_epoch) if status.max_epoch else None
+                done = total if status.status == "COMPLETE" and total else float(status.epoch or 0)
+                await ctx.report_progress(done, total, msg)
+            except Exception:  # progress is best effort: a client that went away must not fail the wait
+                log.debug("wait_job: progress notification failed", exc_info=True)
+            if status.status in ("COMPLETE", "ERROR", "CANCELED") or anyio.current_time() >= deadline:
+                return status
+            await anyio.sleep(min(poll_s, max(0.0, deadline - anyio.current_time())))
 
     @server.tool(annotations=_hints(**RO, title="Job logs"))
     async def job_logs(
@@ -585,6 +635,7 @@ def build_server(service: Service | None = None) -> MCPServer:
 
     _register_skill_resources(server, svc)
     mcp_automl.register(server, svc)  # AutoML tools (taoskills.surfaces.mcp_automl)
+    register_prompts(server, svc)
     return server
 
 
