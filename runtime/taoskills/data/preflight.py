@@ -412,6 +412,21 @@ def check_action_inputs(
     return results
 
 
+def check_network_datasets(network: str, action: str, spec: Mapping[str, Any]) -> list[CheckResult]:
+    """The network's own data checks for one action's spec (empty list for networks without any).
+
+    ``dino`` / ``grounding_dino``: COCO/ODVG annotations, ``dataset.num_classes`` and the
+    validation split (:func:`check_detection_datasets`); ``mae``: class folders, class count vs
+    ``model.num_classes``, pretrain-checkpoint inference and local archives
+    (:func:`taoskills.data.classification.check_mae_datasets`). Never raises.
+    """
+    if network == "mae":
+        from taoskills.data.classification import check_mae_datasets
+
+        return check_mae_datasets(action, spec)
+    return check_detection_datasets(network, action, spec)
+
+
 # ---------------------------------------------------------------------------------------
 # host (owned by the platforms: taoskills.platforms.hostchecks; re-exported for callers)
 
@@ -474,6 +489,7 @@ __all__ = [
     "check_detection_datasets",
     "check_host",
     "check_image_folder",
+    "check_network_datasets",
     "check_odvg",
     "check_val_split",
     "run_preflight",
