@@ -114,7 +114,12 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
             assert Path(ckpt["path"]).name.startswith("model_epoch_")  # never the latest alias unasked
 
             ev = await _call(
-                client, "launch_job", skill=SKILL, action="evaluate", parent_job_id=tid, data_sources={"eval_dataset": str(shapes)}
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="evaluate",
+                parent_job_id=tid,
+                data_sources={"eval_dataset": str(shapes)},
             )
             ev_status = await _wait(client, ev["job_id"])
             assert {"test_mAP", "test_mAP50"} <= set(ev_status["kpis"]), ev_status["kpis"]

@@ -34,16 +34,13 @@ from taoskills.data.checks import CheckResult
 
 #: Fix and reason of the skill's "Inference with pretrain checkpoints" pattern.
 PRETRAIN_INFERENCE_REASON = (
-    "The MAE predict dataloader raises NotImplementedError for train.stage: pretrain; inference needs a "
-    "finetune checkpoint."
+    "The MAE predict dataloader raises NotImplementedError for train.stage: pretrain; inference needs a finetune checkpoint."
 )
 PRETRAIN_INFERENCE_FIX = (
     "Use a finetune checkpoint for inference and classification-style evaluation (parent_job_id = a train job "
     "with train.stage finetune), or restrict a pretrain-only run to train/evaluate/export."
 )
-ARCHIVE_REASON = (
-    "is a local archive; the MAE dataloader does not unpack a local tar path and would see zero samples"
-)
+ARCHIVE_REASON = "is a local archive; the MAE dataloader does not unpack a local tar path and would see zero samples"
 ARCHIVE_FIX = (
     "Give the archive as a data source (build_spec extracts it into the staging cache) or extract it and "
     "point the key at the extracted images_train / images_val / images_test folder."
@@ -124,7 +121,9 @@ def check_class_folder(
                     else f"num_classes mismatch (finetune only): model.num_classes={num_classes} but {field} has "
                     f"{len(classes)} classes ({', '.join(classes[:10])})."
                 ),
-                fix=None if ok else f"Ensure model.num_classes matches your dataset class count: set model.num_classes={len(classes)}.",
+                fix=None
+                if ok
+                else f"Ensure model.num_classes matches your dataset class count: set model.num_classes={len(classes)}.",
             )
         )
     if expect_classes is not None:
@@ -149,7 +148,11 @@ def check_class_folder(
 def _archive_only(path: Any, field: str) -> list[CheckResult]:
     """Refuse a local archive where any image folder is expected (pretrain, inference)."""
     if isinstance(path, str) and "://" not in path and tao.is_archive_name(path) and Path(path).expanduser().is_file():
-        return [CheckResult(name="classification.archive", ok=False, field=field, message=f"{field}={path} {ARCHIVE_REASON}.", fix=ARCHIVE_FIX)]
+        return [
+            CheckResult(
+                name="classification.archive", ok=False, field=field, message=f"{field}={path} {ARCHIVE_REASON}.", fix=ARCHIVE_FIX
+            )
+        ]
     return []
 
 
