@@ -149,3 +149,15 @@ def test_service_preflight_reports_dino_annotation_checks(tmp_path):
     spec = {"dataset": {"train_data_sources": [src], "val_data_sources": [src], "num_classes": 3, "batch_size": 1}}
     report = Service(home=tmp_path / "home").preflight("tao-train-dino", "train", spec, engine="builtin")
     assert not report.ok and any(i["field"] == "dataset.num_classes" for i in report.issues), report.issues
+
+
+def test_dino_onnx_quantize_needs_the_exported_onnx():
+    spec = {
+        "quantize": {"backend": "modelopt.onnx", "mode": "static_ptq", "model_path": "/r/train/model_epoch_000_step_00002.pth"}
+    }
+    bad = _failed(check_network_datasets("dino", "quantize", spec))["quantize.onnx_model"]
+    assert bad.field == "quantize.model_path" and "export" in bad.fix
+    spec["quantize"]["model_path"] = "/r/export/dino.onnx"
+    assert "quantize.onnx_model" not in _failed(check_network_datasets("dino", "quantize", spec))
+    torchao = check_network_datasets("dino", "quantize", {"quantize": {"backend": "torchao"}})
+    assert "quantize.onnx_model" not in {r.name for r in torchao}
