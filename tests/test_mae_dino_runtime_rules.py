@@ -110,3 +110,15 @@ def test_mae_seed_error_patterns_in_failure_analysis(catalog, action, line, patt
     result = analyze_failure(_log(line), sk.info.error_patterns, action=action, exit_code=1)
     assert result.primary is not None and result.primary.id == pattern, result.matched
     assert result.primary.fault == "program" and result.primary.fix
+
+
+def test_demo_network_option(tmp_path):
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).with_name("tao-skills"))
+    helptext = subprocess.run([cli, "demo", "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert "--network" in helptext and "mae" in helptext and "dino" in helptext
+    bad = subprocess.run([cli, "demo", "--network", "yolo", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "network" in bad.stderr and "nvdinov2, mae, dino" in bad.stderr
+    assert not list(tmp_path.iterdir())  # nothing written for an unknown network
