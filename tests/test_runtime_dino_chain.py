@@ -1,5 +1,5 @@
-"""DINO through the runtime with the real built-in engine: train -> evaluate -> inference -> export,
-chained by parent job, driven by the MCP SDK client against the server in this process (the jobs
+"""DINO through the runtime with the real built-in engine: train -> evaluate -> inference -> export
+-> quantize (INT8 ONNX), chained by parent job, driven by the MCP SDK client against the server in this process (the jobs
 themselves are real runner scripts and engine processes on the local platform).
 
 The model is the smallest real config TAO's DINO ModelConfig accepts at a CPU-friendly size
@@ -137,12 +137,39 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
             inf_out = Path(inf_status["results_dir"]) / "inference"
             assert list(inf_out.rglob("*.json")) and list(inf_out.rglob("*.jpg")) + list(inf_out.rglob("*.png"))
 
-            exp = await _call(client, "launch_job", skill=SKILL, action="export", parent_job_id=tid)
+            size = {"export.input_width": 64, "export.input_height": 64}  # TAO's default is 960x544
+            exp = await _call(client, "launch_job", skill=SKILL, action="export", parent_job_id=tid, overrides=size)
             exp_status = await _wait(client, exp["job_id"])
             onnx = Path(svc.store.get(exp["job_id"]).spec["export"]["onnx_file"])
             assert onnx.name == "dino.onnx" and onnx.is_file() and onnx.stat().st_size > 0
             assert exp_status["status"] == "COMPLETE"
-            return tid, [ev["job_id"], inf["job_id"], exp["job_id"]]
+
+            # built-in quantize: INT8 ONNX from the export job's ONNX, structure from the train job
+            onnx_quant = {"quantize.backend": "modelopt.onnx", "quantize.mode": "static_ptq"}
+            bad = await client.call_tool(
+                "launch_job",
+                {
+                    "skill": SKILL,
+                    "action": "quantize",
+                    "parent_job_id": tid,
+                    "overrides": onnx_quant,
+                    "data_sources": {"train_datasets": str(shapes)},
+                },
+            )
+            assert bad.is_error and "quantize.model_path" in bad.content[0].text  # the .pth is refused before launch
+            q = await _call(
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="quantize",
+                parent_job_id=tid,
+                overrides={**onnx_quant, "quantize.model_path": str(onnx)},
+                data_sources={"train_datasets": str(shapes), "calibration_dataset": str(shapes)},
+            )
+            q_status = await _wait(client, q["job_id"])
+            assert q_status["kpis"].get("quantize_nodes", 0) > 0, q_status["kpis"]
+            assert (Path(q_status["results_dir"]) / "quantize" / "dino_int8.onnx").is_file()
+            return tid, [ev["job_id"], inf["job_id"], exp["job_id"], q["job_id"]]
 
     tid, children = asyncio.run(scenario())
     parent_spec = svc.store.get(tid).spec
