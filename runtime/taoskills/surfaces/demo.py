@@ -303,7 +303,10 @@ def run_dino_demo(out_dir: Path, *, epochs: int | None = None) -> int:
         ("4/4", "export", None),
     ):
         data = {role: str(root)} if role else {}
-        done[action] = _step(svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data)
+        extra = {"overrides": {"export.input_width": 128, "export.input_height": 128}} if action == "export" else {}
+        done[action] = _step(  # export at the trained size (TAO's default is 960x544)
+            svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data, **extra
+        )
         if done[action] is None:
             return 1
     return _finish(
