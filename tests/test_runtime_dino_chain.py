@@ -51,6 +51,9 @@ TINY = {
     "train.validation_interval": 1,
 }
 
+#: Test-time resize for evaluate/inference: dataset.augmentation is not carried from the train job.
+TEST_SIZE = {k: v for k, v in TINY.items() if k.startswith(AUG)}
+
 
 @pytest.fixture()
 def shapes(tmp_path, monkeypatch):
@@ -120,6 +123,7 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
                 action="evaluate",
                 parent_job_id=tid,
                 data_sources={"eval_dataset": str(shapes)},
+                overrides=TEST_SIZE,
             )
             ev_status = await _wait(client, ev["job_id"])
             assert {"test_mAP", "test_mAP50"} <= set(ev_status["kpis"]), ev_status["kpis"]
@@ -132,6 +136,7 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
                 action="inference",
                 parent_job_id=tid,
                 data_sources={"inference_dataset": str(shapes)},
+                overrides=TEST_SIZE,
             )
             inf_status = await _wait(client, inf["job_id"])
             inf_out = Path(inf_status["results_dir"]) / "inference"

@@ -170,6 +170,10 @@ DINO_DEMO = {
 }
 
 
+#: The DINO demo's test-time resize, passed to evaluate and inference (not carried from the train job).
+DINO_TEST_SIZE = {k: v for k, v in DINO_DEMO.items() if k.startswith("dataset.augmentation.")}
+
+
 def _step(svc, n: str, title: str, skill: str, action: str, **request):
     """Launch one job, follow it; returns its final JobStatus (``None`` after printing a failure)."""
     from taoskills.surfaces.follow import follow_job
@@ -303,10 +307,11 @@ def run_dino_demo(out_dir: Path, *, epochs: int | None = None) -> int:
         ("4/4", "export", None),
     ):
         data = {role: str(root)} if role else {}
-        extra = {"overrides": {"export.input_width": 128, "export.input_height": 128}} if action == "export" else {}
-        done[action] = _step(  # export at the trained size (TAO's default is 960x544)
-            svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data, **extra
-        )
+        # evaluate/inference at the trained size (dataset.augmentation is not carried: TAO's test resize is 800 px),
+        # export too (TAO's default is 960x544)
+        size = {"export.input_width": 128, "export.input_height": 128} if action == "export" else DINO_TEST_SIZE
+        extra = {"overrides": size}
+        done[action] = _step(svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data, **extra)
         if done[action] is None:
             return 1
     return _finish(
