@@ -254,6 +254,7 @@ class Service(JobsMixin):
     def _checks(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform):
         """(data checks through the platform's input policy, host checks of the platform for the engine)."""
         data = pf.check_action_inputs(sk.action(action), spec, action=action, check_input=plat.check_input)
+        data += pf.check_network_datasets(sk.info.network_arch, action, spec)  # annotations, class folders
         why = eng.why_not(sk.info, action)
         if why:
             return data, [

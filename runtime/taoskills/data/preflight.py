@@ -412,6 +412,13 @@ def check_action_inputs(
     return results
 
 
+def check_network_datasets(network: str, action: str, spec: Mapping[str, Any]) -> list[CheckResult]:
+    """Re-export of :func:`taoskills.data.network_checks.check_network_datasets` (the network's own data checks)."""
+    from taoskills.data.network_checks import check_network_datasets as _check
+
+    return _check(network, action, spec)
+
+
 # ---------------------------------------------------------------------------------------
 # host (owned by the platforms: taoskills.platforms.hostchecks; re-exported for callers)
 
@@ -474,6 +481,7 @@ __all__ = [
     "check_detection_datasets",
     "check_host",
     "check_image_folder",
+    "check_network_datasets",
     "check_odvg",
     "check_val_split",
     "run_preflight",

@@ -459,12 +459,22 @@ def serve(
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
-    epochs: int = typer.Option(10, help="training epochs"),
+    epochs: int | None = typer.Option(None, help="training epochs (default: nvdinov2 10, mae 3 pretrain / 10 finetune, dino 10)"),
+    network: str = typer.Option("nvdinov2", help="nvdinov2 (default) | mae | dino"),
 ) -> None:
-    """The main job: NVDINOv2 train -> inference -> export on real photos, built-in engine, local platform."""
-    from taoskills.surfaces.demo import run_demo
+    """Run a whole workflow on sample data (built-in engine, local platform) and print where everything is.
 
-    raise typer.Exit(run_demo(out_dir, epochs=epochs))
+    nvdinov2: train -> inference -> export; mae: pretrain -> finetune -> evaluate -> inference ->
+    export; dino: train -> evaluate -> inference -> export.
+    """
+    from taoskills.surfaces import demo as demos
+
+    runners = {"nvdinov2": lambda: demos.run_demo(out_dir, epochs=epochs or 10)}
+    runners["mae"] = lambda: demos.run_mae_demo(out_dir, epochs=epochs)
+    runners["dino"] = lambda: demos.run_dino_demo(out_dir, epochs=epochs)
+    if network not in runners:
+        raise TaoSkillsError(f"no demo for network {network!r}", field="network", fix=f"use one of {', '.join(runners)}")
+    raise typer.Exit(runners[network]())
 
 
 def main() -> None:

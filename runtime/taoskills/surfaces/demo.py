@@ -136,3 +136,193 @@ def _failed(svc, status) -> int:
         console.print(json.dumps(status.failure, indent=2)[:4000])
     console.print(svc.job_logs(status.job_id, tail=40).text)
     return 1
+
+
+# ----------------------------------------------------------------------------- MAE and DINO
+
+#: The DINO demo model: the smallest real config TAO Core 7.3.0's dino ModelConfig accepts that
+#: trains in minutes on CPU (resnet_34, 2 feature levels, 1 encoder + 2 decoder layers), at 128 px.
+DINO_DEMO = {
+    "model.backbone": "resnet_34",
+    "model.hidden_dim": 64,
+    "model.nheads": 4,
+    "model.dim_feedforward": 128,
+    "model.enc_layers": 1,
+    "model.dec_layers": 2,
+    "model.num_queries": 20,
+    "model.num_select": 20,
+    "model.dn_number": 20,
+    "model.return_interm_indices": [3, 4],
+    "model.num_feature_levels": 2,
+    "dataset.batch_size": 4,
+    "dataset.workers": 1,
+    "dataset.augmentation.scales": [128],
+    "dataset.augmentation.train_random_resize": [128],
+    "dataset.augmentation.train_random_crop_min": 96,
+    "dataset.augmentation.train_random_crop_max": 128,
+    "dataset.augmentation.random_resize_max_size": 128,
+    "dataset.augmentation.test_random_resize": 128,
+    "dataset.augmentation.fixed_padding": False,
+    "train.activation_checkpoint": False,
+    "train.num_gpus": 1,
+    "train.checkpoint_interval": 1,
+    "train.validation_interval": 1,
+}
+
+
+#: The DINO demo's test-time resize, passed to evaluate and inference (not carried from the train job).
+DINO_TEST_SIZE = {k: v for k, v in DINO_DEMO.items() if k.startswith("dataset.augmentation.")}
+
+
+def _step(svc, n: str, title: str, skill: str, action: str, **request):
+    """Launch one job, follow it; returns its final JobStatus (``None`` after printing a failure)."""
+    from taoskills.surfaces.follow import follow_job
+
+    console.print(f"[bold]{n} {action}[/] {title}")
+    handle = svc.launch_job(skill, action, **request)
+    status = follow_job(svc, handle.job_id)
+    if status.status != "COMPLETE":
+        _failed(svc, status)
+        return None
+    return status
+
+
+def _finish(out_dir: Path, started: float, summary: dict[str, object]) -> int:
+    summary["wall_time_s"] = round(time.monotonic() - started, 1)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    for key, value in summary.items():
+        print(f"{key + ':':<22}{value}")
+    print(f"{'summary:':<22}{out_dir / 'summary.json'}")
+    return 0
+
+
+def run_mae_demo(out_dir: Path, *, epochs: int | None = None) -> int:
+    """MAE pretrain -> finetune (from the pretrain checkpoint) -> evaluate -> inference -> export.
+
+    Data: :func:`taoskills.engine.mae.sample.write_classification_set` (4 classes of real photo
+    crops, class folders ``images_train/ images_val/ images_test/``); model and schedule:
+    :func:`taoskills.engine.mae.sample.demo_overrides` (``convnextv2_atto`` at 64 px). Returns a
+    process exit code (0 when all five jobs COMPLETE).
+    """
+    from taoskills.engine.mae.sample import demo_overrides as mae_overrides
+    from taoskills.engine.mae.sample import write_classification_set
+    from taoskills.service import Service
+
+    out_dir = Path(out_dir).resolve()
+    root = out_dir / "data"
+    started = time.monotonic()
+    sample = write_classification_set(root, num_classes=4)
+    svc = Service(home=out_dir / "home")
+    skill = "tao-train-mask-auto-encoder"
+    sources = {"train_datasets": str(root), "eval_dataset": str(root), "inference_dataset": str(root)}
+    pre = _step(
+        svc,
+        "1/5",
+        "MAE pretraining (masked reconstruction)",
+        skill,
+        "train",
+        automl_policy="off",
+        data_sources={"train_datasets": sources["train_datasets"]},
+        overrides={**mae_overrides("pretrain", epochs=epochs), "train.num_gpus": 1},
+    )
+    if pre is None:
+        return 1
+    ptm = svc.resolve_checkpoint(pre.job_id, "evaluate").path
+    fine = _step(
+        svc,
+        "2/5",
+        f"finetune from {Path(ptm).name}",
+        skill,
+        "train",
+        automl_policy="off",
+        parent_job_id=pre.job_id,
+        pretrained_model=ptm,
+        data_sources={"train_datasets": sources["train_datasets"], "eval_dataset": sources["eval_dataset"]},
+        overrides={
+            **mae_overrides("finetune", epochs=epochs),
+            "model.num_classes": len(sample["classes"]),
+            "train.num_gpus": 1,
+        },
+    )
+    if fine is None:
+        return 1
+    done = {}
+    for n, action, role in (
+        ("3/5", "evaluate", "eval_dataset"),
+        ("4/5", "inference", "inference_dataset"),
+        ("5/5", "export", None),
+    ):
+        data = {role: sources[role]} if role else {}
+        done[action] = _step(svc, n, "from the finetune job", skill, action, parent_job_id=fine.job_id, data_sources=data)
+        if done[action] is None:
+            return 1
+    return _finish(
+        out_dir,
+        started,
+        {
+            "pretrain_job": pre.job_id,
+            "pretrain_train_loss": pre.kpis.get("train_loss"),
+            "finetune_job": fine.job_id,
+            "finetune_checkpoint": svc.resolve_checkpoint(fine.job_id, "evaluate").path,
+            "evaluate_ACC_all": done["evaluate"].kpis.get("ACC_all"),
+            "predictions": str(Path(done["inference"].results_dir) / "inference"),
+            "onnx": svc.store.get(done["export"].job_id).spec["export"]["onnx_file"],
+        },
+    )
+
+
+def run_dino_demo(out_dir: Path, *, epochs: int | None = None) -> int:
+    """DINO train -> evaluate -> inference -> export on real photo crops with drawn shapes.
+
+    Data: :func:`taoskills.data.sample_data.write_sample_detection` (COCO boxes, 1-based ids, 3
+    classes) for train/val; model :data:`DINO_DEMO`. Prints where the annotated images are.
+    Returns a process exit code (0 when all four jobs COMPLETE).
+    """
+    from taoskills.data.sample_data import DETECTION_CLASSES, write_sample_detection
+    from taoskills.service import Service
+
+    out_dir = Path(out_dir).resolve()
+    root = out_dir / "data"
+    started = time.monotonic()
+    write_sample_detection(root, n=16, size=128)
+    (root / "label_map.txt").write_text("\n".join(DETECTION_CLASSES) + "\n", encoding="utf-8")
+    svc = Service(home=out_dir / "home")
+    skill = "tao-train-dino"
+    train = _step(
+        svc,
+        "1/4",
+        f"DINO ({DINO_DEMO['model.backbone']}) on {root}",
+        skill,
+        "train",
+        automl_policy="off",
+        data_sources={"train_datasets": str(root)},
+        overrides={**DINO_DEMO, "dataset.num_classes": len(DETECTION_CLASSES) + 1, "train.num_epochs": epochs or 10},
+    )
+    if train is None:
+        return 1
+    done = {}
+    for n, action, role in (
+        ("2/4", "evaluate", "eval_dataset"),
+        ("3/4", "inference", "inference_dataset"),
+        ("4/4", "export", None),
+    ):
+        data = {role: str(root)} if role else {}
+        # evaluate/inference at the trained size (dataset.augmentation is not carried: TAO's test resize is 800 px),
+        # export too (TAO's default is 960x544)
+        size = {"export.input_width": 128, "export.input_height": 128} if action == "export" else DINO_TEST_SIZE
+        extra = {"overrides": size}
+        done[action] = _step(svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data, **extra)
+        if done[action] is None:
+            return 1
+    return _finish(
+        out_dir,
+        started,
+        {
+            "train_job": train.job_id,
+            "val_mAP50": train.kpis.get("val_mAP50"),
+            "checkpoint": svc.resolve_checkpoint(train.job_id, "evaluate").path,
+            "test_mAP50": done["evaluate"].kpis.get("test_mAP50"),
+            "annotated_images": str(Path(done["inference"].results_dir) / "inference"),
+            "onnx": svc.store.get(done["export"].job_id).spec["export"]["onnx_file"],
+        },
+    )
