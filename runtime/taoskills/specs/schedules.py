@@ -21,7 +21,10 @@ Rules (also in ``skills/tao-train-nvdinov2/SKILL.md``):
   - ``warm_up_steps`` of learning_rate and last_layer_learning_rate -> ``max(1, ceil(0.1 T))``;
   - teacher_temperature ``warm_up_steps`` and ``max_decay_steps`` -> ``max(1, ceil(0.3 T))``;
   - last_layer_learning_rate ``freeze_steps`` -> ``floor(0.01 T)``;
-  - a non-zero weight_decay or momentum ``warm_up_steps`` -> ``ceil(0.1 T)``.
+  - a non-zero weight_decay or momentum ``warm_up_steps`` -> ``ceil(0.1 T)``;
+  - learning_rate and last_layer_learning_rate ``val_base`` -> ``0.004 x sqrt(batch_size x
+    num_gpus / 1024)`` when larger than the template's (DINOv2 ``optim.base_lr 0.004`` with
+    ``scaling_rule sqrt_wrt_1024``; TAO's 7.07e-06 assumes millions of steps).
 
 * **Epoch milestones (MAE).** Milestones beyond ``num_epochs`` are scaled to the same
   fractions of the run (``s x num_epochs // 100``, clipped to ``[1, num_epochs]``).
@@ -45,6 +48,8 @@ from taoskills.specs.dotted import get_dotted, set_dotted
 WARMUP_FRACTION = 0.1
 TEACHER_WARMUP_FRACTION = 0.3
 FREEZE_FRACTION = 0.01
+#: DINOv2 ssl_default_config ``optim.base_lr`` (scaled by sqrt(global batch / 1024)).
+BASE_LR = 0.004
 
 
 @dataclass
@@ -111,7 +116,7 @@ _NV = "train.schedulers."
 _NV_DECAY = ("learning_rate", "last_layer_learning_rate", "weight_decay", "momentum")
 
 
-def _nvdinov2_targets(steps: int) -> dict[str, int]:
+def _nvdinov2_targets(steps: int, global_batch: int = 1024) -> dict[str, Any]:
     warm = max(1, math.ceil(WARMUP_FRACTION * steps))
     teacher = max(1, math.ceil(TEACHER_WARMUP_FRACTION * steps))
     out = {f"{_NV}{name}.max_decay_steps": steps for name in _NV_DECAY}
@@ -122,6 +127,9 @@ def _nvdinov2_targets(steps: int) -> dict[str, int]:
     out[f"{_NV}teacher_temperature.max_decay_steps"] = teacher
     for name in ("weight_decay", "momentum"):
         out[f"{_NV}{name}.warm_up_steps"] = warm  # only applied when the template's value is non-zero
+    lr = round(BASE_LR * math.sqrt(global_batch / 1024), 8)
+    out[f"{_NV}learning_rate.val_base"] = lr  # only applied when larger than the template's value
+    out[f"{_NV}last_layer_learning_rate.val_base"] = lr
     return out
 
 
@@ -134,11 +142,13 @@ def _fit_nvdinov2(spec: dict, explicit: set[str], result: FitResult) -> None:
     result.total_steps = steps
     lr_warm = _int(get_dotted(spec, f"{_NV}learning_rate.warm_up_steps", default=None))
     if steps is not None and lr_warm is not None and steps < lr_warm:
-        for key, new in _nvdinov2_targets(steps).items():
+        for key, new in _nvdinov2_targets(steps, batch * max(1, gpus or 1)).items():
             old = get_dotted(spec, key, default=None)
-            if key in explicit or _int(old) is None or old == new:
+            if key in explicit or not isinstance(old, int | float) or isinstance(old, bool) or old == new:
                 continue
             if key.endswith(("weight_decay.warm_up_steps", "momentum.warm_up_steps")) and old == 0:
+                continue
+            if key.endswith("val_base") and old >= new:
                 continue
             set_dotted(spec, key, new)
             result.changed[key] = (old, new)
@@ -146,7 +156,8 @@ def _fit_nvdinov2(spec: dict, explicit: set[str], result: FitResult) -> None:
             result.notes.append(
                 f"schedules fitted to the run: {steps} total steps ({epochs} epochs x ceil({images} images / "
                 f"({batch} batch x {max(1, gpus or 1)} gpus))) is below learning_rate.warm_up_steps {lr_warm}; "
-                f"warm-up 10%, teacher temperature 30%, decay to the last step (DINOv2 recipe); changed "
+                f"warm-up 10%, teacher temperature 30%, decay to the last step, base lr 0.004 x sqrt(batch / 1024) "
+                f"(DINOv2 recipe); changed "
                 + ", ".join(f"{k.removeprefix(_NV)} {a}->{b}" for k, (a, b) in result.changed.items())
             )
     if steps is None:
