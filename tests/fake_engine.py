@@ -14,7 +14,7 @@ module in-process and sets ``TAO_SKILLS_PLUGINS=fake_engine`` plus ``PYTHONPATH`
 processes (the runner script's ``python -m taoskills.engine``, the ``tao-skills`` CLI), where
 :mod:`taoskills.plugins` imports it. Imported as a plug-in it registers the fake at once (a plain
 import, e.g. for :func:`write_tiny_images`, does not); :func:`uninstall` puts the real one back. ``FAKE_ENGINE_EPOCH_S`` (seconds per epoch, default 0) slows it down for
-cancel/kill tests.
+cancel/kill tests (``TAO_SKILLS_FAKE_EPOCH_S`` too: that name reaches jobs through the job environment allowlist).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _train(ctx) -> dict[str, float]:
     n = len(_images(cfg["dataset"]["train_dataset"]["images_dir"]))
     steps = max(1, n // max(1, int(cfg["dataset"]["batch_size"])))
     epochs, every = int(tr["num_epochs"]), max(1, int(tr.get("checkpoint_interval") or 1))
-    pause = float(os.environ.get("FAKE_ENGINE_EPOCH_S", "0"))
+    pause = float(os.environ.get("FAKE_ENGINE_EPOCH_S") or os.environ.get("TAO_SKILLS_FAKE_EPOCH_S") or "0")
     loss = 10.0
     t0 = time.time()
     for e in range(epochs):

@@ -40,6 +40,7 @@ EXPECTED_TOOLS = {
     "job_logs",
     "cancel_job",
     "list_jobs",
+    "plot_job",
     "resolve_checkpoint",
 }
 
