@@ -123,6 +123,13 @@ class JobList(BaseModel):
 # ----------------------------------------------------------------------------- error replies
 
 
+class PlotReply(BaseModel):
+    """Structured part of a ``plot_job`` reply (the PNG itself comes as image content)."""
+
+    job_id: str
+    png: str = Field(description="path of the PNG on the runtime host: <results_dir>/kpi_curves.png")
+
+
 def _error_result(payload: dict[str, Any]) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(payload, default=str))], is_error=True)
 
@@ -545,7 +552,7 @@ def build_server(service: Service | None = None) -> MCPServer:
     @server.tool(annotations=_hints(read_only=False, idempotent=True, title="Plot a job's KPI curves"))
     async def plot_job(
         job_id: Annotated[str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f'")],
-    ) -> CallToolResult:
+    ) -> Annotated[CallToolResult, PlotReply]:
         """The job's KPI curves (e.g. train_loss per zero-indexed epoch, from its status.json) as a
         PNG image (MCP image content, image/png) plus a text line with the PNG's path
         (``<results_dir>/kpi_curves.png``, rewritten on each call). Works for any engine and for a
@@ -557,11 +564,13 @@ def build_server(service: Service | None = None) -> MCPServer:
         if isinstance(result, CallToolResult):
             return result
         data = base64.b64encode(Path(result).read_bytes()).decode("ascii")
+        reply = {"job_id": job_id, "png": result}
         return CallToolResult(
             content=[
-                TextContent(type="text", text=json.dumps({"job_id": job_id, "png": result})),
+                TextContent(type="text", text=json.dumps(reply)),
                 ImageContent(type="image", data=data, mime_type="image/png"),
-            ]
+            ],
+            structured_content=reply,
         )
 
     @server.tool(annotations=_hints(**RO, title="List jobs"))
