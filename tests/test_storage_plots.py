@@ -202,3 +202,27 @@ def test_terminal_progress_line_shows_steps_per_second_and_eta(home, tmp_path, f
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+@pytest.mark.torch
+def test_mean_pairwise_cosine_flags_collapse():
+    import numpy as np
+
+    from taoskills.engine.nvdinov2.inference import COLLAPSE_COSINE, mean_pairwise_cosine
+
+    same = np.tile(np.arange(1.0, 9.0, dtype=np.float32), (5, 1)) + 1e-4 * np.random.default_rng(0).normal(size=(5, 8))
+    assert mean_pairwise_cosine(same) > COLLAPSE_COSINE
+    assert mean_pairwise_cosine(np.eye(4, dtype=np.float32)) == pytest.approx(0.0)
+    assert mean_pairwise_cosine(np.ones((1, 3), dtype=np.float32)) is None
+
+
+def test_progress_text_from_a_status():
+    from taoskills.service_models import JobStatus
+    from taoskills.surfaces.follow import progress_text
+
+    base = dict(job_id="j", skill=SKILL, network_arch="nvdinov2", action="train", status="RUNNING")
+    st = JobStatus(
+        **base, parent_job_id=None, results_dir="/r", log_path="/l", step=12, max_step=60, steps_per_s=1.53, eta="0:00:31"
+    )
+    assert progress_text(st) == "step 12/60 1.53 steps/s ETA 0:00:31"
+    assert progress_text(JobStatus(**base, parent_job_id=None, results_dir="/r", log_path="/l")) == ""
