@@ -56,14 +56,15 @@ class StorageMixin:
     def plot_job(self, job_id: str, out: Path | None = None) -> Path:
         """Draw a job's KPI curves (from its status.json) to a PNG; returns the path.
 
-        Default ``out``: ``<results_dir>/kpi_curves.png``. Errors: NotFound (unknown job, or no
+        Default ``out``: ``kpi_curves.png`` beside the status.json (``<results_dir>/<action>/``, where
+        the built-in engine also draws it at the end of training). Errors: NotFound (unknown job, or no
         KPI values yet). Needs matplotlib (engine extra): NotFound's fix says so when missing.
         """
         from taoskills.jobs.plots import plot_status_file
 
         rec = self.store.get(job_id)
         status_file = monitor.status_path(rec.results_dir, rec.action)
-        out = Path(out) if out else Path(rec.results_dir) / "kpi_curves.png"
+        out = Path(out) if out else Path(status_file).parent / "kpi_curves.png"  # where the engine draws it
         try:
             path = plot_status_file(status_file, out, title=f"{rec.job_id} {rec.skill} {rec.action}")
         except ImportError as exc:

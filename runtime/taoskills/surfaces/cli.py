@@ -409,7 +409,7 @@ def demo(
 @jobs_app.command("plot")
 def jobs_plot(
     job_id: str,
-    out: Path | None = typer.Option(None, help="PNG path (default: <results_dir>/kpi_curves.png)"),
+    out: Path | None = typer.Option(None, help="PNG path (default: kpi_curves.png beside the job's status.json)"),
     open_it: bool = typer.Option(False, "--open", help="open the PNG with the desktop's viewer"),
 ) -> None:
     """Draw a job's KPI curves (loss per epoch) from its status.json to a PNG and print its path."""

@@ -127,7 +127,7 @@ class PlotReply(BaseModel):
     """Structured part of a ``plot_job`` reply (the PNG itself comes as image content)."""
 
     job_id: str
-    png: str = Field(description="path of the PNG on the runtime host: <results_dir>/kpi_curves.png")
+    png: str = Field(description="path of the PNG on the runtime host (beside the job's status.json)")
 
 
 def _error_result(payload: dict[str, Any]) -> CallToolResult:
@@ -555,7 +555,7 @@ def build_server(service: Service | None = None) -> MCPServer:
     ) -> Annotated[CallToolResult, PlotReply]:
         """The job's KPI curves (e.g. train_loss per zero-indexed epoch, from its status.json) as a
         PNG image (MCP image content, image/png) plus a text line with the PNG's path
-        (``<results_dir>/kpi_curves.png``, rewritten on each call). Works for any engine and for a
+        (``kpi_curves.png`` beside the job's status.json, rewritten on each call). Works for any engine and for a
         job still running (the epochs so far). Show the image to the user.
 
         Errors: not_found (unknown job id: list_jobs; no KPI values yet: wait for an epoch).
