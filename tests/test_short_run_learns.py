@@ -1,7 +1,9 @@
 """Acceptance (real engine): the smoke profile on the sample photos learns and its embeddings do
 not collapse, with no scheduler keys given (the spec builder fits TAO's schedules to the run).
 
-CPU-sized: the smoke profile (ViT-S) with 56/28 px crops, 16 photos, batch 8, 4 epochs (8 steps).
+CPU-sized: the smoke profile (ViT-S) with 56/28 px crops, 16 photos, batch 8, 10 epochs (20 steps).
+Measured on 2 busy shared cores: loss 12.18 -> 10.46 (-14%), mean pairwise cosine 0.84 (after
+4 epochs / 8 steps it was still 0.998: too few steps to separate the images).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ CROPS = {
     "dataset.transform.global_crops_size": 56,
     "dataset.transform.local_crops_size": 28,
     "dataset.transform.n_local_crops": 2,
-    "train.num_epochs": 4,
+    "train.num_epochs": 10,
 }
 
 
@@ -39,7 +41,7 @@ def test_smoke_profile_learns_and_embeddings_do_not_collapse(home, tmp_path):
         overrides=CROPS,
     )
     spec = svc.store.get(job.job_id).spec
-    assert spec["train"]["schedulers"]["learning_rate"]["max_decay_steps"] == 8  # fitted: 4 x ceil(16 / 8)
+    assert spec["train"]["schedulers"]["learning_rate"]["max_decay_steps"] == 20  # fitted: 10 x ceil(16 / 8)
     st = svc.wait_job(job.job_id, timeout_s=600, poll_s=1.0)
     assert st.status == "COMPLETE", svc.job_logs(job.job_id, tail=40).text
     losses = [v for _, v in monitor.progress(st.results_dir, "train").kpi_history["train_loss"]]
@@ -48,7 +50,7 @@ def test_smoke_profile_learns_and_embeddings_do_not_collapse(home, tmp_path):
     assert (results / "kpi_curves.png").is_file() or next(results.rglob("kpi_curves.png"))
     assert list(results.rglob("events.out.tfevents.*"))  # TensorBoard while it ran
     steps = [json.loads(x) for x in next(results.rglob("status.json")).read_text().splitlines() if '"steps_per_s"' in x]
-    assert steps and all(s["max_step"] == 8 and "eta" in s for s in steps)
+    assert steps and all(s["max_step"] == 20 and "eta" in s for s in steps)
     assert len(list(results.rglob("model_epoch_*.pth"))) == 1  # keep-last 1 (default)
 
     inf = svc.launch_job(SKILL, "inference", parent_job_id=job.job_id, data_sources={"inference_dataset": str(tmp_path / "test")})
