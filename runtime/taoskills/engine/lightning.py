@@ -150,14 +150,12 @@ def progress_every() -> int | None:
 
 
 def keep_last_checkpoints() -> int | None:
-    """Checkpoint saves kept per run: env ``TAO_SKILLS_KEEP_CHECKPOINTS`` (default 1: the newest save,
-    as ``train.checkpointer.replace_periodic: true`` does; ``0``: all, as TAO does). Older saves are
+    """Checkpoint saves kept per run: env ``TAO_SKILLS_KEEP_CHECKPOINTS`` (unset or ``0``: all, as TAO
+    does; jobs launched by the runtime get 1 by default, see ``taoskills.security.env.job_env``;
+    ``train.checkpointer.replace_periodic: true`` keeps 1). Older saves are
     deleted with their companion files (student/teacher weights); ``train.checkpoint_interval`` still
     decides when saves happen."""
-    raw = os.environ.get("TAO_SKILLS_KEEP_CHECKPOINTS")
-    if raw is None:
-        return 1
-    return _int_or_none(raw)
+    return _int_or_none(os.environ.get("TAO_SKILLS_KEEP_CHECKPOINTS"))
 
 
 def checkpoint_tag(epoch: int, step: int) -> str:
