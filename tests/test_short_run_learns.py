@@ -48,7 +48,13 @@ def test_smoke_profile_learns_and_embeddings_do_not_collapse(home, tmp_path):
     assert losses[-1] <= 0.95 * losses[0], losses  # at least 5% lower
     results = Path(st.results_dir)
     assert (results / "kpi_curves.png").is_file() or next(results.rglob("kpi_curves.png"))
-    assert list(results.rglob("events.out.tfevents.*"))  # TensorBoard while it ran
+    events = list(results.rglob("events.out.tfevents.*"))  # TensorBoard while it ran
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert len(acc.Scalars("kpi/train_loss")) == 10  # one KPI point per epoch
     steps = [json.loads(x) for x in next(results.rglob("status.json")).read_text().splitlines() if '"steps_per_s"' in x]
     assert steps and all(s["max_step"] == 20 and "eta" in s for s in steps)
     assert len(list(results.rglob("model_epoch_*.pth"))) == 1  # keep-last 1 (default)
