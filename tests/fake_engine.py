@@ -2,7 +2,8 @@
 
 It replaces the ``nvdinov2`` entry of the built-in engine's network registry with one whose
 actions write what TAO's results contract promises - ``status.json`` lines (STARTED, one
-RUNNING line per epoch with ``epoch``/``max_epoch``/``kpi.train_loss``, SUCCESS),
+RUNNING line per epoch with ``epoch``/``max_epoch``/``kpi.train_loss`` after a mid-epoch
+``step``/``max_step``/``steps_per_s``/``eta`` progress line, SUCCESS),
 ``experiment.yaml``, TAO-named checkpoints (``model_epoch_EEE_step_SSSSS.pth``,
 ``student_epoch_*``, ``teacher_epoch_*``, ``nvdinov2_model_latest.pth`` link), inference
 ``embeddings.npy`` and an export ``onnx_file`` - without training anything. The spec defaults,
@@ -55,10 +56,16 @@ def _train(ctx) -> dict[str, float]:
     n = len(_images(cfg["dataset"]["train_dataset"]["images_dir"]))
     steps = max(1, n // max(1, int(cfg["dataset"]["batch_size"])))
     epochs, every = int(tr["num_epochs"]), max(1, int(tr.get("checkpoint_interval") or 1))
-    pause = float(os.environ.get("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "0"))
+    pause = float(os.environ.get("TAO_SKILLS_FAKE_ENGINE_EPOCH_S") or os.environ.get("TAO_SKILLS_FAKE_EPOCH_S") or "0")
     loss = 10.0
+    t0 = time.time()
     for e in range(epochs):
-        time.sleep(pause)
+        time.sleep(pause / 2)
+        step = e * steps + max(1, steps // 2)  # a mid-epoch progress line, as TaoTrainCallback writes
+        rate = step / max(time.time() - t0, 1e-3)
+        eta = f"0:00:{min(59, int((epochs * steps - step) / rate)):02d}"
+        ctx.status.write("RUNNING", f"step {step}", step=step, max_step=epochs * steps, steps_per_s=round(rate, 3), eta=eta)
+        time.sleep(pause / 2)
         loss = 10.0 / (e + 1)
         ctx.status.write("RUNNING", f"Epoch {e} done.", epoch=e, max_epoch=epochs, kpi={"train_loss": loss})
         if (e + 1) % every == 0 or e + 1 == epochs:

@@ -80,7 +80,7 @@ def test_hand_run_script_registers_and_is_followed_to_complete(svc, photos, tmp_
 
 
 def test_running_hand_run_job_shows_running(svc, photos, tmp_path, monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "3")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "3")
     result = svc.render_runner(SKILL, "train", _spec(svc, photos))
     path = tmp_path / "runner.sh"
     path.write_text(result.script)

@@ -36,6 +36,7 @@ EXPECTED_TOOLS = {
     "job_logs",
     "cancel_job",
     "list_jobs",
+    "plot_job",
     "resolve_checkpoint",
     "wait_job",
 }

@@ -85,7 +85,7 @@ def test_tool_inputs_use_enums(svc):
 
 
 def test_wait_job_blocks_with_progress_and_takes_a_prefix(svc, photos, monkeypatch):
-    monkeypatch.setenv("FAKE_ENGINE_EPOCH_S", "0.5")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_ENGINE_EPOCH_S", "0.5")
     progress: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(value, total, message):

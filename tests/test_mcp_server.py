@@ -41,6 +41,7 @@ EXPECTED_TOOLS = {
     "job_logs",
     "cancel_job",
     "list_jobs",
+    "plot_job",
     "resolve_checkpoint",
     "wait_job",
 }
@@ -438,3 +439,32 @@ def test_http_refuses_non_loopback_host_without_allow_remote():
         timeout=60,
     )
     assert proc.returncode == 2 and "non-loopback" in proc.stderr and proc.stdout == ""
+
+
+def test_plot_job_returns_the_curve_as_image_content(home, photos, fake_engine):
+    import base64
+
+    async def scenario():
+        async with Client(_params(home)) as client:
+            job = await call(
+                client,
+                "launch_job",
+                skill=SKILL,
+                action="train",
+                profile="smoke",
+                automl_policy="off",
+                overrides={**TINY_TRAIN_OVERRIDES, "train.num_epochs": 3},
+                data_sources={"train_datasets": str(photos)},
+            )
+            assert (await wait_terminal(client, job["job_id"]))["status"] == "COMPLETE"
+            res = await client.call_tool("plot_job", {"job_id": job["job_id"]})
+            assert not res.is_error, res.content
+            images = [c for c in res.content if c.type == "image"]
+            assert len(images) == 1 and images[0].mime_type == "image/png"
+            assert base64.b64decode(images[0].data)[:8] == b"\x89PNG\r\n\x1a\n"
+            text = json.loads(next(c for c in res.content if c.type == "text").text)
+            assert Path(text["png"]).is_file()
+            err = await call_error(client, "plot_job", job_id="job-000000000000")
+            assert err["error"] == "not_found"
+
+    run(scenario())

@@ -110,6 +110,7 @@ def test_job_env_is_an_allowlist_plus_named_secrets():
         "NVIDIA_VISIBLE_DEVICES": "all",
         "HF_TOKEN": CANARIES["HF_TOKEN"],
         "TAO_ENCRYPTION_KEY": "enc-secret",
+        "TAO_SKILLS_KEEP_CHECKPOINTS": "1",  # the runtime's default retention (keep the newest save)
     }
 
 

@@ -53,6 +53,7 @@ from taoskills.service_models import (
     SpecResult,
     ValidationResult,
 )
+from taoskills.service_storage import StorageMixin
 from taoskills.specs import validator
 from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 
@@ -60,7 +61,7 @@ from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 Engine = str
 
 
-class Service(JobsMixin):
+class Service(JobsMixin, StorageMixin):
     """The runtime's API. Cheap to construct; state lives in the job store (SQLite).
 
     ``skills_dir``: skill bank (default :func:`paths.skills_dir`). ``home``: runtime home

@@ -122,6 +122,9 @@ class JobStatus(BaseModel):
     epoch: int | None = None
     max_epoch: int | None = None
     eta: str | None = None
+    step: int | None = Field(default=None, description="optimiser steps done (engine progress lines)")
+    max_step: int | None = Field(default=None, description="the run's total optimiser steps")
+    steps_per_s: float | None = Field(default=None, description="optimiser steps per second (engine progress lines)")
     kpis: dict[str, float] = Field(default_factory=dict)
     message: str | None = None
     failure: dict[str, Any] | None = None

@@ -136,6 +136,28 @@ def loggers(cfg: dict[str, Any], out: Path) -> list:
     return result
 
 
+def _int_or_none(value: Any) -> int | None:
+    try:
+        v = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return v if 0 < v < 10**12 else None
+
+
+def progress_every() -> int | None:
+    """Steps between progress lines: env ``TAO_SKILLS_PROGRESS_STEPS`` (None: about 20 lines a run, at most every 50 steps)."""
+    return _int_or_none(os.environ.get("TAO_SKILLS_PROGRESS_STEPS"))
+
+
+def keep_last_checkpoints() -> int | None:
+    """Checkpoint saves kept per run: env ``TAO_SKILLS_KEEP_CHECKPOINTS`` (unset or ``0``: all, as TAO
+    does; jobs launched by the runtime get 1 by default, see ``taoskills.security.env.job_env``;
+    ``train.checkpointer.replace_periodic: true`` keeps 1). Older saves are
+    deleted with their companion files (student/teacher weights); ``train.checkpoint_interval`` still
+    decides when saves happen."""
+    return _int_or_none(os.environ.get("TAO_SKILLS_KEEP_CHECKPOINTS"))
+
+
 def checkpoint_tag(epoch: int, step: int) -> str:
     """TAO's checkpoint tag ``epoch_EEE_step_SSSSS`` (zero-indexed epoch)."""
     return f"epoch_{epoch:03d}_step_{step:05d}"
@@ -155,7 +177,12 @@ class TaoTrainCallback(pl.Callback):
     files per checkpoint (e.g. NVDINOv2's student/teacher weights). The last KPIs are kept in
     ``ctx.info["kpis"]`` (and each one as ``ctx.info[name]``). ``train`` keys read:
     ``checkpoint_interval`` (default 1), ``checkpoint_interval_unit`` (``epoch``|``step``),
-    ``checkpointer.replace_periodic`` (keep only the newest periodic checkpoint).
+    ``checkpointer.replace_periodic`` (keep only the newest periodic checkpoint); env
+    ``TAO_SKILLS_KEEP_CHECKPOINTS`` keeps the newest N saves. Every N optimiser steps
+    (:func:`progress_every`) a RUNNING line gives ``step``, ``max_step``, ``steps_per_s`` and
+    ``eta`` (the per-epoch lines are unchanged); epoch KPIs also go to the Lightning loggers
+    (TensorBoard ``kpi/<name>``, x = zero-indexed epoch); at the end the KPI curves are drawn
+    to ``results_dir/kpi_curves.png`` (:mod:`taoskills.jobs.plots`).
     """
 
     def __init__(
@@ -175,8 +202,12 @@ class TaoTrainCallback(pl.Callback):
         self.kpis = kpis
         self.extra_files = extra_files
         self.latest_name = latest_name or f"{ctx.network}_model_latest.pth"
-        self.saved: list[Path] = []
+        self.saved: list[list[Path]] = []
+        self.keep = keep_last_checkpoints()
         self.t0 = time.time()
+        self.step_t0: float | None = None
+        self.step0 = 0
+        self.every = progress_every()
 
     def _kpis(self, trainer: Any, module: Any) -> dict[str, float]:
         if self.kpis is not None:
@@ -189,6 +220,22 @@ class TaoTrainCallback(pl.Callback):
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         self.t0 = time.time()
+        if self.step_t0 is None:
+            self.step_t0, self.step0 = self.t0, trainer.global_step
+
+    def _progress(self, trainer: Any) -> None:
+        """A RUNNING line every ``self.every`` optimiser steps: step, max_step, steps_per_s, eta."""
+        step = trainer.global_step
+        total = _int_or_none(getattr(trainer, "estimated_stepping_batches", None))
+        every = self.every or max(1, min(50, (total or 20) // 20))
+        if step < 1 or (step % every and step != 1) or self.step_t0 is None or not trainer.is_global_zero:
+            return
+        rate = (step - self.step0) / max(time.time() - self.step_t0, 1e-6)
+        extra: dict[str, Any] = {"step": step, "steps_per_s": round(rate, 4)}
+        if total:
+            extra["max_step"] = total
+            extra["eta"] = format_duration(max(total - step, 0) / rate) if rate > 0 else None
+        self.ctx.status.write("RUNNING", f"step {step}" + (f"/{total}" if total else ""), **extra)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         epoch, max_epoch = trainer.current_epoch, trainer.max_epochs
@@ -205,12 +252,30 @@ class TaoTrainCallback(pl.Callback):
         )
         self.ctx.info["kpis"] = kpi
         self.ctx.info.update(kpi)
+        for logger in getattr(trainer, "loggers", None) or []:
+            if kpi and trainer.is_global_zero:
+                logger.log_metrics({f"kpi/{k}": v for k, v in kpi.items()}, step=epoch)
         shown = " ".join(f"{k}={v:.4f}" for k, v in kpi.items())
-        log.info("epoch %d/%d %s (%.1fs)", epoch, max_epoch - 1, shown, dt)
+        log.info("epoch %d/%d %s (%.1fs)", epoch + 1, max_epoch, shown, dt)  # one-indexed, as the CLI shows it
         if self.unit == "epoch" and ((epoch + 1) % self.interval == 0 or epoch + 1 == max_epoch):
             self.save(trainer, pl_module)
 
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        """Write the KPI curves as ``results_dir/kpi_curves.png`` (rank 0; skipped without matplotlib)."""
+        if not trainer.is_global_zero:
+            return
+        from taoskills.jobs.plots import plot_status_file
+
+        try:
+            path = plot_status_file(self.ctx.status.path, self.out / "kpi_curves.png")
+        except ImportError:
+            log.warning("matplotlib is not installed: no kpi_curves.png (pip install 'tao-skills[engine]')")
+            return
+        if path is not None:
+            log.info("KPI curves: %s", path)
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._progress(trainer)
         if self.unit == "step" and trainer.global_step % self.interval == 0:
             self.save(trainer, pl_module)
 
@@ -230,10 +295,11 @@ class TaoTrainCallback(pl.Callback):
         if latest.is_symlink() or latest.exists():
             latest.unlink()
         latest.symlink_to(model_path.name)
-        if self.replace:
-            for old in self.saved:
+        self.saved.append(files)
+        keep = 1 if self.replace else self.keep
+        while keep and len(self.saved) > keep:
+            for old in self.saved.pop(0):
                 old.unlink(missing_ok=True)
-        self.saved = files
         log.info("saved %s", ", ".join(p.name for p in files))
 
 

@@ -37,7 +37,8 @@ class StatusSummary(BaseModel):
 
     ``started``: at least one valid status line exists. ``last_status``/``message``: from
     the last valid line. ``epoch``/``max_epoch`` (or ``cur_iter``/``max_iter``, ``step``/
-    ``max_step``): the latest values seen. ``kpis``: latest value per KPI name;
+    ``max_step``): the latest values seen; ``steps_per_s``: from the engine's per-N-step
+    progress lines (``step``, ``max_step``, ``steps_per_s``, ``eta``). ``kpis``: latest value per KPI name;
     ``kpi_history``: ``{name: [(epoch_or_iter, value), ...]}`` in file order (epoch is the
     last epoch/iteration seen at or before the line, None before any). ``graphical``:
     latest value per ``graphical`` series. ``failure_message``: message of the last
@@ -59,6 +60,7 @@ class StatusSummary(BaseModel):
     max_step: int | None = None
     eta: str | None = None
     time_per_epoch: str | None = None
+    steps_per_s: float | None = None
     kpis: dict[str, float] = Field(default_factory=dict)
     kpi_history: dict[str, list[tuple[Number | None, float]]] = Field(default_factory=dict)
     graphical: dict[str, float] = Field(default_factory=dict)
@@ -158,6 +160,8 @@ def parse_status_lines(text: str, path: str | None = None) -> StatusSummary:
         for key in ("eta", "time_per_epoch"):
             if data.get(key) is not None:
                 setattr(s, key, str(data[key]))
+        if to_float(data.get("steps_per_s")) is not None:
+            s.steps_per_s = to_float(data["steps_per_s"])
         kpi = data.get("kpi")
         if isinstance(kpi, dict):
             for name, value in kpi.items():

@@ -102,7 +102,8 @@ def job_env(
 ) -> dict[str, str]:
     """The environment for a job: allowlisted variables of ``environ`` (default ``os.environ``),
     the named secrets that are set there, then ``extra`` (which may not smuggle secrets:
-    secret-looking names in ``extra`` are dropped unless also in ``secret_names``)."""
+    secret-looking names in ``extra`` are dropped unless also in ``secret_names``).
+    ``TAO_SKILLS_KEEP_CHECKPOINTS`` defaults to :data:`DEFAULT_KEEP_CHECKPOINTS` (keep the newest save)."""
     env = os.environ if environ is None else environ
     names = set(secret_names)
     out = {k: v for k, v in env.items() if allowed(k)}
@@ -110,7 +111,13 @@ def job_env(
     for k, v in (extra or {}).items():
         if not is_secret_env_name(k) or k in names:
             out[k] = v
+    out.setdefault("TAO_SKILLS_KEEP_CHECKPOINTS", DEFAULT_KEEP_CHECKPOINTS)
     return out
+
+
+#: Checkpoint saves the built-in engine keeps per run when the user sets no
+#: ``TAO_SKILLS_KEEP_CHECKPOINTS`` (``0`` keeps all; see taoskills.engine.lightning).
+DEFAULT_KEEP_CHECKPOINTS = "1"
 
 
 __all__ = ["ALLOW", "ALLOW_PREFIXES", "CONTRACT_SECRETS", "job_env", "secret_names_in", "allowed"]

@@ -17,8 +17,12 @@ value the caller set explicitly):
    output_dir, key, parent_model, parent_model_folder, resume_model,
    ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
 8. ``drop_keys`` (docs/tao-contract.md §4.5 C16) are removed;
-9. template contradictions are resolved (``_fit_schedule``: MAE milestones beyond
-   ``train.num_epochs``), unless the caller set the values;
+9. ``runtime: extracted_folder`` inputs are staged, then schedules are fitted to the run's
+   length (:mod:`taoskills.specs.schedules`: each network declares its schedule keys; NVDINOv2
+   step schedules when ``num_epochs x ceil(images / (batch_size x num_gpus))`` is below the
+   learning-rate warm-up: warm-up 10%, teacher temperature 30%, decay to the last step; MAE
+   milestones beyond ``train.num_epochs``), unless the caller set the values; a warm-up longer
+   than the run is a warning;
 10. ``ActionInfo.required_keys`` must hold a value (SpecError ``missing`` otherwise).
 
 Dataset roots may be local folders or URIs (``s3://bucket/prefix``): a URI is joined with
@@ -40,6 +44,7 @@ from typing import Any
 from taoskills.data import staging
 from taoskills.errors import Issue, SpecError
 from taoskills.jobs import checkpoints
+from taoskills.specs import schedules
 from taoskills.specs.dotted import copy_tree, delete_dotted, get_dotted, set_dotted, split_dotted
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
@@ -64,13 +69,17 @@ class BuiltSpec:
     ``spec``: nested dict ready to write as YAML. ``inferred``: dotted key ->
     ``{"fn", "value", "reason"}`` for each spec_params value filled in. ``staged``: dotted
     key -> ``{"source", "path", "extracted"}`` for each data path staged. ``notes``: what
-    was carried or dropped, for the agent to read.
+    was carried or dropped, for the agent to read. ``warnings``: problems that do not stop the
+    build (e.g. a warm-up longer than the run; also in ``notes`` as ``warning: ...``).
+    ``total_steps``: the run's optimiser steps when known (:mod:`taoskills.specs.schedules`).
     """
 
     spec: dict
     inferred: dict[str, dict[str, Any]] = field(default_factory=dict)
     staged: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    total_steps: int | None = None
 
 
 def expand_shorthand(skill_info, shorthand: dict[str, Any] | None) -> dict[str, Any]:
@@ -129,6 +138,10 @@ def build_spec(
     ``pretrained_backbone`` (DINO ``model.pretrained_backbone_path``) takes the backbone
     input, the others (``train.pretrained_model_path``) the full model, so each input goes
     only to its own key. ``profile``: ``"smoke"`` applies the skill's small, representative overrides.
+    Schedules are then fitted to the run length (:mod:`taoskills.specs.schedules`: NVDINOv2
+    ``T = num_epochs x ceil(images / (batch_size x num_gpus))``; when ``T`` is below the
+    learning-rate warm-up, unset warm-ups become 10% of ``T``, teacher temperature 30%,
+    decays end at ``T``); a warm-up still longer than ``T`` is a warning in ``BuiltSpec.warnings``.
 
     Raises SpecError (bad keys, a required parent missing, a ``required_keys`` value unset,
     a pretrained input the action has no key for), StagingError (bad archive), NotFound (no
@@ -186,8 +199,8 @@ def build_spec(
         if delete_dotted(spec, key):
             out.notes.append(f"dropped {key} (not used by {action})")
 
-    _fit_schedule(info, spec, explicit, out)
     _stage_inputs(act, spec, out, cache_dir, stage=stage)
+    _fit_schedule(info, spec, explicit, out)
     _require_data_sources(act, spec, info.name)
     _require_keys(act, spec, info.name, action)
     return out
@@ -411,32 +424,13 @@ def _stage_inputs(act, spec: dict, out: BuiltSpec, cache_dir: Path | None, *, st
         set_dotted(spec, key, new_values if isinstance(value, list) else new_values[0])
 
 
-#: Schedule keys whose template values can exceed ``train.num_epochs`` (network -> key, the
-#: schedule length TAO's default values were written for). TAO Core 7.3.0 MAE ships
-#: ``milestones [88, 96]`` with ``num_epochs 10``: decay points at 88% and 96% of a 100-epoch
-#: run, which a 10-epoch run never reaches (constraint C9).
-_SCHEDULES: dict[str, tuple[str, int]] = {"mae": ("train.optim.milestones", 100)}
-
-
 def _fit_schedule(info, spec: dict, explicit: set[str], out: BuiltSpec) -> None:
-    """Scale template milestones that lie beyond ``train.num_epochs`` to the same fractions of the run.
-
-    Only values the caller did not set (and only the ``_SCHEDULES`` keys) are changed; a note
-    records the change.
-    """
-    entry = _SCHEDULES.get(info.network_arch or "")
-    if entry is None:
-        return
-    key, length = entry
-    steps = get_dotted(spec, key, default=None)
-    epochs = get_dotted(spec, "train.num_epochs", default=None)
-    if key in explicit or not isinstance(steps, list) or not isinstance(epochs, int) or isinstance(epochs, bool):
-        return
-    if not steps or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) or max(steps) <= epochs:
-        return
-    scaled = sorted({max(1, min(epochs, s * epochs // length)) for s in steps})
-    set_dotted(spec, key, scaled)
-    out.notes.append(f"{key} {steps} lie beyond train.num_epochs {epochs}; scaled to {scaled} (same fractions of the run)")
+    """Fit the network's schedules to the run (:mod:`taoskills.specs.schedules`); notes and warnings go to ``out``."""
+    fit = schedules.fit_schedules(info.network_arch, spec, explicit)
+    out.notes.extend(fit.notes)
+    out.warnings.extend(fit.warnings)
+    out.notes.extend(f"warning: {w}" for w in fit.warnings)
+    out.total_steps = fit.total_steps
 
 
 def _require_keys(act, spec: dict, skill_name: str, action: str) -> None:

@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 skills_app = typer.Typer(no_args_is_help=True, help="List and show skills.")
 spec_app = typer.Typer(no_args_is_help=True, help="Spec templates, building and validation.")
-jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, logs, cancel.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, logs, cancel, wait, plot, rm, gc.")
 app.add_typer(skills_app, name="skills")
 app.add_typer(spec_app, name="spec")
 app.add_typer(jobs_app, name="jobs")
@@ -475,6 +475,54 @@ def demo(
     if network not in runners:
         raise TaoSkillsError(f"no demo for network {network!r}", field="network", fix=f"use one of {', '.join(runners)}")
     raise typer.Exit(runners[network]())
+
+
+# ----------------------------------------------------------------------------- jobs plot / rm / gc
+
+
+@jobs_app.command("plot")
+def jobs_plot(
+    job_id: str,
+    out: Path | None = typer.Option(None, help="PNG path (default: kpi_curves.png beside the job's status.json)"),
+    open_it: bool = typer.Option(False, "--open", help="open the PNG with the desktop's viewer"),
+) -> None:
+    """Draw a job's KPI curves (loss per epoch) from its status.json to a PNG and print its path."""
+    path = _service().plot_job(job_id, out=out)
+    typer.echo(str(path))
+    if open_it:
+        typer.launch(str(path))
+
+
+@jobs_app.command("rm")
+def jobs_rm(
+    job_id: str,
+    force: bool = typer.Option(False, help="remove it even when child jobs used its outputs"),
+    as_json: bool = JSON,
+) -> None:
+    """Remove a finished job: its record and its workspace folder (checkpoints included)."""
+    removed = _service().remove_job(job_id, force=force)
+    if as_json:
+        return _emit({"job_id": job_id, "removed": removed}, True)
+    typer.echo(f"removed {job_id}" + (f": {', '.join(removed)}" if removed else ""))
+
+
+@jobs_app.command("gc")
+def jobs_gc(
+    job_id: str | None = typer.Argument(None, help="one job (default: every finished job)"),
+    keep_last: int | None = typer.Option(None, help="checkpoints kept per job (default: env TAO_SKILLS_KEEP_CHECKPOINTS or 1)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted; delete nothing"),
+    as_json: bool = JSON,
+) -> None:
+    """Delete old checkpoints of finished jobs, keeping the newest N and any a downstream job used."""
+    report = _service().gc_checkpoints(job_id, keep_last=keep_last, dry_run=dry_run)
+    if as_json:
+        return _emit(report, True)
+    verb = "would delete" if dry_run else "deleted"
+    for f in report.deleted:
+        typer.echo(f"{verb} {f}")
+    for f in report.kept_used:
+        typer.echo(f"kept {f} (used by a downstream job)")
+    typer.echo(f"{verb} {len(report.deleted)} file(s), {report.freed_bytes / 1e6:.1f} MB")
 
 
 def main() -> None:

@@ -16,16 +16,15 @@ from rich.console import Console
 
 # Small, real run: ViT-S student/teacher (the skill's smoke profile) at CPU-friendly crop
 # sizes. Every key is a TAO nvdinov2 spec key and the engine honours each one. TAO's
-# scheduler defaults are sized for millions of steps (lr warm-up 100000 steps), so a short
-# run must scale them to its length: see demo_overrides().
+# scheduler defaults are sized for millions of steps (lr warm-up 100000 steps); the spec
+# builder fits them to this run's length (taoskills.specs.schedules), as it does for any run.
 BATCH = 8
 
 
 def demo_overrides(epochs: int, n_train: int) -> dict[str, object]:
-    """Spec overrides for the demo: crops, prototypes and schedules scaled to ``epochs``."""
-    total = max(1, epochs * (n_train // BATCH))
-    warm = max(1, total // 5)
-    sched = "train.schedulers."
+    """Spec overrides for the demo: crop sizes, prototypes and run length (no scheduler keys:
+    :mod:`taoskills.specs.schedules` fits warm-up, decay and teacher schedules to
+    ``epochs x ceil(n_train / BATCH)`` steps)."""
     return {
         "dataset.batch_size": BATCH,
         "dataset.workers": 2,
@@ -36,21 +35,6 @@ def demo_overrides(epochs: int, n_train: int) -> dict[str, object]:
         "train.num_prototypes": 1024,
         "train.num_epochs": epochs,
         "train.checkpoint_interval": epochs,
-        f"{sched}learning_rate.val_base": 5e-4,
-        f"{sched}learning_rate.val_final": 1e-5,
-        f"{sched}learning_rate.warm_up_steps": warm,
-        f"{sched}learning_rate.max_decay_steps": total,
-        f"{sched}last_layer_learning_rate.val_base": 5e-4,
-        f"{sched}last_layer_learning_rate.val_final": 1e-5,
-        f"{sched}last_layer_learning_rate.warm_up_steps": warm,
-        f"{sched}last_layer_learning_rate.max_decay_steps": total,
-        f"{sched}last_layer_learning_rate.freeze_steps": 0,
-        f"{sched}weight_decay.max_decay_steps": total,
-        f"{sched}momentum.val_base": 0.9,
-        f"{sched}momentum.val_final": 0.99,
-        f"{sched}momentum.max_decay_steps": total,
-        f"{sched}teacher_temperature.warm_up_steps": total // 2,
-        f"{sched}teacher_temperature.max_decay_steps": total // 2,
     }
 
 

@@ -39,6 +39,7 @@ Run: ``python -m taoskills.surfaces.mcp [--transport stdio|streamable-http] [--h
 """
 
 import argparse
+import base64
 import ipaddress
 import json
 import logging
@@ -52,7 +53,7 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.resources import FileResource
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from taoskills.data import preflight as pf
@@ -133,6 +134,13 @@ class JobList(BaseModel):
 
 
 # ----------------------------------------------------------------------------- error replies
+
+
+class PlotReply(BaseModel):
+    """Structured part of a ``plot_job`` reply (the PNG itself comes as image content)."""
+
+    job_id: str
+    png: str = Field(description="path of the PNG on the runtime host (beside the job's status.json)")
 
 
 def _error_result(payload: dict[str, Any]) -> CallToolResult:
@@ -595,6 +603,30 @@ def build_server(service: Service | None = None) -> MCPServer:
         Errors: not_found (unknown job id). Next: launch again (resume_job_id to continue training).
         """
         return await _call("cancel_job", lambda: svc.cancel_job(job_id))
+
+    @server.tool(annotations=_hints(read_only=False, idempotent=True, title="Plot a job's KPI curves"))
+    async def plot_job(
+        job_id: Annotated[str, Field(description="job id from launch_job or list_jobs, e.g. 'job-1a2b3c4d5e6f'")],
+    ) -> Annotated[CallToolResult, PlotReply]:
+        """The job's KPI curves (e.g. train_loss per zero-indexed epoch, from its status.json) as a
+        PNG image (MCP image content, image/png) plus a text line with the PNG's path
+        (``kpi_curves.png`` beside the job's status.json, rewritten on each call). Works for any engine and for a
+        job still running (the epochs so far). Show the image to the user.
+
+        Errors: not_found (unknown job id: list_jobs; no KPI values yet: wait for an epoch).
+        """
+        result = await _call("plot_job", lambda: str(svc.plot_job(job_id)))
+        if isinstance(result, CallToolResult):
+            return result
+        data = base64.b64encode(Path(result).read_bytes()).decode("ascii")
+        reply = {"job_id": job_id, "png": result}
+        return CallToolResult(
+            content=[
+                TextContent(type="text", text=json.dumps(reply)),
+                ImageContent(type="image", data=data, mime_type="image/png"),
+            ],
+            structured_content=reply,
+        )
 
     @server.tool(annotations=_hints(**RO, title="List jobs"))
     async def list_jobs(

@@ -3,7 +3,9 @@
 Writes in ``<results_dir>/inference`` (format in ``taoskills/engine/README.md``):
 ``embeddings.npy`` float32 [N, D] (CLS token after the final LayerNorm), ``embeddings_index.json``
 (``[{"row", "image", "path"}]``), and every ``inference.vis_after_n_batches``-th batch a PCA
-visualisation of the patch features under ``visualizations/``.
+visualisation of the patch features under ``visualizations/``. The SUCCESS line's KPI
+``mean_pairwise_cosine`` (distinct pairs, in [-1, 1]) is checked: above 0.99 a WARNING line and a
+log warning say the embeddings collapsed (every image nearly the same vector).
 """
 
 from __future__ import annotations
@@ -94,4 +96,30 @@ def run(ctx: ActionContext) -> dict[str, float] | None:
     msg = f"Wrote {emb.shape[0]} embeddings of dimension {emb.shape[1]} to embeddings.npy ({n_vis} PCA visualisations)."
     log.info(msg)
     ctx.status.write("RUNNING", msg)
-    return None
+    cos = mean_pairwise_cosine(emb)
+    if cos is None:
+        return None
+    if cos > COLLAPSE_COSINE:
+        warn = (
+            f"Embeddings collapsed: mean pairwise cosine similarity {cos:.4f} > {COLLAPSE_COSINE} over "
+            f"{emb.shape[0]} images (every image gets nearly the same embedding). The checkpoint learnt "
+            "little: train longer or with schedules fitted to the run (leave train.schedulers.*.warm_up_steps "
+            "unset so the spec builder fits them), and check that train_loss fell."
+        )
+        log.warning(warn)
+        ctx.status.write("RUNNING", warn, verbosity="WARNING", kpi={"mean_pairwise_cosine": cos})
+    return {"mean_pairwise_cosine": cos}
+
+
+#: Mean pairwise cosine similarity above which embeddings count as collapsed.
+COLLAPSE_COSINE = 0.99
+
+
+def mean_pairwise_cosine(emb: np.ndarray) -> float | None:
+    """Mean cosine similarity over distinct pairs of rows of ``emb`` [N, D]; None when N < 2."""
+    if emb.shape[0] < 2:
+        return None
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    n = emb.shape[0]
+    return float((sim.sum() - np.trace(sim)) / (n * (n - 1)))
