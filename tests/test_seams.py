@@ -139,7 +139,7 @@ def test_dummy_engine_and_platform_seen_everywhere(dummies, tmp_path):
     report = json.loads(res.stdout)
     names = {c["name"] for c in report["checks"]}
     assert "dummy.host" in names and res.exit_code == 2
-    assert [i["field"] for i in report["issues"]] == ["train.num_gpus"]
+    assert "train.num_gpus" in [i["field"] for i in report["issues"]]  # the dummy platform's host check
 
     # engine CLI: runs the dummy network under TAO's results contract
     spec.write_text("train:\n  word: hello\n")
