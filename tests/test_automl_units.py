@@ -20,6 +20,7 @@ from taoskills.bank.catalog import Catalog  # noqa: E402
 from taoskills.errors import NotSupported, SpecError  # noqa: E402
 
 
+@pytest.mark.torch  # Optuna's GPSampler (bayesian) needs torch; without it the registry falls back to TPE
 def test_registry_maps_tao_names_to_optuna_configurations():
     S, Pr = optuna.samplers, optuna.pruners
     expect = {

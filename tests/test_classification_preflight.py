@@ -106,6 +106,7 @@ def test_dispatch_by_network(tmp_path):
     assert check_network_datasets("nvdinov2", "train", {}) == []
 
 
+@pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra
 def test_service_launch_refuses_num_classes_mismatch_before_anything_runs(tmp_path, monkeypatch):
     from taoskills.service import Service
 

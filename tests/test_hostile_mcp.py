@@ -260,6 +260,7 @@ def test_hostile_mcp_calls(seeded, capsys):
     assert counts["launches"] == 0 and counts["injected_commands"] == 0
 
 
+@pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra
 def test_hostile_overrides_on_a_launchable_job_are_refused(tmp_path, monkeypatch, capsys):
     """Data that would launch, plus one hostile value each: every launch refused, nothing left behind."""
     from taoskills.data.sample_data import write_sample_images

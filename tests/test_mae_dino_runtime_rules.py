@@ -69,6 +69,7 @@ def test_mae_structure_carried_into_evaluate_inference_export(tmp_path, catalog)
     assert exp["export"]["onnx_file"].endswith("/export/mae.onnx")
 
 
+@pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra
 def test_dino_structural_keys_carried_into_every_child_action(catalog):
     from taoskills.engine.dino.common import STRUCTURAL_KEYS
 

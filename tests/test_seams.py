@@ -241,6 +241,7 @@ def test_hardware_minimums_are_host_checks(monkeypatch, tmp_path):
     assert checks["host.hardware.gpus"].severity == "warning" and "minimum is 4 GPU" in checks["host.hardware.gpus"].message
 
 
+@pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra
 def test_placement_prefers_an_engine_that_implements_the_action(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     info = Service().catalog.get("tao-train-mask-auto-encoder").info

@@ -284,6 +284,7 @@ sys.exit(1)
 """
 
 
+@pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra
 def test_planted_canaries_never_leave_the_server(tmp_path, monkeypatch):
     """Canary secrets in the server's environment and in tool arguments; a job whose engine
     dumps its whole environment. Every MCP reply, CLI output, job record, rendered script,
