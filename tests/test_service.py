@@ -155,7 +155,10 @@ def _wait_for_engine_pid(shell_pid: int, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in Path(f"/proc/{shell_pid}/task/{shell_pid}/children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            try:  # short-lived children (the runner's own helpers) may be gone already
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                continue
             if b"taoskills.engine" in cmdline:
                 return int(child)
         time.sleep(0.2)
