@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ import pytest
 from taoskills.jobs.store import JobStore
 
 TESTS_DIR = Path(__file__).resolve().parent
+# Test modules live in unit/, integration/ and e2e/; the shared helpers (fake_engine, automl_helpers,
+# docker_support, ...) stay here, importable from every folder.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
 _TORCH_MODULE = re.compile(r"^pytestmark\s*=.*pytest\.mark\.torch", re.MULTILINE)
 
 

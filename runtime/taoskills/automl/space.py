@@ -6,7 +6,7 @@ Source of every rule: the train schema's TAO metadata (``type``, ``minimum``/``m
 AutoML 7.2.0 reads, see its ``search_space/params.py`` and ``utils/math_utils.py``). Where
 we differ from TAO AutoML the rule is stated here.
 
-Rules (documented, tested in tests/test_automl_space.py):
+Rules (documented, tested in tests/unit/test_automl_space.py):
 
 * **Which parameters**: the manifest's ``automl_default_parameters`` of the train action,
   or the user's ``parameters`` list (any leaf of the schema); minus ``disabled``. A

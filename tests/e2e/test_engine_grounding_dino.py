@@ -25,7 +25,7 @@ from taoskills.engine.grounding_dino import text_encoder as T
 
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"
 
 

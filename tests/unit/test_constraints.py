@@ -10,7 +10,7 @@ import yaml
 
 from taoskills.specs.constraints import check_constraints, packaged_schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARCH_SKILL = {
     "nvdinov2": "tao-train-nvdinov2",
     "dino": "tao-train-dino",

@@ -17,7 +17,7 @@ from automl_helpers import SKILL, install_fake_engine, request, settings  # noqa
 from taoskills.bank.automl_policy import NOT_RUNNABLE_REASON  # noqa: E402
 from taoskills.service import Service  # noqa: E402
 
-REPO_SKILLS = Path(__file__).resolve().parents[1] / "skills"
+REPO_SKILLS = Path(__file__).resolve().parents[2] / "skills"
 
 
 @pytest.fixture()

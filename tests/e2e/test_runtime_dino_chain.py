@@ -4,7 +4,7 @@ themselves are real runner scripts and engine processes on the local platform).
 
 The model is the smallest real config TAO's DINO ModelConfig accepts at a CPU-friendly size
 (``resnet_34`` backbone, 2 feature levels, 1+1 transformer layers, 10 queries) on 4 synthetic
-shape scenes at 64 px; one epoch. It checks plumbing, not learning (tests/test_engine_dino.py
+shape scenes at 64 px; one epoch. It checks plumbing, not learning (tests/e2e/test_engine_dino.py
 checks learning).
 """
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from mcp import Client, StdioServerParameters
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIVE = {
     "tao-run-automl",
     "tao-train-dino",

@@ -11,7 +11,7 @@ import yaml
 
 from taoskills.bank.routing import load_near_misses
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "eval_routing.py"
 CASES = REPO / "evals" / "routing_cases.yaml"
 HOLDOUTS = tuple(REPO / "evals" / f"routing_holdout{n}.yaml" for n in ("", "2", "3"))

@@ -16,7 +16,7 @@ import yaml
 
 from taoskills.specs import schedules
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKILL = "tao-train-nvdinov2"
 
 

@@ -2,7 +2,7 @@
 preflight -> run train (built-in engine, local platform) -> checkpoint -> inference -> export.
 
 The engine is the fake, torch-free NVDINOv2 (tests/fake_engine.py, loaded in every child process
-through TAO_SKILLS_PLUGINS); real training end to end is tests/test_demo.py."""
+through TAO_SKILLS_PLUGINS); real training end to end is tests/e2e/test_demo.py."""
 
 from __future__ import annotations
 

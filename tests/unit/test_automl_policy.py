@@ -24,7 +24,7 @@ from taoskills.bank.automl_policy import (
 from taoskills.bank.skill_info import SkillInfo
 from taoskills.errors import SpecError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _info(name: str = "tao-train-toy", automl_enabled: bool = True, kind: str = "model") -> SkillInfo:

@@ -22,7 +22,7 @@ from taoskills.engine.cli import main
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "skills" / "tao-train-nvdinov2" / "references"
 
 TINY = [

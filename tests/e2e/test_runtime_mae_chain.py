@@ -3,7 +3,7 @@
 
 ``convnextv2_atto`` (TAO's smallest MAE arch) at 64 px on the shipped sample photographs
 (4 classes, 16 train / 8 val / 4 test images each), one epoch per stage, one torch thread per
-job. Plumbing, not learning: tests/test_engine_mae.py checks that it learns.
+job. Plumbing, not learning: tests/e2e/test_engine_mae.py checks that it learns.
 """
 
 from __future__ import annotations

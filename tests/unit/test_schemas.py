@@ -13,7 +13,7 @@ import yaml
 
 from taocore_helpers import experiment_config_class, load_into_experiment_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "generate_schemas.py"
 
 

@@ -12,7 +12,7 @@ from taoskills.errors import SpecError
 from taoskills.specs import validator
 from taoskills.specs.validator import assert_valid, schema_keys, to_json_schema, validate_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SKILLS = ("tao-train-nvdinov2", "tao-train-dino", "tao-train-grounding-dino", "tao-train-mask-auto-encoder")
 
 # Warnings the untouched templates raise on purpose (TAO's own defaults, constraints C9/C11).

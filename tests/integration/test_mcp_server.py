@@ -284,7 +284,7 @@ def test_unexpected_exception_becomes_a_generic_error_without_details(home):
 
 
 def test_skill_files_are_resources_confined_to_the_skill(home):
-    skill_dir = Path(__file__).resolve().parents[1] / "skills" / SKILL
+    skill_dir = Path(__file__).resolve().parents[2] / "skills" / SKILL
 
     async def scenario():
         async with Client(_params(home)) as client:
@@ -329,7 +329,7 @@ def test_symlink_leaving_the_skill_folder_is_neither_listed_nor_readable(home, t
     from taoskills.surfaces.mcp import build_server
 
     bank = tmp_path / "bank"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "skills" / SKILL, bank / SKILL)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "skills" / SKILL, bank / SKILL)
     secret = tmp_path / "outside.txt"
     secret.write_text("outside-the-skill")
     (bank / SKILL / "references" / "leak.txt").symlink_to(secret)
