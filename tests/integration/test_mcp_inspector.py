@@ -66,6 +66,8 @@ def inspect(tmp_path_factory):
             "-y",
             INSPECTOR,
             "--cli",
+            "--connect-timeout",  # the server's start-up is slow on a loaded 2-core host
+            "120000",
             "-e",
             f"TAO_SKILLS_HOME={home}",
             sys.executable,
