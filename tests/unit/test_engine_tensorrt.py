@@ -347,3 +347,29 @@ def test_missing_onnx_and_parse_errors_are_spec_errors(tmp_path, monkeypatch):
     with pytest.raises(SpecError, match="GridSample"):
         T.build_engine(T.settings(gen))
     assert not Path(gen["trt_engine"]).exists()
+
+
+@pytest.mark.torch
+def test_dino_trt_evaluate_and_inference_reach_the_engine_runner(tmp_path, monkeypatch):
+    """With TensorRT importable (the fake), a spec with ``trt_engine`` passes the spec check and
+    reaches the engine runner, which needs a CUDA GPU: on this CPU host that is the clear error."""
+    import torch
+
+    from taoskills.engine import cli
+    from taoskills.engine.dino.synthetic import write_shapes_coco
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the fake tensorrt cannot stand in for a real engine run")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt())
+    src = write_shapes_coco(tmp_path / "data", n_images=2, size=64, seed=0)
+    engine = tmp_path / "dino.engine"
+    engine.write_bytes(b"x")
+    ds = {"test_data_sources": src, "infer_data_sources": {"image_dir": src["image_dir"]}, "num_classes": 4}
+    for action in ("evaluate", "inference"):
+        spec = tmp_path / f"{action}.yaml"
+        body = {"results_dir": str(tmp_path / "r"), "dataset": ds, action: {"trt_engine": str(engine)}}
+        spec.write_text(json.dumps(body), encoding="utf-8")
+        assert cli.main(["dino", action, "-e", str(spec)]) == 1
+        lines = (tmp_path / "r" / action / "status.json").read_text().splitlines()
+        msg = json.loads(lines[-1])["message"]
+        assert "TensorRT" in msg and "CUDA GPU" in msg and "-deploy" in msg, msg
