@@ -51,8 +51,8 @@ TINY = {
     "train.validation_interval": 1,
 }
 
-#: Test-time resize for evaluate/inference: dataset.augmentation is not carried from the train job.
-TEST_SIZE = {k: v for k, v in TINY.items() if k.startswith(AUG)}
+#: Carried from the train job into every child (its input size and normalisation).
+CARRIED_AUG = ("scales", "random_resize_max_size", "test_random_resize", "fixed_padding", "input_mean", "input_std")
 
 
 @pytest.fixture()
@@ -123,7 +123,6 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
                 action="evaluate",
                 parent_job_id=tid,
                 data_sources={"eval_dataset": str(shapes)},
-                overrides=TEST_SIZE,
             )
             ev_status = await _wait(client, ev["job_id"])
             assert {"test_mAP", "test_mAP50"} <= set(ev_status["kpis"]), ev_status["kpis"]
@@ -136,7 +135,6 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
                 action="inference",
                 parent_job_id=tid,
                 data_sources={"inference_dataset": str(shapes)},
-                overrides=TEST_SIZE,
             )
             inf_status = await _wait(client, inf["job_id"])
             inf_out = Path(inf_status["results_dir"]) / "inference"
@@ -183,3 +181,7 @@ def test_dino_train_evaluate_inference_export_over_mcp(tmp_path, shapes):
         for key in STRUCTURAL_KEYS:
             if get_dotted(parent_spec, key, default=None) is not None:
                 assert get_dotted(spec, key, default=None) == get_dotted(parent_spec, key), (job_id, key)
+        # the 64 px train size reached every child without an override (TAO's test resize is 800 px)
+        for name in CARRIED_AUG:
+            assert spec["dataset"]["augmentation"][name] == parent_spec["dataset"]["augmentation"][name], (job_id, name)
+        assert spec["dataset"]["augmentation"]["test_random_resize"] == 64

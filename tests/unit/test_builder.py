@@ -412,3 +412,60 @@ def test_zip_archive_with_the_same_stem_is_found_and_staged_in_the_cache(tmp_pat
     assert (folder / "a.jpg").exists()
     assert (tmp_path / "home") in folder.parents  # extracted into the staging cache, not beside the archive
     assert not (root / "images_train").exists()
+
+
+def test_dino_image_sizes_are_carried_down_the_whole_chain(tmp_path):
+    """train -> evaluate/inference/export/quantize take the train job's input size and normalisation
+    (dataset.augmentation sizes, mean/std); export -> gen_trt_engine -> TensorRT evaluate/inference keep
+    them (the engine's H x W is the ONNX input's, which TensorRT reads from the graph)."""
+    skill = CATALOG.get("tao-train-dino")
+    train_spec = copy.deepcopy(skill.template("train"))
+    aug = {"scales": [96, 128], "random_resize_max_size": 160, "test_random_resize": 128, "fixed_random_crop": 128}
+    aug |= {"fixed_padding": False, "pad_size_divisor": 32, "input_mean": [0.5] * 3, "input_std": [0.25] * 3}
+    train_spec["dataset"]["augmentation"].update(aug)
+    train_spec["model"].update(num_queries=50, num_select=50)
+    parent = _train_parent(tmp_path, skill, train_spec)
+    children = {}
+    for action in ("evaluate", "inference", "export", "quantize"):
+        act = skill.action(action)
+        extra = {"quantize.model_path": str(tmp_path / "dino.onnx")} if action == "quantize" else {}
+        built = build_spec(
+            skill,
+            action,
+            results_dir=tmp_path / action,
+            data_sources=_dataset_roots(tmp_path, act),
+            parent=parent,
+            overrides=extra,
+            stage=False,
+        )
+        assert {k: built.spec["dataset"]["augmentation"][k] for k in aug} == aug, action
+        assert built.spec["model"]["num_queries"] == 50
+        assert any("dataset.augmentation.test_random_resize=128" in n for n in built.notes), action
+        issues = validator.validate_spec(skill.schema(action), built.spec, network_arch="dino", action=action)
+        assert [i for i in issues if i.code != "warning"] == [], action
+        children[action] = built.spec
+    assert children["export"]["export"]["input_width"] == 640  # TAO's DINO export default stays unless set
+
+    spec, job = children["export"], "export"
+    for action in ("deploy_gen_trt_engine", "deploy_evaluate", "deploy_inference"):
+        act = skill.action(action)
+        folder = tmp_path / f"{job}_job" / act.checkpoint.from_action
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ("dino.onnx" if job == "export" else "dino.engine")).write_bytes(b"x")
+        built = build_spec(
+            skill,
+            action,
+            results_dir=tmp_path / action,
+            data_sources=_dataset_roots(tmp_path, act),
+            parent=ParentJob(f"job-{job}", spec, folder.parent, job),
+            stage=False,
+        ).spec
+        assert {k: built["dataset"]["augmentation"][k] for k in aug} == aug, action
+        assert built["model"]["num_queries"] == 50
+        issues = validator.validate_spec(skill.schema(action), built, network_arch="dino", action=action)
+        assert [i for i in issues if i.code != "warning"] == [], (action, issues)
+        if action == "deploy_gen_trt_engine":
+            assert built["gen_trt_engine"]["onnx_file"].endswith("dino.onnx")
+            spec, job = built, "deploy_gen_trt_engine"
+        else:
+            assert built[action.removeprefix("deploy_")]["trt_engine"].endswith("dino.engine")

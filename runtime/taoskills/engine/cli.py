@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if desc is not None:
             msg = (
                 f"Action {args.action!r} is not supported for {args.network} by the built-in engine; "
-                f"supported actions: {', '.join(desc.actions)}."
+                f"supported actions: {', '.join(desc.actions)}. Run it with the TAO engine (engine='tao': the TAO container)."
             )
         else:
             msg = (

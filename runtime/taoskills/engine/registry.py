@@ -56,6 +56,8 @@ class EngineNetwork:
     ``runner``: optional ``(action) -> run`` override (tests register in-process dummies).
     ``requires``: Python modules the actions import (checked on the launching host with
     ``importlib.util.find_spec`` by the platform's host checks; a torch-free fake needs none).
+    ``action_requires``: action -> ``(extra modules, what to do when one is missing)`` (DINO's
+    TensorRT actions need ``tensorrt``; :mod:`taoskills.engine.tensorrt`).
     """
 
     network: str
@@ -65,7 +67,13 @@ class EngineNetwork:
     host_rules: tuple[HostRule, ...] = ()
     runner: Callable[[str], Callable[[Any], Any]] | None = None
     requires: tuple[str, ...] = ("torch", "transformers", "pytorch_lightning")
+    action_requires: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def modules_for(self, action: str) -> tuple[tuple[str, ...], str | None]:
+        """(modules ``action`` imports, the fix for a missing extra one or None)."""
+        extra, fix = self.action_requires.get(action, ((), None))
+        return self.requires + tuple(m for m in extra if m not in self.requires), fix
 
     def supports(self, action: str) -> bool:
         return action in self.actions

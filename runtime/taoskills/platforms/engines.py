@@ -132,11 +132,13 @@ class BuiltinEngine(RuntimeEngine):
         from taoskills.engine import registry
 
         desc = registry.get(info.network_arch or "")
+        modules, extra_fix = desc.modules_for(action) if desc else (BUILTIN_MODULES, None)
         return EngineRequirements(
             check_name="host.builtin_engine",
             what="Built-in engine libraries",
-            fix="pip install 'tao-skills[engine]' (on CPU hosts install torch first; never install torchvision there)",
-            modules=desc.requires if desc else BUILTIN_MODULES,
+            fix=extra_fix
+            or "pip install 'tao-skills[engine]' (on CPU hosts install torch first; never install torchvision there)",
+            modules=modules,
             hardware=info.hardware,
             hardware_severity="warning",
             probe_torch="torch" in (desc.requires if desc else BUILTIN_MODULES),

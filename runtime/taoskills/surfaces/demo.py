@@ -154,10 +154,6 @@ DINO_DEMO = {
 }
 
 
-#: The DINO demo's test-time resize, passed to evaluate and inference (not carried from the train job).
-DINO_TEST_SIZE = {k: v for k, v in DINO_DEMO.items() if k.startswith("dataset.augmentation.")}
-
-
 def _step(svc, n: str, title: str, skill: str, action: str, **request):
     """Launch one job, follow it; returns its final JobStatus (``None`` after printing a failure)."""
     from taoskills.surfaces.follow import follow_job
@@ -291,9 +287,9 @@ def run_dino_demo(out_dir: Path, *, epochs: int | None = None) -> int:
         ("4/4", "export", None),
     ):
         data = {role: str(root)} if role else {}
-        # evaluate/inference at the trained size (dataset.augmentation is not carried: TAO's test resize is 800 px),
-        # export too (TAO's default is 960x544)
-        size = {"export.input_width": 128, "export.input_height": 128} if action == "export" else DINO_TEST_SIZE
+        # evaluate/inference take the trained size from the train job (dataset.augmentation is carried);
+        # export at it too (TAO's DINO export default is 640x640)
+        size = {"export.input_width": 128, "export.input_height": 128} if action == "export" else {}
         extra = {"overrides": size}
         done[action] = _step(svc, n, "from the train job", skill, action, parent_job_id=train.job_id, data_sources=data, **extra)
         if done[action] is None:

@@ -148,3 +148,29 @@ def pick_device(num_gpus: int, gpu_id: int, field: str, *, want_gpu: bool = True
     if gpu_id >= torch.cuda.device_count():
         raise PreflightError(f"GPU {gpu_id} does not exist.", field=field, fix="use a GPU id from 0 to device_count-1.")
     return torch.device(f"cuda:{gpu_id}")
+
+
+def trt_predictor(path: str, action: str):
+    """(model-like callable ``(images [B,3,H,W], mask) -> {"pred_logits", "pred_boxes"}``, engine
+    (width, height)) for a TensorRT engine built from DINO's ONNX (input ``inputs``). A fixed-batch
+    engine gets short batches padded. NotSupported without TensorRT or CUDA (TAO deploy container)."""
+    from taoskills.engine.tensorrt import Runner
+
+    runner = Runner(path, what=f"DINO TensorRT {action}", field=f"{action}.trt_engine")
+    shape = runner.input_shapes.get("inputs")
+    if shape is None or len(shape) != 4 or shape[2] < 1 or shape[3] < 1:
+        raise SpecError(
+            f"{action}.trt_engine={path} has no fixed-size 'inputs' [B,3,H,W] input (got {runner.input_shapes}).",
+            field=f"{action}.trt_engine",
+            fix="build it with gen_trt_engine from a DINO export job's ONNX.",
+        )
+    fixed = shape[0] if shape[0] > 0 else None
+
+    def predict(images: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        n = images.shape[0]
+        if fixed and n < fixed:
+            images = torch.cat([images, images.new_zeros((fixed - n, *images.shape[1:]))])
+        out = runner(inputs=images)
+        return {"pred_logits": out["pred_logits"][:n], "pred_boxes": out["pred_boxes"][:n]}
+
+    return predict, (shape[3], shape[2])

@@ -1,5 +1,6 @@
 """DINO's entry in the engine registry (torch-free)."""
 
+from taoskills.engine import tensorrt as trt_rules
 from taoskills.engine.registry import EngineNetwork, HostInfo, standard_train_host_rule
 
 
@@ -21,7 +22,8 @@ def fp16_host_rule(action: str, spec: dict, host: HostInfo) -> list[dict[str, st
 DESCRIPTOR = EngineNetwork(
     network="dino",
     display_name="DINO",
-    actions=("train", "evaluate", "inference", "export", "quantize"),
+    actions=("train", "evaluate", "inference", "export", "quantize", *trt_rules.TRT_ACTIONS),
     package="taoskills.engine.dino",
-    host_rules=(standard_train_host_rule, fp16_host_rule),
+    host_rules=(standard_train_host_rule, fp16_host_rule, trt_rules.host_rule),
+    action_requires=dict.fromkeys(trt_rules.TRT_ACTIONS, (("tensorrt",), trt_rules.FIX)),
 )

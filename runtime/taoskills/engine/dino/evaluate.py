@@ -35,21 +35,26 @@ def predict(model, loader, device, num_select: int, category_of: dict[int, int],
 
 
 def run(ctx: ActionContext) -> dict[str, float]:
-    """Evaluate ``evaluate.checkpoint``; returns the ``test_*`` KPIs."""
+    """Evaluate ``evaluate.checkpoint`` (or the TensorRT ``evaluate.trt_engine``); returns the ``test_*`` KPIs."""
     cfg = ctx.cfg
     check(cfg, "evaluate")
     ev, ds = cfg["evaluate"], cfg["dataset"]
     gt = D.load_coco([ds["test_data_sources"]], "dataset.test_data_sources", contiguous=ds["contiguous_labels"])
     D.check_num_classes(gt, ds["num_classes"], "dataset.test_data_sources")
-    device = C.pick_device(ev["num_gpus"], (ev["gpu_ids"] or [0])[0], "evaluate.num_gpus")
-    model = C.load_model(cfg, ev["checkpoint"], field="evaluate.checkpoint").to(device)
     wh = (ev["input_width"], ev["input_height"]) if ev["input_width"] and ev["input_height"] else None
+    collate = D.collate_for(cfg)
+    if ev["trt_engine"]:  # TensorRT evaluate: images at the engine's input size
+        model, wh = C.trt_predictor(ev["trt_engine"], "evaluate")
+        device, collate = torch.device("cuda"), D.Collate()
+    else:
+        device = C.pick_device(ev["num_gpus"], (ev["gpu_ids"] or [0])[0], "evaluate.num_gpus")
+        model = C.load_model(cfg, ev["checkpoint"], field="evaluate.checkpoint").to(device)
     bs = ds["batch_size"] if ev["batch_size"] == -1 else ev["batch_size"]
     loader = torch.utils.data.DataLoader(
         D.CocoDetection(gt, ds["augmentation"], train=False, fixed_wh=wh),
         batch_size=bs,
         num_workers=ds["workers"],
-        collate_fn=D.collate_for(cfg),
+        collate_fn=collate,
     )
     dets = predict(model, loader, device, cfg["model"]["num_select"], gt["category_of"], ev["conf_threshold"])
     stats = C.coco_map(gt, dets, ds["eval_class_ids"])

@@ -59,7 +59,7 @@ def _prepare(path: Path, aug: dict[str, Any], wh: tuple[int, int] | None) -> tup
 
 
 def run(ctx: ActionContext) -> dict[str, float]:
-    """Run inference with ``inference.checkpoint``; returns ``{"num_images", "num_detections"}``."""
+    """Run inference with ``inference.checkpoint`` (or the TensorRT ``inference.trt_engine``); returns ``{"num_images", "num_detections"}``."""
     cfg = ctx.cfg
     check(cfg, "inference")
     inf, ds = cfg["inference"], cfg["dataset"]
@@ -67,13 +67,17 @@ def run(ctx: ActionContext) -> dict[str, float]:
     files = D.list_images(src["image_dir"], "dataset.infer_data_sources.image_dir")
     names = class_names(src.get("classmap"), ds["num_classes"])
     colours = dict(inf["color_map"] or {})
-    device = C.pick_device(inf["num_gpus"], (inf["gpu_ids"] or [0])[0], "inference.num_gpus")
-    model = C.load_model(cfg, inf["checkpoint"], field="inference.checkpoint").to(device)
     wh = (inf["input_width"], inf["input_height"]) if inf["input_width"] and inf["input_height"] else None
+    collate = D.collate_for(cfg)
+    if inf["trt_engine"]:  # TensorRT inference: images at the engine's input size
+        model, wh = C.trt_predictor(inf["trt_engine"], "inference")
+        device, collate = torch.device("cuda"), D.Collate()
+    else:
+        device = C.pick_device(inf["num_gpus"], (inf["gpu_ids"] or [0])[0], "inference.num_gpus")
+        model = C.load_model(cfg, inf["checkpoint"], field="inference.checkpoint").to(device)
     bs = ds["batch_size"] if inf["batch_size"] == -1 else inf["batch_size"]
     out_dir = ctx.results_dir / "images_annotated"
     out_dir.mkdir(parents=True, exist_ok=True)
-    collate = D.collate_for(cfg)
     records, total = [], 0
     for start in range(0, len(files), bs):
         chunk = files[start : start + bs]

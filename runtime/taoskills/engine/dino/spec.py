@@ -294,14 +294,15 @@ def _checkpoint(issues: list[Issue], value: Any, field: str) -> None:
         )
 
 
-def _trt(value: Any, field: str) -> None:
-    if not unset(value):
-        raise NotSupported(
-            f"{field} is set: TensorRT evaluate/inference runs in the TAO deploy container "
-            "(nvcr.io/nvidia/tao/tao-toolkit:*-deploy), not in the built-in PyTorch engine.",
-            field=field,
-            fix="remove it and pass a .pth checkpoint, or run the TensorRT action with the TAO deploy engine.",
-        )
+def _trt(value: Any, field: str) -> bool:
+    """True when ``field`` names a TensorRT engine (TensorRT evaluate/inference); NotSupported
+    naming the TAO deploy container when TensorRT is not importable here."""
+    if unset(value):
+        return False
+    from taoskills.engine.tensorrt import require
+
+    require(f"DINO TensorRT {field.split('.')[0]}", field)
+    return True
 
 
 def _geometry(issues: list[Issue], block: dict[str, Any], prefix: str) -> None:
@@ -313,8 +314,8 @@ def _geometry(issues: list[Issue], block: dict[str, Any], prefix: str) -> None:
 def check_evaluate(cfg: dict[str, Any], issues: list[Issue]) -> None:
     """Evaluate keys: checkpoint, test data (COCO), batch size."""
     ev = cfg["evaluate"]
-    _trt(ev["trt_engine"], "evaluate.trt_engine")
-    _checkpoint(issues, ev["checkpoint"], "evaluate.checkpoint")
+    if not _trt(ev["trt_engine"], "evaluate.trt_engine"):
+        _checkpoint(issues, ev["checkpoint"], "evaluate.checkpoint")
     _sources(issues, cfg["dataset"]["test_data_sources"], "dataset.test_data_sources", many=False)
     _need(issues, ev["batch_size"] == -1 or ev["batch_size"] >= 1, "evaluate.batch_size", "must be >= 1 or -1.", "use -1.")
     _need(issues, 0 <= ev["conf_threshold"] < 1, "evaluate.conf_threshold", "must be within [0, 1).", "use 0.0.")
@@ -324,8 +325,8 @@ def check_evaluate(cfg: dict[str, Any], issues: list[Issue]) -> None:
 def check_inference(cfg: dict[str, Any], issues: list[Issue]) -> None:
     """Inference keys: checkpoint, images, class map, threshold."""
     inf = cfg["inference"]
-    _trt(inf["trt_engine"], "inference.trt_engine")
-    _checkpoint(issues, inf["checkpoint"], "inference.checkpoint")
+    if not _trt(inf["trt_engine"], "inference.trt_engine"):
+        _checkpoint(issues, inf["checkpoint"], "inference.checkpoint")
     _sources(issues, cfg["dataset"]["infer_data_sources"], "dataset.infer_data_sources", many=False, json=False)
     _need(issues, inf["batch_size"] == -1 or inf["batch_size"] >= 1, "inference.batch_size", "must be >= 1 or -1.", "use -1.")
     _need(issues, 0 <= inf["conf_threshold"] <= 1, "inference.conf_threshold", "must be within [0, 1].", "use 0.5.")
