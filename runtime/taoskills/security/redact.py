@@ -53,7 +53,11 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 
 def is_secret_env_name(name: str) -> bool:
     """True when the environment variable ``name`` holds a secret (:data:`SECRET_ENV_PATTERNS`)."""
-    n = str(name).upper()
+    return _secret_env_name(str(name).upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_env_name(n: str) -> bool:
     if n in NOT_SECRET_ENV:
         return False
     return any(fnmatch.fnmatchcase(n, p) for p in SECRET_ENV_PATTERNS)
@@ -86,7 +90,10 @@ def redact_text(text: str, values: Iterable[str] | None = None) -> str:
     if not isinstance(text, str) or not text:
         return text
     vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
-    rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    return _scrub(text, _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN)))
+
+
+def _scrub(text: str, rx: re.Pattern[str] | None) -> str:
     if rx is not None:
         text = rx.sub(REDACTED, text)
     if "://" in text and "@" in text:
@@ -96,10 +103,12 @@ def redact_text(text: str, values: Iterable[str] | None = None) -> str:
     return text
 
 
-def _secret_key(key: Any) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    """:func:`taoskills.jobs.store.is_secret_key`, remembered per key (replies repeat the same keys)."""
     from taoskills.jobs.store import is_secret_key
 
-    return isinstance(key, str) and is_secret_key(key)
+    return is_secret_key(key)
 
 
 def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
@@ -108,33 +117,33 @@ def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
     (env-var references, ``None``, ``""`` and booleans are kept). A pydantic model comes
     back as the same model type.
     """
-    vals = secret_values() if values is None else tuple(values)
-    return _redact(obj, vals)
-
-
-def _redact(obj: Any, vals: tuple[str, ...]) -> Any:
     from pydantic import BaseModel
 
     from taoskills.jobs.store import is_env_reference
 
-    if isinstance(obj, str):
-        return redact_text(obj, vals)
-    if isinstance(obj, BaseModel):
-        data = _redact(obj.model_dump(mode="python"), vals)
-        return type(obj).model_validate(data)
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
-                out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
-            else:
-                out[k] = _redact(v, vals)
-        return out
-    if isinstance(obj, list):
-        return [_redact(v, vals) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_redact(v, vals) for v in obj)
-    return obj
+    vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
+    rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, str):
+            return _scrub(obj, rx) if obj else obj
+        if isinstance(obj, dict):
+            out = {}
+            for k, v in obj.items():
+                if isinstance(k, str) and _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
+                    out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
+                else:
+                    out[k] = walk(v)
+            return out
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(walk(v) for v in obj)
+        if isinstance(obj, BaseModel):
+            return type(obj).model_validate(walk(obj.model_dump(mode="python")))
+        return obj
+
+    return walk(obj)
 
 
 __all__ = ["SECRET_ENV_PATTERNS", "REDACTED", "is_secret_env_name", "secret_values", "redact_text", "redact"]
