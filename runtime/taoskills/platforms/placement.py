@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from taoskills.errors import NotSupported
 from taoskills.platforms import engines as engine_registry
@@ -38,6 +38,19 @@ class EngineOption(BaseModel):
     fix: str | None = None
 
 
+#: JSON schema of ``Placement.options`` as MCP tools declare it: the item keys without a schema
+#: each (an MCP client validates every reply against the tool's output schema, and ten typed
+#: option objects per action cost it more than the tool's own work; the server builds them
+#: from :class:`EngineOption`, so their types hold anyway).
+_OPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "title": "Options",
+    "description": "every (engine, platform) pair checked: {engine: str, platform: str, ok: bool, "
+    "reason: str|null (why not), fix: str|null (what to do)}",
+    "items": {"type": "object", "required": ["engine", "platform", "ok"]},
+}
+
+
 class Placement(BaseModel):
     """Where ``action`` of ``skill`` can run here.
 
@@ -51,7 +64,7 @@ class Placement(BaseModel):
     runs_here: bool
     engine: str | None = None
     platform: str | None = None
-    options: list[EngineOption] = Field(default_factory=list)
+    options: Annotated[list[EngineOption], WithJsonSchema(_OPTIONS_SCHEMA)] = Field(default_factory=list)
     next: str | None = None
 
 
@@ -59,6 +72,8 @@ class Placement(BaseModel):
 #: long-running server (the MCP server) turns it on with :func:`set_cache_ttl` so that
 #: ``build_spec``/``get_skill`` do not ask the Docker daemon or walk PATH on every call.
 _cache_ttl_s = 0.0
+#: The TTL the MCP server sets: an image pulled or a tool installed shows within this many seconds.
+SERVER_CACHE_TTL_S = 10.0
 _cache: dict[tuple, tuple[float, dict[str, Any], tuple[int, str] | None]] = {}
 _cache_lock = threading.Lock()
 

@@ -103,10 +103,8 @@ def _scrub(text: str, rx: re.Pattern[str] | None) -> str:
     return text
 
 
-@functools.lru_cache(maxsize=4096)
 def _secret_key(key: str) -> bool:
-    """:func:`taoskills.jobs.store.is_secret_key`, remembered per key (replies repeat the same keys)."""
-    from taoskills.jobs.store import is_secret_key
+    from taoskills.jobs.store import is_secret_key  # remembered per key there
 
     return is_secret_key(key)
 
