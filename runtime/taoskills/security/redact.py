@@ -20,7 +20,7 @@ import fnmatch
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 #: Environment-variable name patterns (fnmatch, upper-case) whose values are secrets.
@@ -103,17 +103,26 @@ def _scrub(text: str, rx: re.Pattern[str] | None) -> str:
     return text
 
 
-def _secret_key(key: str) -> bool:
-    from taoskills.jobs.store import is_secret_key  # remembered per key there
+_is_secret_key: Callable[[str], bool] | None = None
 
-    return is_secret_key(key)
+
+def _secret_key(key: str) -> bool:
+    global _is_secret_key
+    if _is_secret_key is None:
+        from taoskills.jobs.store import is_secret_key  # remembered per key there
+
+        _is_secret_key = is_secret_key
+    return _is_secret_key(key)
+
+
+_SCALARS = (int, float, bool, type(None))
 
 
 def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
     """Deep copy of ``obj`` (dicts, lists, tuples, strings, pydantic models) with every string
     passed through :func:`redact_text` and literal values under secret-named keys replaced
     (env-var references, ``None``, ``""`` and booleans are kept). A pydantic model comes
-    back as the same model type.
+    back as the same model type; one with nothing to redact comes back as itself (no copy).
     """
     from pydantic import BaseModel
 
@@ -121,24 +130,39 @@ def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
 
     vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
     rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    changed = False
 
     def walk(obj: Any) -> Any:
-        if isinstance(obj, str):
-            return _scrub(obj, rx) if obj else obj
-        if isinstance(obj, dict):
-            out = {}
+        nonlocal changed
+        t = type(obj)
+        if t is str or (t not in _SCALARS and isinstance(obj, str)):
+            if not obj:
+                return obj
+            text = _scrub(obj, rx)
+            if text != obj:
+                changed = True
+            return text
+        if t in _SCALARS:
+            return obj
+        if t is dict or (t is not list and isinstance(obj, dict)):
+            out: dict[Any, Any] = {}
             for k, v in obj.items():
                 if isinstance(k, str) and _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
                     out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
+                    changed = changed or out[k] is not v
                 else:
                     out[k] = walk(v)
             return out
-        if isinstance(obj, list):
+        if t is list or isinstance(obj, list):
             return [walk(v) for v in obj]
         if isinstance(obj, tuple):
             return tuple(walk(v) for v in obj)
         if isinstance(obj, BaseModel):
-            return type(obj).model_validate(walk(obj.model_dump(mode="python")))
+            before = changed
+            changed = False
+            data = walk(obj.model_dump(mode="python"))
+            mine, changed = changed, before or changed
+            return type(obj).model_validate(data) if mine else obj
         return obj
 
     return walk(obj)
