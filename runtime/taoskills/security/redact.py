@@ -118,6 +118,47 @@ def _secret_key(key: str) -> bool:
 _SCALARS = (int, float, bool, type(None))
 
 
+def _needs_redaction(obj: Any, rx: re.Pattern[str] | None, is_env_reference: Callable[[Any], bool]) -> bool:
+    """True when :func:`redact` would change something under ``obj`` (a read-only pass over
+    strings, secret-named keys and model fields). Models with computed fields say True (their
+    values are only in ``model_dump``), so the full pass handles them."""
+    from pydantic import BaseModel
+
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t in _SCALARS:
+            continue
+        if isinstance(o, str):
+            if o and (
+                (rx is not None and rx.search(o))
+                or ("://" in o and "@" in o and _URL_CRED.search(o))
+                or ("A" in o and _AWS_KEY_ID.search(o))
+            ):
+                return True
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                if (
+                    isinstance(k, str)
+                    and _secret_key(k)
+                    and not isinstance(v, (dict, list, tuple, bool))
+                    and v not in (None, "")
+                    and not (is_env_reference(v) or v == PUBLIC_DEFAULT_KEY)
+                ):
+                    return True
+                stack.append(v)
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, BaseModel):
+            if type(o).model_computed_fields:
+                return True
+            stack.append(dict(o.__dict__))
+            if o.__pydantic_extra__:
+                stack.append(dict(o.__pydantic_extra__))
+    return False
+
+
 def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
     """Deep copy of ``obj`` (dicts, lists, tuples, strings, pydantic models) with every string
     passed through :func:`redact_text` and literal values under secret-named keys replaced
@@ -130,6 +171,8 @@ def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
 
     vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
     rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    if isinstance(obj, BaseModel) and not _needs_redaction(obj, rx, is_env_reference):
+        return obj  # the common case: one read-only pass, no dump and re-validation
     changed = False
 
     def walk(obj: Any) -> Any:
