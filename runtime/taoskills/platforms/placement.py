@@ -18,7 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from taoskills.errors import NotSupported
 from taoskills.platforms import engines as engine_registry
@@ -28,8 +28,19 @@ if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
 
 
+def _type_lists(schema: dict[str, Any]) -> None:
+    """``anyOf: [{type: X}, {type: null}]`` -> ``type: [X, null]`` (same meaning; a JSON-schema
+    validator checks one keyword instead of two subschemas - MCP clients check every reply)."""
+    for prop in (schema.get("properties") or {}).values():
+        alts = prop.get("anyOf")
+        if isinstance(alts, list) and alts and all(isinstance(a, dict) and set(a) == {"type"} for a in alts):
+            prop["type"] = [a["type"] for a in prop.pop("anyOf")]
+
+
 class EngineOption(BaseModel):
     """One (engine, platform) pair: ``ok`` when it can run the action here; else ``reason`` and ``fix``."""
+
+    model_config = ConfigDict(json_schema_extra=_type_lists)
 
     engine: str
     platform: str
@@ -58,6 +69,8 @@ class Placement(BaseModel):
     (what ``engine='auto'`` picks). ``options``: every (engine, platform) pair checked.
     ``next``: when nothing runs here, the one thing to do (else None).
     """
+
+    model_config = ConfigDict(json_schema_extra=_type_lists)
 
     skill: str
     action: str
