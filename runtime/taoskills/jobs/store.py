@@ -26,6 +26,7 @@ the field (never the value).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -86,7 +87,13 @@ def is_secret_key(key: str) -> bool:
     Matching is on the lower-cased key with ``-`` and ``.`` read as ``_``; words such as
     ``max_tokens`` or ``text_encoder_type`` are not secrets.
     """
-    k = str(key).strip().lower().replace("-", "_").replace(".", "_")
+    return _secret_key_rule(str(key))
+
+
+@functools.lru_cache(maxsize=8192)
+def _secret_key_rule(key: str) -> bool:
+    """:func:`is_secret_key`, remembered per key (specs and replies repeat the same few hundred keys)."""
+    k = key.strip().lower().replace("-", "_").replace(".", "_")
     return any(p.search(k) for p in _SECRET_KEY_PATTERNS)
 
 

@@ -13,9 +13,12 @@ container is told to run inside the TAO container - not that the built-in engine
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from taoskills.errors import NotSupported
 from taoskills.platforms import engines as engine_registry
@@ -25,14 +28,38 @@ if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
 
 
+def _type_lists(schema: dict[str, Any]) -> None:
+    """``anyOf: [{type: X}, {type: null}]`` -> ``type: [X, null]`` (same meaning; a JSON-schema
+    validator checks one keyword instead of two subschemas - MCP clients check every reply)."""
+    for prop in (schema.get("properties") or {}).values():
+        alts = prop.get("anyOf")
+        if isinstance(alts, list) and alts and all(isinstance(a, dict) and set(a) == {"type"} for a in alts):
+            prop["type"] = [a["type"] for a in prop.pop("anyOf")]
+
+
 class EngineOption(BaseModel):
     """One (engine, platform) pair: ``ok`` when it can run the action here; else ``reason`` and ``fix``."""
+
+    model_config = ConfigDict(json_schema_extra=_type_lists)
 
     engine: str
     platform: str
     ok: bool
     reason: str | None = None
     fix: str | None = None
+
+
+#: JSON schema of ``Placement.options`` as MCP tools declare it: the item keys without a schema
+#: each (an MCP client validates every reply against the tool's output schema, and ten typed
+#: option objects per action cost it more than the tool's own work; the server builds them
+#: from :class:`EngineOption`, so their types hold anyway).
+_OPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "title": "Options",
+    "description": "every (engine, platform) pair checked: {engine: str, platform: str, ok: bool, "
+    "reason: str|null (why not), fix: str|null (what to do)}",
+    "items": {"type": "object", "required": ["engine", "platform", "ok"]},
+}
 
 
 class Placement(BaseModel):
@@ -43,18 +70,78 @@ class Placement(BaseModel):
     ``next``: when nothing runs here, the one thing to do (else None).
     """
 
+    model_config = ConfigDict(json_schema_extra=_type_lists)
+
     skill: str
     action: str
     runs_here: bool
     engine: str | None = None
     platform: str | None = None
-    options: list[EngineOption] = Field(default_factory=list)
+    options: Annotated[list[EngineOption], WithJsonSchema(_OPTIONS_SCHEMA)] = Field(default_factory=list)
     next: str | None = None
 
 
-def place(info: SkillInfo, action: str, *, engine: str | None = None, platform: str | None = None) -> Placement:
+#: Seconds a (engine, platform, skill, action) answer is reused; 0 = never (the default). A
+#: long-running server (the MCP server) turns it on with :func:`set_cache_ttl` so that
+#: ``build_spec``/``get_skill`` do not ask the Docker daemon or walk PATH on every call.
+_cache_ttl_s = 0.0
+#: The TTL the MCP server sets: an image pulled or a tool installed shows within this many seconds.
+SERVER_CACHE_TTL_S = 10.0
+_cache: dict[tuple, tuple[float, dict[str, Any], tuple[int, str] | None]] = {}
+_cache_lock = threading.Lock()
+
+
+def set_cache_ttl(seconds: float) -> None:
+    """Reuse each (engine, platform) answer of :func:`place` for ``seconds`` (0 turns it off and
+    empties the cache). The key holds the engine and platform registrations, the skill, the action
+    and the whole environment, so a changed variable (PATH, DOCKER_HOST, NGC_KEY, ...) or a new
+    registration is seen at once; a tool installed or an image pulled meanwhile is seen after
+    ``seconds``. Launches (:func:`require`) always check afresh."""
+    global _cache_ttl_s
+    with _cache_lock:
+        _cache_ttl_s = max(0.0, float(seconds))
+        _cache.clear()
+
+
+def _check_pair(eng, pname: str, info: SkillInfo, action: str) -> tuple[dict[str, Any], tuple[int, str] | None]:
+    """(EngineOption fields, blocker) for one engine on one platform."""
+    why = eng.why_not(info, action)
+    if why:
+        fix = eng.fix(info, action)
+        return {"engine": eng.name, "platform": pname, "ok": False, "reason": why, "fix": fix}, (1, fix)
+    plat = platform_registry.get_platform(pname)
+    missing = plat.quick_check(eng, info, action)
+    if missing:
+        fix = eng.requirements(info, action).fix
+        return {"engine": eng.name, "platform": pname, "ok": False, "reason": missing, "fix": fix}, (0, fix)
+    return {"engine": eng.name, "platform": pname, "ok": True}, None
+
+
+def _cached_pair(
+    eng, pname: str, info: SkillInfo, action: str, env: tuple | None, entries: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[int, str] | None]:
+    ttl = _cache_ttl_s
+    if env is None or ttl <= 0:
+        return _check_pair(eng, pname, info, action)
+    key = (eng.name, id(eng), pname, id(entries.get(pname)), info.name, id(info), action, env)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1], hit[2]
+    option, blocker = _check_pair(eng, pname, info, action)
+    with _cache_lock:
+        if len(_cache) > 512:  # environments or registrations churned: start over
+            _cache.clear()
+        _cache[key] = (now, option, blocker)
+    return option, blocker
+
+
+def place(
+    info: SkillInfo, action: str, *, engine: str | None = None, platform: str | None = None, fresh: bool = False
+) -> Placement:
     """Check every registered engine (or just ``engine``; ``auto``/None = all) on every
-    registered platform (or just ``platform``). Errors: NotFound for an unknown engine/platform."""
+    registered platform (or just ``platform``). ``fresh`` skips the answer cache
+    (:func:`set_cache_ttl`). Errors: NotFound for an unknown engine/platform."""
     engs = (
         list(engine_registry.engines().values())
         if engine in (None, "", engine_registry.AUTO)
@@ -63,21 +150,15 @@ def place(info: SkillInfo, action: str, *, engine: str | None = None, platform: 
     plats = platform_registry.names() if not platform else [platform]
     options: list[EngineOption] = []
     blockers: list[tuple[int, str]] = []  # (rank, fix): 0 = implemented but missing a tool here
+    cached = not fresh and _cache_ttl_s > 0
+    env = tuple(os.environ.items()) if cached else None
+    entries = platform_registry.entries() if cached else {}
     for eng in engs:
-        why = eng.why_not(info, action)
         for pname in plats:
-            if why:
-                options.append(EngineOption(engine=eng.name, platform=pname, ok=False, reason=why, fix=eng.fix(info, action)))
-                blockers.append((1, eng.fix(info, action)))
-                continue
-            plat = platform_registry.get_platform(pname)
-            missing = plat.quick_check(eng, info, action)
-            if missing:
-                fix = eng.requirements(info, action).fix
-                options.append(EngineOption(engine=eng.name, platform=pname, ok=False, reason=missing, fix=fix))
-                blockers.append((0, fix))
-            else:
-                options.append(EngineOption(engine=eng.name, platform=pname, ok=True))
+            option, blocker = _cached_pair(eng, pname, info, action, env, entries)
+            options.append(EngineOption(**option))
+            if blocker is not None:
+                blockers.append(blocker)
     first = next((o for o in options if o.ok), None)
     return Placement(
         skill=info.name,
@@ -100,7 +181,7 @@ def skill_placement(info: SkillInfo) -> dict[str, Placement]:
 def require(info: SkillInfo, action: str, *, engine: str | None, platform: str) -> Placement:
     """:func:`place` for the requested engine on ``platform``; raise NotSupported with the one
     thing to do when nothing can run. With ``engine`` auto/None the first runnable engine wins."""
-    where = place(info, action, engine=engine, platform=platform)
+    where = place(info, action, engine=engine, platform=platform, fresh=True)
     if where.runs_here:
         return where
     reasons = "; ".join(f"{o.engine}: {o.reason}" for o in where.options)

@@ -22,6 +22,7 @@ value**:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -87,6 +88,7 @@ def _bad_char(s: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8192)
 def _last(field: str) -> str:
     return re.split(r"[.\[\]]+", field.strip("]"))[-1] if field else field
 
@@ -180,9 +182,9 @@ def find_issues(
                     continue
                 if (
                     spec_value
-                    and is_secret_key(ks.split(".")[-1])
                     and isinstance(item, str)
                     and item not in ("", "tlt_encode")
+                    and is_secret_key(ks.split(".")[-1])
                     and not is_env_reference(item)
                     and "${" not in item
                 ):

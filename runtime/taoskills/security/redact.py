@@ -20,7 +20,7 @@ import fnmatch
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 #: Environment-variable name patterns (fnmatch, upper-case) whose values are secrets.
@@ -53,7 +53,11 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")
 
 def is_secret_env_name(name: str) -> bool:
     """True when the environment variable ``name`` holds a secret (:data:`SECRET_ENV_PATTERNS`)."""
-    n = str(name).upper()
+    return _secret_env_name(str(name).upper())
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_env_name(n: str) -> bool:
     if n in NOT_SECRET_ENV:
         return False
     return any(fnmatch.fnmatchcase(n, p) for p in SECRET_ENV_PATTERNS)
@@ -86,7 +90,10 @@ def redact_text(text: str, values: Iterable[str] | None = None) -> str:
     if not isinstance(text, str) or not text:
         return text
     vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
-    rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    return _scrub(text, _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN)))
+
+
+def _scrub(text: str, rx: re.Pattern[str] | None) -> str:
     if rx is not None:
         text = rx.sub(REDACTED, text)
     if "://" in text and "@" in text:
@@ -96,45 +103,112 @@ def redact_text(text: str, values: Iterable[str] | None = None) -> str:
     return text
 
 
-def _secret_key(key: Any) -> bool:
-    from taoskills.jobs.store import is_secret_key
+_is_secret_key: Callable[[str], bool] | None = None
 
-    return isinstance(key, str) and is_secret_key(key)
+
+def _secret_key(key: str) -> bool:
+    global _is_secret_key
+    if _is_secret_key is None:
+        from taoskills.jobs.store import is_secret_key  # remembered per key there
+
+        _is_secret_key = is_secret_key
+    return _is_secret_key(key)
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _needs_redaction(obj: Any, rx: re.Pattern[str] | None, is_env_reference: Callable[[Any], bool]) -> bool:
+    """True when :func:`redact` would change something under ``obj`` (a read-only pass over
+    strings, secret-named keys and model fields). Models with computed fields say True (their
+    values are only in ``model_dump``), so the full pass handles them."""
+    from pydantic import BaseModel
+
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        t = type(o)
+        if t in _SCALARS:
+            continue
+        if isinstance(o, str):
+            if o and (
+                (rx is not None and rx.search(o))
+                or ("://" in o and "@" in o and _URL_CRED.search(o))
+                or ("A" in o and _AWS_KEY_ID.search(o))
+            ):
+                return True
+        elif isinstance(o, dict):
+            for k, v in o.items():
+                if (
+                    isinstance(k, str)
+                    and _secret_key(k)
+                    and not isinstance(v, (dict, list, tuple, bool))
+                    and v not in (None, "")
+                    and not (is_env_reference(v) or v == PUBLIC_DEFAULT_KEY)
+                ):
+                    return True
+                stack.append(v)
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, BaseModel):
+            if type(o).model_computed_fields:
+                return True
+            stack.append(dict(o.__dict__))
+            if o.__pydantic_extra__:
+                stack.append(dict(o.__pydantic_extra__))
+    return False
 
 
 def redact(obj: Any, values: Iterable[str] | None = None) -> Any:
     """Deep copy of ``obj`` (dicts, lists, tuples, strings, pydantic models) with every string
     passed through :func:`redact_text` and literal values under secret-named keys replaced
     (env-var references, ``None``, ``""`` and booleans are kept). A pydantic model comes
-    back as the same model type.
+    back as the same model type; one with nothing to redact comes back as itself (no copy).
     """
-    vals = secret_values() if values is None else tuple(values)
-    return _redact(obj, vals)
-
-
-def _redact(obj: Any, vals: tuple[str, ...]) -> Any:
     from pydantic import BaseModel
 
     from taoskills.jobs.store import is_env_reference
 
-    if isinstance(obj, str):
-        return redact_text(obj, vals)
-    if isinstance(obj, BaseModel):
-        data = _redact(obj.model_dump(mode="python"), vals)
-        return type(obj).model_validate(data)
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            if _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
-                out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
-            else:
-                out[k] = _redact(v, vals)
-        return out
-    if isinstance(obj, list):
-        return [_redact(v, vals) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_redact(v, vals) for v in obj)
-    return obj
+    vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
+    rx = _values_rx(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    if isinstance(obj, BaseModel) and not _needs_redaction(obj, rx, is_env_reference):
+        return obj  # the common case: one read-only pass, no dump and re-validation
+    changed = False
+
+    def walk(obj: Any) -> Any:
+        nonlocal changed
+        t = type(obj)
+        if t is str or (t not in _SCALARS and isinstance(obj, str)):
+            if not obj:
+                return obj
+            text = _scrub(obj, rx)
+            if text != obj:
+                changed = True
+            return text
+        if t in _SCALARS:
+            return obj
+        if t is dict or (t is not list and isinstance(obj, dict)):
+            out: dict[Any, Any] = {}
+            for k, v in obj.items():
+                if isinstance(k, str) and _secret_key(k) and not isinstance(v, (dict, list, tuple, bool)) and v not in (None, ""):
+                    out[k] = v if is_env_reference(v) or v == PUBLIC_DEFAULT_KEY else REDACTED
+                    changed = changed or out[k] is not v
+                else:
+                    out[k] = walk(v)
+            return out
+        if t is list or isinstance(obj, list):
+            return [walk(v) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(walk(v) for v in obj)
+        if isinstance(obj, BaseModel):
+            before = changed
+            changed = False
+            data = walk(obj.model_dump(mode="python"))
+            mine, changed = changed, before or changed
+            return type(obj).model_validate(data) if mine else obj
+        return obj
+
+    return walk(obj)
 
 
 __all__ = ["SECRET_ENV_PATTERNS", "REDACTED", "is_secret_env_name", "secret_values", "redact_text", "redact"]

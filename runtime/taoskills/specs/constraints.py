@@ -382,15 +382,24 @@ def c12_text_len(ctx: _Ctx) -> list[Issue]:
     ]
 
 
-def _walk(tree: Any, prefix: str = ""):
+def _find_keys(tree: Any, keys: frozenset[str] | set[str] | tuple[str, ...], prefix: str = "", found: list | None = None) -> list:
+    """(dotted path, value) of every entry named one of ``keys`` under ``tree``, depth first in
+    key order (paths are only built where a key matches or a container continues)."""
+    found = [] if found is None else found
     if isinstance(tree, dict):
         for k, v in tree.items():
-            path = f"{prefix}.{k}" if prefix else str(k)
-            yield path, k, v
-            yield from _walk(v, path)
+            hit = k in keys
+            if hit or isinstance(v, (dict, list)):
+                path = f"{prefix}.{k}" if prefix else str(k)
+                if hit:
+                    found.append((path, v))
+                if isinstance(v, (dict, list)):
+                    _find_keys(v, keys, path, found)
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
-            yield from _walk(v, f"{prefix}[{i}]")
+            if isinstance(v, (dict, list)):
+                _find_keys(v, keys, f"{prefix}[{i}]", found)
+    return found
 
 
 def c13_archives(ctx: _Ctx) -> list[Issue]:
@@ -419,9 +428,8 @@ def c13_archives(ctx: _Ctx) -> list[Issue]:
                     )
                 )
 
-    for path, key, value in _walk(ctx.given):
-        if key in _IMAGE_DIR_KEYS:
-            check(path, value)
+    for path, value in _find_keys(ctx.given, _IMAGE_DIR_KEYS):
+        check(path, value)
     if ctx.network_arch == "mae":
         for key in ("dataset.train_data_sources", "dataset.val_data_sources", "dataset.test_data_sources"):
             v = _get(ctx.given, key)

@@ -7,12 +7,14 @@ staging and engine. Errors name the key and the segment that failed.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from typing import Any
 
 from taoskills.errors import SpecError
 
 _SEG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+_INDEX = re.compile(r"\[(\d+)\]")
 _MISSING = object()
 
 
@@ -20,6 +22,12 @@ def split_dotted(key: str) -> list[str | int]:
     """``"a.b[0].c"`` -> ``["a", "b", 0, "c"]``. Raises SpecError on a malformed key."""
     if not isinstance(key, str) or not key:
         raise SpecError(f"empty or non-string spec key {key!r}", field=str(key), fix="use a dotted key like 'train.num_epochs'")
+    return list(_split(key))
+
+
+@functools.lru_cache(maxsize=8192)
+def _split(key: str) -> tuple[str | int, ...]:
+    """:func:`split_dotted`, remembered per key (specs reuse a few hundred keys on every call)."""
     parts: list[str | int] = []
     for seg in key.split("."):
         m = _SEG.match(seg)
@@ -30,14 +38,14 @@ def split_dotted(key: str) -> list[str | int]:
                 fix="use letters, digits and underscores, with optional [index], joined by dots",
             )
         parts.append(m.group(1))
-        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
-    return parts
+        parts.extend(int(i) for i in _INDEX.findall(m.group(2)))
+    return tuple(parts)
 
 
 def get_dotted(tree: Any, key: str, default: Any = _MISSING) -> Any:
     """Value at ``key``; ``default`` when absent (KeyError-free). Without a default a missing key raises SpecError."""
     node = tree
-    for part in split_dotted(key):
+    for part in split_dotted(key) if type(key) is not str or not key else _split(key):
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):

@@ -36,9 +36,10 @@ total steps is reported as a warning.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from taoskills.specs.dotted import get_dotted, set_dotted
@@ -96,13 +97,56 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+#: folder -> (mtime_ns of every folder under it, image count); see :func:`count_images`.
+_COUNTS: dict[str, tuple[dict[str, int], int]] = {}
+_COUNTS_MAX = 256
+#: A folder changed this recently may change again within the file system's timestamp
+#: granularity without its mtime moving, so its count is not remembered ("racy" entries).
+_RACY_NS = 2_000_000_000
+
+
 def count_images(folder: Any) -> int | None:
-    """Images under a local folder (:func:`taoskills.tao.iter_image_files`); None when not a local folder."""
-    if not isinstance(folder, str) or not folder or "://" in folder or not Path(folder).is_dir():
+    """Images under a local folder (:func:`taoskills.tao.iter_image_files`); None when not a local folder.
+
+    Remembered per folder while no folder under it changes (every folder's mtime is compared,
+    which an added, removed or renamed file moves); a tree holding symbolic links, or one changed
+    in the last two seconds, is counted afresh each time.
+    """
+    if not isinstance(folder, str) or not folder or "://" in folder or not os.path.isdir(folder):
         return None
+    hit = _COUNTS.get(folder)
+    if hit is not None and _unchanged(hit[0]):
+        return hit[1]
     from taoskills import tao
 
-    return sum(1 for _ in tao.iter_image_files(folder))
+    mtimes: dict[str, int] | None = {}
+    count = 0
+    now = time.time_ns()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            mtimes = None
+            continue
+        if mtimes is not None:
+            mtimes[dirpath] = st.st_mtime_ns
+            if now - st.st_mtime_ns < _RACY_NS or any(os.path.islink(os.path.join(dirpath, n)) for n in dirnames + filenames):
+                mtimes = None
+    count = sum(1 for _ in tao.iter_image_files(folder))
+    if mtimes is not None:
+        if len(_COUNTS) >= _COUNTS_MAX:
+            _COUNTS.clear()
+        _COUNTS[folder] = (mtimes, count)
+    else:
+        _COUNTS.pop(folder, None)
+    return count
+
+
+def _unchanged(mtimes: dict[str, int]) -> bool:
+    try:
+        return all(os.stat(d).st_mtime_ns == m for d, m in mtimes.items())
+    except OSError:
+        return False
 
 
 def total_steps(epochs: int | None, images: int | None, batch: int | None, gpus: int | None) -> int | None:

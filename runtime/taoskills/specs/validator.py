@@ -350,12 +350,40 @@ def _prep(index: dict[tuple, dict], spec: Any, parts: tuple, norm: tuple, missin
 _FLOAT_FOR_INT = "<float for int>"  # marker in ``missing``: the fast gate cannot see it (10.0 is a JSON integer)
 
 
+#: id(schema node) -> (node, int-typed, JSON type, has enum, case-insensitive enum): what
+#: :func:`_leaf` needs of a node, read once per node (the node is kept, so its id stays its own).
+_LEAF_PLANS: dict[int, tuple[dict, bool, str | None, bool, bool]] = {}
+
+
+def _leaf_plan(node: dict) -> tuple[dict, bool, str | None, bool, bool]:
+    plan = _LEAF_PLANS.get(id(node))
+    if plan is None or plan[0] is not node:
+        tao_type = node.get("type")
+        jtype = "integer" if tao_type == "ordered_int" else _SCALAR_TYPES.get(str(tao_type))
+        insensitive = (node.get("x_tao_reads") or {}).get("enum_case") == "insensitive"
+        plan = (node, tao_type in ("int", "integer", "ordered_int"), jtype, bool(node.get("enum")), insensitive)
+        if len(_LEAF_PLANS) > 50_000:
+            _LEAF_PLANS.clear()
+        _LEAF_PLANS[id(node)] = plan
+    return plan
+
+
 def _leaf(node: dict | None, sub: tuple, v: Any, notes: list[Issue], missing: list[str]) -> Any:
     """A scalar as TAO reads it: enum spelling (case-insensitive fields) and OmegaConf's silent conversions."""
     if node is None or v is None:
         return v
-    if isinstance(v, float) and node.get("type") in ("int", "integer", "ordered_int"):
+    _, int_typed, jtype, has_enum, insensitive = _leaf_plan(node)
+    if isinstance(v, float) and int_typed:
         missing.append(_FLOAT_FOR_INT)
+    # Fast exits where _canonical_enum and _coerce leave the value as it is.
+    if isinstance(v, str):
+        if not insensitive and jtype in (None, "string"):
+            return v
+    elif jtype == "boolean":
+        if not isinstance(v, int) or isinstance(v, bool):
+            return v
+    elif jtype != "string" or has_enum or not isinstance(v, (int, float, bool)):
+        return v
     v = _canonical_enum(node, v)
     changed, new = _coerce(node, v)
     if changed:

@@ -774,6 +774,9 @@ def run(
     refused host or a named token variable that is unset.
     """
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from taoskills.platforms import placement
+
+    placement.set_cache_ttl(placement.SERVER_CACHE_TTL_S)  # a long-lived server: reuse "runs here" answers briefly
     if transport == "stdio":
         edge.run_stdio(build_server(service))
     elif transport == "streamable-http":
