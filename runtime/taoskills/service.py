@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
 from typing_extensions import Unpack
 
 from taoskills import paths
@@ -53,7 +54,7 @@ from taoskills.service_models import (
     ValidationResult,
 )
 from taoskills.service_storage import StorageMixin
-from taoskills.specs import validator, yamlio
+from taoskills.specs import validator
 from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 
 #: Runtime engine name: ``auto`` (first that can run here), ``builtin``, ``tao`` or a registered one.
@@ -438,8 +439,9 @@ class Service(JobsMixin, StorageMixin):
 
 
 def dump_yaml(spec: dict[str, Any]) -> str:
-    """Spec -> YAML text (key order kept, block style): PyYAML's safe dumper's text (:mod:`taoskills.specs.yamlio`)."""
-    return yamlio.dump_yaml(spec)
+    """Spec -> YAML text (key order kept, block style); libyaml's emitter when PyYAML has it (~10x faster)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(spec, Dumper=dumper, sort_keys=False, default_flow_style=False)
 
 
 def _get(spec: dict, key: str) -> Any:
