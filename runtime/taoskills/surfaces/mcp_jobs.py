@@ -2,11 +2,10 @@
 progress notifications), ``job_logs``, ``cancel_job``, ``plot_job``, ``list_jobs``,
 ``resolve_checkpoint``.
 
-Registered by :func:`register` from :func:`taoskills.surfaces.mcp.build_server` (in this
-order, after :mod:`taoskills.surfaces.mcp_skills`). A thin skin over
-:class:`taoskills.service.Service`: each tool is one service call run by the server's
-:class:`taoskills.surfaces.mcp_runtime.ToolRunner` (worker threads, time limit, redaction,
-JSON errors); no logic here.
+Same pattern as :mod:`taoskills.surfaces.mcp_skills` (registered right after it): each tool
+calls one job method of :class:`taoskills.service.Service` through the server's ToolRunner;
+``wait_job`` polls ``job_status`` and reports progress, ``plot_job`` adds the PNG as image
+content.
 """
 
 import base64
@@ -53,8 +52,7 @@ class PlotReply(BaseModel):
 
 
 def register(server: Any, svc: Service, call: ToolRunner) -> None:
-    """Add the job tools to ``server`` (an MCPServer) over ``svc``; ``call`` runs each
-    service call (:class:`taoskills.surfaces.mcp_runtime.ToolRunner`)."""
+    """Add the job tools to ``server`` over ``svc`` (arguments as in :func:`taoskills.surfaces.mcp_skills.register`)."""
     EngineName, PlatformName = registry_enums()  # noqa: N806 (types of the engine/platform enums)
 
     # -- jobs -----------------------------------------------------------------------------
