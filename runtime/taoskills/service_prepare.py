@@ -28,7 +28,7 @@ from taoskills.platforms.engines import AUTO, RuntimeEngine
 from taoskills.platforms.registry import get_platform
 from taoskills.platforms.render import RunnerContext
 from taoskills.security import launch as launch_guard
-from taoskills.service_jobs import TERMINAL
+from taoskills.service_jobs import TERMINAL, JobsMixin
 from taoskills.service_models import PreparedJob, SpecRequest
 from taoskills.specs import validator
 from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
@@ -37,12 +37,10 @@ from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 Engine = str
 
 
-class PrepareMixin:
-    """Needs ``self.catalog``, ``self.store``, ``self.home`` and the job methods
-    (:class:`taoskills.service_jobs.JobsMixin`: ``_refresh``, ``_artifacts``)."""
+class PrepareMixin(JobsMixin):
+    """Needs ``self.catalog``, ``self.store``, ``self.home``; reads parent and resume jobs
+    through the job methods (:class:`taoskills.service_jobs.JobsMixin`)."""
 
-    catalog: Any
-    store: Any
     home: Path
 
     def _build(self, sk, action, *, results_dir: Path, parent_job_id=None, resume_job_id=None, **kw) -> BuiltSpec:
