@@ -10,6 +10,8 @@ resolve skill/action -> place (runtime engine x platform, :mod:`taoskills.platfo
 -> automl_policy -> build (spec builder) -> validate -> preflight (data through the platform's
 input policy, host through the platform's host checks) -> render (runner script from the
 engine's command and env) -> record (PENDING, written before launch) -> submit (platform).
+Every stage before record is :meth:`Service.prepare_job` (:mod:`taoskills.service_prepare`),
+which ``launch_job`` and the AutoML run (:mod:`taoskills.automl.service_hook`) both call.
 The policy of each stage lives in its layer: engines in :mod:`taoskills.platforms.engines`,
 platforms in :mod:`taoskills.platforms.registry`, data checks in :mod:`taoskills.data.preflight`.
 Job state, logs and checkpoints are read through ``platform.artifacts(record)``.
@@ -22,29 +24,29 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
 from typing_extensions import Unpack
 
 from taoskills import paths
 from taoskills.bank import routing
 from taoskills.bank.catalog import Catalog
 from taoskills.data import preflight as pf
-from taoskills.errors import Issue, JobError, SpecError
+from taoskills.errors import Issue, JobError
 from taoskills.jobs.store import JobRecord, JobStore
 from taoskills.platforms import engines as engine_registry
 from taoskills.platforms import placement
 from taoskills.platforms.base import Platform
 from taoskills.platforms.engines import AUTO, RuntimeEngine
 from taoskills.platforms.registry import get_platform
-from taoskills.platforms.render import RunnerContext, render_runner, write_runner
+from taoskills.platforms.render import render_runner, write_runner
 from taoskills.security import inputs as guard
 from taoskills.security import launch as launch_guard
-from taoskills.service_jobs import TERMINAL, JobsMixin
+from taoskills.service_jobs import JobsMixin
 from taoskills.service_models import (
     CheckpointResult,
     JobHandle,
     JobLogs,
     JobStatus,
+    PreparedJob,
     RoutedRequest,
     RunnerResult,
     SkillDetail,
@@ -53,15 +55,12 @@ from taoskills.service_models import (
     SpecResult,
     ValidationResult,
 )
+from taoskills.service_prepare import Engine, PrepareMixin, dump_yaml
 from taoskills.service_storage import StorageMixin
 from taoskills.specs import validator
-from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
-
-#: Runtime engine name: ``auto`` (first that can run here), ``builtin``, ``tao`` or a registered one.
-Engine = str
 
 
-class Service(JobsMixin, StorageMixin):
+class Service(PrepareMixin, JobsMixin, StorageMixin):
     """The runtime's API. Cheap to construct; state lives in the job store (SQLite).
 
     ``skills_dir``: skill bank (default :func:`paths.skills_dir`). ``home``: runtime home
@@ -168,33 +167,6 @@ class Service(JobsMixin, StorageMixin):
             runs_here=placement.place(sk.info, action) if sk.info.kind == "model" else None,
         )
 
-    def _build(self, sk, action, *, results_dir: Path, parent_job_id=None, resume_job_id=None, **kw) -> BuiltSpec:
-        parent = self._parent(sk, action, parent_job_id) if parent_job_id else None
-        resume_from = self._artifacts(self.store.get(resume_job_id)).checkpoint_root() if resume_job_id else None
-        return build_spec(
-            sk, action, results_dir=results_dir, parent=parent, resume_from=resume_from, cache_dir=self.home / "staging", **kw
-        )
-
-    def _parent(self, sk, action: str, parent_job_id: str) -> ParentJob:
-        rec = self.store.get(parent_job_id)
-        act = sk.action(action)
-        if act.parent_action and rec.action != act.parent_action:
-            raise SpecError(
-                f"parent job {parent_job_id} ran {rec.action}; {sk.name} {action} needs a {act.parent_action} job",
-                field="parent_job_id",
-                fix=f"pass the id of a {act.parent_action} job (tao-skills jobs list)",
-            )
-        if rec.status not in TERMINAL:
-            rec = self._refresh(rec)
-        if rec.status != "COMPLETE":
-            raise SpecError(
-                f"parent job {parent_job_id} is {rec.status}, not COMPLETE",
-                field="parent_job_id",
-                fix="wait for the parent job to finish (job_status) or pick a COMPLETE one",
-            )
-        root = self._artifacts(rec).checkpoint_root()
-        return ParentJob(job_id=rec.job_id, spec=rec.spec, results_dir=root, action=rec.action)
-
     def validate_spec(self, skill: str, action: str, spec: dict[str, Any], *, require_complete: bool = False) -> ValidationResult:
         """Check a spec against the action's schema and TAO's semantic constraints."""
         sk = self.catalog.get(skill)
@@ -233,35 +205,6 @@ class Service(JobsMixin, StorageMixin):
     def _preflight(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform) -> pf.PreflightReport:
         data, host = self._checks(sk, action, spec, eng, plat)
         return pf.run_preflight(data, host, self._credential_checks(sk, action, spec, eng))
-
-    @staticmethod
-    def _credential_checks(sk, action: str, spec: dict[str, Any], eng: RuntimeEngine) -> list[pf.CheckResult]:
-        """Credentials by NAME only (values never read into results). A secret variable the spec
-        references as ``${oc.env:NAME}`` (OmegaConf's env resolver) must be set, and so must the
-        engine's secret names (the runner script stops without them); a reference with a default,
-        ``${oc.env:NAME,default}``, is reported as a warning when unset."""
-        import re
-
-        from taoskills.security.env import is_secret_env_name
-
-        refs: dict[str, bool] = {}  # name -> required
-        for name, default in re.findall(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(,[^}]*)?\}", dump_yaml(spec)):
-            if is_secret_env_name(name):
-                refs[name] = refs.get(name, False) or not default
-        for name in eng.secret_env_names(sk.info, action, spec):
-            refs[name] = True
-        return [c for n, req in refs.items() for c in pf.check_credentials([n], required=req)]
-
-    def _checks(self, sk, action: str, spec: dict[str, Any], eng: RuntimeEngine, plat: Platform):
-        """(data checks through the platform's input policy, host checks of the platform for the engine)."""
-        data = pf.check_action_inputs(sk.action(action), spec, action=action, check_input=plat.check_input)
-        data += pf.check_network_datasets(sk.info.network_arch, action, spec)  # annotations, class folders
-        why = eng.why_not(sk.info, action)
-        if why:
-            return data, [
-                pf.CheckResult(name="engine.supports", ok=False, field="engine", message=why, fix=eng.fix(sk.info, action))
-            ]
-        return data, plat.host_checks(eng, sk.info, action, spec)
 
     # -- runner -------------------------------------------------------------------------
 
@@ -303,32 +246,6 @@ class Service(JobsMixin, StorageMixin):
             skill=sk.name, action=action, engine=eng.name, platform=plat.name, script=script, job_id=job_id, workdir=str(wd)
         )
 
-    def _place(self, sk, action: str, engine: Engine, platform: str) -> tuple[RuntimeEngine, Platform]:
-        sk.action(action)
-        where = placement.require(sk.info, action, engine=engine, platform=platform)
-        return engine_registry.get_engine(where.engine or ""), get_platform(platform)
-
-    def _runner_context(self, sk, action, spec, eng: RuntimeEngine, plat: Platform, job_id, workdir: Path) -> RunnerContext:
-        info = sk.info
-        spec_path = plat.map_path(str(workdir / "spec.yaml"))
-        return RunnerContext(
-            job_id=job_id,
-            skill=sk.name,
-            network_arch=info.network_arch,
-            action=action,
-            engine=eng.name,
-            platform=plat.name,
-            workdir=plat.map_path(str(workdir)),
-            results_dir=plat.map_path(str(_get(spec, "results_dir") or workdir / "results")),
-            spec_path=spec_path,
-            spec_yaml=dump_yaml(spec),
-            command=eng.command(info, action, spec_path),
-            env={**eng.env(info, action, spec), **plat.launch_env(info, action, spec)},
-            secret_env_names=eng.secret_env_names(info, action, spec),
-        )
-
-    # -- jobs ---------------------------------------------------------------------------
-
     def launch_job(
         self,
         skill: str,
@@ -341,8 +258,8 @@ class Service(JobsMixin, StorageMixin):
         automl: dict[str, Any] | None = None,
         **request: Unpack[SpecRequest],
     ) -> JobHandle:
-        """Place, build (from a :class:`SpecRequest`), validate, preflight, render, record and
-        submit a job; returns at once with a handle.
+        """Place, build (from a :class:`SpecRequest`), validate, preflight, render
+        (:meth:`prepare_job`), then record and submit a job; returns at once with a handle.
 
         ``engine``: ``auto`` (first engine that can run the action here), ``builtin``, ``tao``.
         When nothing can run the action here, NotSupported's ``fix`` is the one thing to do
@@ -356,33 +273,19 @@ class Service(JobsMixin, StorageMixin):
         sk.action(action)
         guard.check_request({**request, "request_text": request_text}, schema=sk.schema(action))  # security
         launch_guard.check_resume_source(self.store, request.get("resume_job_id"), refresh=self.job_status)  # security
-        eng, plat = self._place(sk, action, engine, platform)  # place
-        decision = self._automl_policy(sk, action, automl_policy, request_text)  # policy
+        prep = self.prepare_job(
+            sk.name, action, engine=engine, platform=platform, automl_policy=automl_policy, request_text=request_text, **request
+        )
+        decision = prep.decision
         if decision.policy == "on":  # the AutoML run is itself a job (taoskills.automl.service_hook)
             from taoskills.automl.service_hook import launch_automl
 
             return launch_automl(
                 self, sk.name, action, decision=decision, engine=engine, platform=platform, settings=automl, **request
             )
-        job_id = "job-" + uuid.uuid4().hex[:12]
-        workdir = self.home / "jobs" / job_id
-        results_dir = workdir / "results"
-        if request.get("data_sources"):  # remote roots (s3://) become local folders where the platform stages them
-            stage_roots = getattr(plat, "stage_data_sources", None)  # plug-in platforms may predate it
-            if stage_roots is not None:
-                request["data_sources"] = stage_roots(sk.info, action, dict(request["data_sources"] or {}))
-        built = self._build(sk, action, results_dir=results_dir, stage=True, **request)  # build
-        issues = validator.validate_spec(  # validate
-            sk.schema(action), built.spec, network_arch=sk.info.network_arch, action=action, require_complete=True
-        )
-        data, host = self._checks(sk, action, built.spec, eng, plat)  # preflight
-        # Report in this order: missing data (the cause of most spec errors that follow), spec, host.
-        pf.run_preflight(data).raise_if_failed()
-        _raise_spec_errors(issues)
-        pf.run_preflight(host).raise_if_failed()
-        launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
-        # security: the runner context is checked before the job folder exists (a refusal leaves nothing)
-        ctx = self._runner_context(sk, action, built.spec, eng, plat, job_id, workdir)  # render
+        assert prep.built is not None and prep.context is not None  # for_launch: every stage ran
+        eng, plat, ctx = prep.engine, prep.platform, prep.context
+        job_id, workdir, results_dir = prep.job_id, prep.workdir, prep.results_dir
         workdir.mkdir(parents=True, exist_ok=False)
         record = JobRecord(
             job_id=job_id,
@@ -393,7 +296,7 @@ class Service(JobsMixin, StorageMixin):
             engine=eng.name,
             status="PENDING",
             parent_job_id=request.get("parent_job_id"),
-            spec=built.spec,
+            spec=prep.built.spec,
             results_dir=str(results_dir),
             workdir=str(workdir),
             script_path=str(workdir / "run.sh"),
@@ -429,34 +332,6 @@ class Service(JobsMixin, StorageMixin):
             next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 
-    def _automl_policy(self, sk, action: str, automl_policy: str | None, request_text: str):
-        """The AutoML policy decision (each skill's SKILL.md "Train Action Policy"; Chinese off
-        words and the request-length cap come from the router's lexicon)."""
-        return routing.request_policy(sk.info, action, explicit=automl_policy, text=request_text, skill_dir=sk.dir)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def dump_yaml(spec: dict[str, Any]) -> str:
-    """Spec -> YAML text (key order kept, block style); libyaml's emitter when PyYAML has it (~10x faster)."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(spec, Dumper=dumper, sort_keys=False, default_flow_style=False)
-
-
-def _get(spec: dict, key: str) -> Any:
-    from taoskills.specs.dotted import get_dotted
-
-    return get_dotted(spec, key, default=None)
-
-
-def _raise_spec_errors(issues: list[Issue]) -> None:
-    """SpecError carrying every error of a validation (warnings pass)."""
-    errors = [i for i in issues if i.code != "warning"]
-    if errors:
-        first, more = errors[0], f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SpecError(f"spec is invalid: {first.field}: {first.reason}{more}", field=first.field, fix=first.fix, issues=errors)
-
 
 __all__ = [
     "CheckpointResult",
@@ -464,6 +339,7 @@ __all__ = [
     "JobHandle",
     "JobLogs",
     "JobStatus",
+    "PreparedJob",
     "RoutedRequest",
     "RunnerResult",
     "Service",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypedDict
 
 from pydantic import BaseModel, Field
@@ -158,3 +160,37 @@ class RoutedRequest(RouteResult):
     action, which engines and platforms can run it here, or the one thing to do."""
 
     runs_here: Placement | None = None
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+@dataclass
+class PreparedJob:
+    """What :meth:`taoskills.service.Service.prepare_job` hands on: every stage of a launch
+    that writes nothing.
+
+    ``skill``: the catalog skill (:class:`taoskills.bank.catalog.Skill`). ``engine``/``platform``:
+    the placed runtime engine and platform objects (``auto`` resolved). ``decision``: the AutoML
+    policy decision (:class:`taoskills.bank.automl_policy.PolicyDecision`); when its ``policy``
+    is ``"on"`` the later stages did not run (``built`` and ``context`` are None). ``job_id``,
+    ``workdir`` (``<home>/jobs/<job_id>``, not yet created), ``results_dir``. ``built``: the
+    validated, preflighted :class:`taoskills.specs.builder.BuiltSpec`. ``context``: the
+    rendered :class:`taoskills.platforms.render.RunnerContext` (None when not prepared for launch).
+    """
+
+    skill: Any
+    action: str
+    engine: Any
+    platform: Any
+    decision: Any
+    job_id: str
+    workdir: Path
+    results_dir: Path
+    built: Any = None
+    context: Any = None
+
+    @property
+    def spec(self) -> dict[str, Any] | None:
+        """The built, valid spec (nested dict), or None when the build stage did not run."""
+        return self.built.spec if self.built is not None else None

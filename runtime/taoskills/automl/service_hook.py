@@ -132,21 +132,27 @@ def prepare_run(
     job_id: str,
     run_dir: Path,
 ) -> RunConfig:
-    """Every check, then the RunConfig (not yet written). Raises SpecError/PreflightError."""
-    from taoskills.data import preflight as pf
-    from taoskills.specs import validator
+    """Every check, then the RunConfig (not yet written). Raises SpecError/PreflightError.
 
+    The base spec goes through :meth:`taoskills.service.Service.prepare_job` (place, build,
+    validate, data and host preflight) as a plain train job (``automl_policy='off'``) built
+    into ``run_dir/preview``; it is not prepared for launch (each trial is, by ``launch_job``).
+    """
     default_algo, default_n = _defaults(service)
     algo = get_algorithm(settings.algorithm or default_algo)
-    eng, plat = service._place(sk, "train", engine, platform)
-    engine = eng.name  # "auto" resolved: every trial runs on the engine placement picked
-    built = service._build(sk, "train", results_dir=run_dir / "preview", stage=True, **request)
-    data, host = service._checks(sk, "train", built.spec, eng, plat)
-    pf.run_preflight(data).raise_if_failed()
-    validator.assert_valid(
-        sk.schema("train"), built.spec, network_arch=sk.info.network_arch, action="train", require_complete=True
+    prep = service.prepare_job(
+        sk.name,
+        "train",
+        engine=engine,
+        platform=platform,
+        automl_policy="off",  # the base spec of the trials is a plain train job
+        job_id=job_id,
+        results_dir=run_dir / "preview",
+        for_launch=False,
+        **request,
     )
-    pf.run_preflight(host).raise_if_failed()
+    engine = prep.engine.name  # "auto" resolved: every trial runs on the engine placement picked
+    built = prep.built
     from taoskills.specs.dotted import get_dotted
 
     max_epochs = settings.max_epochs or int(get_dotted(built.spec, "train.num_epochs", default=0) or 0)
@@ -227,10 +233,10 @@ def _controller_job(service: Any, sk: Any, cfg: RunConfig, job_id: str, run_dir:
         labels={"automl": {"run_dir": str(run_dir), "algorithm": cfg.algorithm, "max_trials": cfg.max_trials, **labels}},
     )
     service.store.create(record)
-    from taoskills.platforms import engines as engine_registry
-
     local = get_platform("local")
-    ctx = service._runner_context(sk, "train", cfg.base_spec, engine_registry.get_engine(cfg.engine), local, job_id, workdir)
+    ctx = service.runner_context(
+        sk.name, "train", cfg.base_spec, engine=cfg.engine, platform="local", job_id=job_id, workdir=workdir
+    )
     command = [sys.executable, "-m", "taoskills.automl", "run", str(run_dir)]
     ctx = ctx.model_copy(update={"command": command, "results_dir": str(run_dir)})
     try:

@@ -153,11 +153,10 @@ def check_image_folder(
     if not isinstance(path, (str, os.PathLike)) or str(path) in ("", "???") or "\x00" in str(path):
         # security: a missing or malformed key is a failed check, never an internal error
         return [
-            CheckResult(
-                name="image_folder.set",
-                ok=False,
-                field=field,
-                message=f"{field} is not set to a folder path.",
+            _folder_check(
+                "set",
+                field,
+                f"{field} is not set to a folder path.",
                 fix=f"Set {field} to an existing folder of images (build_spec fills it from data_sources).",
             )
         ]
@@ -170,25 +169,23 @@ def check_image_folder(
                 hint = f" An archive {folder.name + suffix} sits beside it: stage it first."
                 break
         results.append(
-            CheckResult(
-                name="image_folder.exists",
-                ok=False,
-                field=field,
-                message=f"{folder} does not exist.{hint}",
+            _folder_check(
+                "exists",
+                field,
+                f"{folder} does not exist.{hint}",
                 fix=f"Set {field} to an existing folder of images (or an archive to stage).",
             )
         )
         return results
-    results.append(CheckResult(name="image_folder.exists", ok=True, field=field, message=f"{folder} exists."))
+    results.append(_folder_check("exists", field, f"{folder} exists."))
 
     kind = path_kind(folder)
     if kind not in ("dir", "file"):
         results.append(
-            CheckResult(
-                name="image_folder.is_folder",
-                ok=False,
-                field=field,
-                message=f"{folder} is a {kind}, not a folder of images; it was not opened.",
+            _folder_check(
+                "is_folder",
+                field,
+                f"{folder} is a {kind}, not a folder of images; it was not opened.",
                 fix=f"Set {field} to the folder holding the images.",
             )
         )
@@ -196,26 +193,24 @@ def check_image_folder(
     if kind != "dir":
         if _is_archive_name(folder.name):
             results.append(
-                CheckResult(
-                    name="image_folder.is_folder",
-                    ok=False,
-                    field=field,
-                    message=f"{folder} is an archive; TAO reads {field} as a folder of images.",
+                _folder_check(
+                    "is_folder",
+                    field,
+                    f"{folder} is an archive; TAO reads {field} as a folder of images.",
                     fix="Give it as a data source (build_spec extracts it into the staging cache) or pass the extracted folder.",
                 )
             )
         else:
             results.append(
-                CheckResult(
-                    name="image_folder.is_folder",
-                    ok=False,
-                    field=field,
-                    message=f"{folder} is a file, not a folder of images.",
+                _folder_check(
+                    "is_folder",
+                    field,
+                    f"{folder} is a file, not a folder of images.",
                     fix=f"Set {field} to the folder holding the images.",
                 )
             )
         return results
-    results.append(CheckResult(name="image_folder.is_folder", ok=True, field=field, message=f"{folder} is a folder."))
+    results.append(_folder_check("is_folder", field, f"{folder} is a folder."))
 
     images, archives, others = _scan(folder)
     checker, notes = _image_checker()
@@ -231,22 +226,20 @@ def check_image_folder(
     if corrupt:
         shown = "; ".join(corrupt[:10]) + (f"; ... {len(corrupt) - 10} more" if len(corrupt) > 10 else "")
         results.append(
-            CheckResult(
-                name="image_folder.readable",
-                ok=False,
-                field=field,
-                message=f"{len(corrupt)} of {len(to_check)} checked images in {folder} are unreadable or corrupt: {shown}.",
+            _folder_check(
+                "readable",
+                field,
+                f"{len(corrupt)} of {len(to_check)} checked images in {folder} are unreadable or corrupt: {shown}.",
                 fix="Remove or replace the listed files, then run the preflight again.",
                 details={"corrupt": corrupt, "checked": len(to_check), "method": method, "notes": notes},
             )
         )
     else:
         results.append(
-            CheckResult(
-                name="image_folder.readable",
-                ok=True,
-                field=field,
-                message=f"Checked {scope} {len(images)} images ({method}): all readable.",
+            _folder_check(
+                "readable",
+                field,
+                f"Checked {scope} {len(images)} images ({method}): all readable.",
                 details={"checked": len(to_check), "method": method, "notes": notes},
             )
         )
@@ -261,11 +254,10 @@ def check_image_folder(
     if not images:
         hint = f" It holds archives ({', '.join(archive_names)}): extract them." if archives else ""
         results.append(
-            CheckResult(
-                name="image_folder.count",
-                ok=False,
-                field=field,
-                message=f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}",
+            _folder_check(
+                "count",
+                field,
+                f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}).{hint}",
                 fix=f"Put the images in {folder} (sub-folders are fine) or point {field} at the folder that holds them.",
                 details=count_details,
             )
@@ -273,48 +265,52 @@ def check_image_folder(
         return results
     if readable < min_images:
         results.append(
-            CheckResult(
-                name="image_folder.count",
-                ok=False,
-                field=field,
-                message=f"{folder} has {readable} readable images; at least {min_images} are needed.",
+            _folder_check(
+                "count",
+                field,
+                f"{folder} has {readable} readable images; at least {min_images} are needed.",
                 fix="Add images or lower the requirement.",
                 details=count_details,
             )
         )
     else:
         results.append(
-            CheckResult(
-                name="image_folder.count",
-                ok=True,
-                field=field,
-                message=f"{folder} has {len(images)} images ({readable} readable).",
+            _folder_check(
+                "count",
+                field,
+                f"{folder} has {len(images)} images ({readable} readable).",
                 details=count_details,
             )
         )
     if batch_size is not None:
         if readable < batch_size:
             results.append(
-                CheckResult(
-                    name="image_folder.batch",
-                    ok=False,
-                    field=field,
-                    message=f"{readable} readable images is fewer than one batch of {batch_size}.",
+                _folder_check(
+                    "batch",
+                    field,
+                    f"{readable} readable images is fewer than one batch of {batch_size}.",
                     fix=f"Lower the batch size (dataset.batch_size) to at most {readable}, or add images.",
                     details={"readable": readable, "batch_size": batch_size},
                 )
             )
         else:
             results.append(
-                CheckResult(
-                    name="image_folder.batch",
-                    ok=True,
-                    field=field,
-                    message=f"{readable} readable images give {readable // batch_size} full batch(es) of {batch_size}.",
+                _folder_check(
+                    "batch",
+                    field,
+                    f"{readable} readable images give {readable // batch_size} full batch(es) of {batch_size}.",
                     details={"readable": readable, "batch_size": batch_size},
                 )
             )
     return results
+
+
+def _folder_check(
+    part: str, field: str, message: str, *, fix: str | None = None, details: dict[str, Any] | None = None
+) -> CheckResult:
+    """One result of :func:`check_image_folder`, named ``image_folder.<part>``: failed when it
+    carries a ``fix`` (what to do), passed otherwise."""
+    return CheckResult(name=f"image_folder.{part}", ok=fix is None, field=field, message=message, fix=fix, details=details or {})
 
 
 def _scan(folder: Path) -> tuple[list[Path], list[Path], int]:

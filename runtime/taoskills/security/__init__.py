@@ -9,6 +9,8 @@
 * :mod:`.launch` - launch only what can run (checkpoint header checks, one job per
   resume source).
 * :mod:`.grep` - linear-time log filters (RE2).
+* :mod:`.guard` - the MCP argument guard (a middleware: hostile arguments refused before a
+  tool runs, SDK errors rewritten to the JSON error shape).
 * :mod:`.transport` - JSON-RPC hygiene at the MCP transport edge (stdio framing, HTTP
   auth and per-client session caps).
 """

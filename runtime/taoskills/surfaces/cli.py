@@ -3,24 +3,30 @@
 No logic lives here: every command parses arguments, calls one service method and
 prints the result (JSON with ``--json``, else a readable table). Errors print the
 message, the field, the fix, and exit with code 2 (bad input) or 1 (job failed).
+Sub-command groups live in their own modules: ``jobs`` in :mod:`taoskills.surfaces.cli_jobs`,
+``automl`` in :mod:`taoskills.surfaces.cli_automl`; shared output helpers in
+:mod:`taoskills.surfaces.cli_common`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 from taoskills.security.redact import redact, redact_text
 from taoskills.surfaces import cli_render
 from taoskills.surfaces.cli_automl import automl_app
+from taoskills.surfaces.cli_common import JSON, err, out
+from taoskills.surfaces.cli_common import emit as _emit
+from taoskills.surfaces.cli_common import emit_status as _emit_status
+from taoskills.surfaces.cli_common import service as _service
+from taoskills.surfaces.cli_jobs import jobs_app
 from taoskills.surfaces.follow import follow_job
 
 app = typer.Typer(
@@ -28,15 +34,10 @@ app = typer.Typer(
 )
 skills_app = typer.Typer(no_args_is_help=True, help="List and show skills.")
 spec_app = typer.Typer(no_args_is_help=True, help="Spec templates, building and validation.")
-jobs_app = typer.Typer(no_args_is_help=True, help="Track jobs: list, status, logs, cancel, wait, plot, rm, gc.")
 app.add_typer(skills_app, name="skills")
 app.add_typer(spec_app, name="spec")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(automl_app, name="automl")
-
-out = Console()
-err = Console(stderr=True)
-
 
 # ----------------------------------------------------------------------------- --version
 
@@ -57,24 +58,6 @@ def _root(
     ),
 ) -> None:
     """TAO skill bank runtime: route, build specs, run and track TAO jobs."""
-
-
-def _service():
-    from taoskills.service import Service
-
-    return Service()
-
-
-def _emit(obj: Any, as_json: bool) -> None:
-    if hasattr(obj, "model_dump"):
-        obj = obj.model_dump()
-    elif isinstance(obj, list):
-        obj = [o.model_dump() if hasattr(o, "model_dump") else o for o in obj]
-    obj = redact(obj)  # security: one redaction layer over every output
-    if as_json:
-        typer.echo(json.dumps(obj, indent=2, default=str))
-    else:
-        typer.echo(yaml.safe_dump(obj, sort_keys=False, default_flow_style=False).rstrip())
 
 
 def _parse_pairs(pairs: list[str] | None, what: str) -> dict[str, Any]:
@@ -122,7 +105,6 @@ def _fail(exc: TaoSkillsError) -> None:
         err.print(f"  fix: {fix}", markup=False, highlight=False, soft_wrap=True)
 
 
-JSON = typer.Option(False, "--json", help="print JSON")
 ENGINE = typer.Option("auto", help="runtime engine: auto (first that can run it here), builtin, tao")
 SET = typer.Option(None, "--set", "-s", help="dotted override KEY=VALUE (repeatable)")
 SHORT = typer.Option(None, "--shorthand", "-k", help="shorthand KEY=VALUE, e.g. num_epochs=5 (repeatable)")
@@ -339,81 +321,6 @@ def run(
         raise typer.Exit(1)
 
 
-def _emit_status(status: Any, as_json: bool) -> None:
-    if as_json:
-        return _emit(status, True)
-    cli_render.print_status(redact(status))
-
-
-@jobs_app.command("list")
-def jobs_list(
-    status: str | None = None, skill: str | None = None, action: str | None = None, limit: int = 50, as_json: bool = JSON
-) -> None:
-    """List jobs, newest first."""
-    jobs = _service().list_jobs(status=status, skill=skill, action=action, limit=limit)
-    if as_json:
-        return _emit(jobs, True)
-    table = Table("job", "skill", "action", "status", "epoch", "kpis", "parent")
-    for col in (table.columns[0], table.columns[6]):  # full job ids, never cut (prefixes are accepted)
-        col.no_wrap, col.min_width = True, 16
-    for j in jobs:
-        table.add_row(
-            j.job_id,
-            j.skill,
-            j.action,
-            j.status,
-            f"{j.epoch}/{j.max_epoch}" if j.max_epoch else "-",
-            " ".join(f"{k}={v:.4g}" for k, v in j.kpis.items()) or "-",
-            j.parent_job_id or "-",
-        )
-    out.print(table)
-
-
-@jobs_app.command("status")
-def jobs_status(job_id: str, as_json: bool = JSON) -> None:
-    """Show a job's state, progress, KPIs and failure analysis (JOB_ID: an id or a unique prefix)."""
-    _emit_status(_service().job_status(job_id), as_json)
-
-
-@jobs_app.command("logs")
-def jobs_logs(
-    job_id: str,
-    tail: int = 200,
-    grep: str | None = None,
-    max_bytes: int = 65536,
-    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing new lines until the job ends"),
-    as_json: bool = JSON,
-) -> None:
-    """Print the end of a job's log (optionally only lines matching a regex); -f follows it."""
-    svc = _service()
-    if as_json:
-        return _emit(svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes), True)
-    if not follow:
-        return typer.echo(redact_text(svc.job_logs(job_id, tail=tail, grep=grep, max_bytes=max_bytes).text))
-    full_id = svc.resolve_job_id(job_id)
-    cli_render.follow_logs(
-        read=lambda: svc.job_logs(full_id, tail=tail, grep=grep, max_bytes=max_bytes).text,
-        is_done=lambda: svc.job_status(full_id).status in ("COMPLETE", "ERROR", "CANCELED"),
-        echo=lambda text: typer.echo(redact_text(text)),
-    )
-
-
-@jobs_app.command("cancel")
-def jobs_cancel(job_id: str, as_json: bool = JSON) -> None:
-    """Cancel a running job."""
-    _emit(_service().cancel_job(job_id), as_json)
-
-
-@jobs_app.command("wait")
-def jobs_wait(job_id: str, as_json: bool = JSON) -> None:
-    """Follow a job until it ends (progress bar), then print its status; exit 1 unless COMPLETE."""
-    svc = _service()
-    status = follow_job(svc, svc.resolve_job_id(job_id))
-    _emit_status(status, as_json)
-    if status.status != "COMPLETE":
-        raise typer.Exit(1)
-
-
 @app.command()
 def checkpoints(
     job_id: str,
@@ -475,54 +382,6 @@ def demo(
     if network not in runners:
         raise TaoSkillsError(f"no demo for network {network!r}", field="network", fix=f"use one of {', '.join(runners)}")
     raise typer.Exit(runners[network]())
-
-
-# ----------------------------------------------------------------------------- jobs plot / rm / gc
-
-
-@jobs_app.command("plot")
-def jobs_plot(
-    job_id: str,
-    out: Path | None = typer.Option(None, help="PNG path (default: kpi_curves.png beside the job's status.json)"),
-    open_it: bool = typer.Option(False, "--open", help="open the PNG with the desktop's viewer"),
-) -> None:
-    """Draw a job's KPI curves (loss per epoch) from its status.json to a PNG and print its path."""
-    path = _service().plot_job(job_id, out=out)
-    typer.echo(str(path))
-    if open_it:
-        typer.launch(str(path))
-
-
-@jobs_app.command("rm")
-def jobs_rm(
-    job_id: str,
-    force: bool = typer.Option(False, help="remove it even when child jobs used its outputs"),
-    as_json: bool = JSON,
-) -> None:
-    """Remove a finished job: its record and its workspace folder (checkpoints included)."""
-    removed = _service().remove_job(job_id, force=force)
-    if as_json:
-        return _emit({"job_id": job_id, "removed": removed}, True)
-    typer.echo(f"removed {job_id}" + (f": {', '.join(removed)}" if removed else ""))
-
-
-@jobs_app.command("gc")
-def jobs_gc(
-    job_id: str | None = typer.Argument(None, help="one job (default: every finished job)"),
-    keep_last: int | None = typer.Option(None, help="checkpoints kept per job (default: env TAO_SKILLS_KEEP_CHECKPOINTS or 1)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted; delete nothing"),
-    as_json: bool = JSON,
-) -> None:
-    """Delete old checkpoints of finished jobs, keeping the newest N and any a downstream job used."""
-    report = _service().gc_checkpoints(job_id, keep_last=keep_last, dry_run=dry_run)
-    if as_json:
-        return _emit(report, True)
-    verb = "would delete" if dry_run else "deleted"
-    for f in report.deleted:
-        typer.echo(f"{verb} {f}")
-    for f in report.kept_used:
-        typer.echo(f"kept {f} (used by a downstream job)")
-    typer.echo(f"{verb} {len(report.deleted)} file(s), {report.freed_bytes / 1e6:.1f} MB")
 
 
 def main() -> None:

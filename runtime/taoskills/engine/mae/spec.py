@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from taoskills.engine.schema_defaults import schema_defaults
 from taoskills.errors import Issue, NotSupported, SpecError
 
 SOURCE = "TAO Core 7.3.0 mae ExperimentConfig"
@@ -49,94 +50,16 @@ RAND_AUG = re.compile(r"^rand(-(m\d+(\.\d+)?|n\d+|mstd\d+(\.\d+)?|inc[01]|mmax\d
 
 _RUN = {"num_gpus": 1, "gpu_ids": [0], "num_nodes": 1, "checkpoint": "???", "trt_engine": None, "results_dir": None}
 
+#: TAO Core's wandb, dataset, train sections, read from the packaged train schema (taoskills.engine.schema_defaults).
+_SHARED = schema_defaults("tao-train-mask-auto-encoder", "wandb", "dataset", "train")
+
 DEFAULTS: dict[str, Any] = {
     "model_name": None,
     "encryption_key": None,
     "results_dir": "",
-    "wandb": {
-        "enable": True,
-        "project": "TAO Toolkit",
-        "entity": "",
-        "group": "",
-        "tags": ["training", "tao-toolkit"],
-        "reinit": False,
-        "sync_tensorboard": False,
-        "save_code": False,
-        "name": "TAO Toolkit training experiment",
-        "run_id": "",
-    },
-    "dataset": {
-        "batch_size": 3,
-        "train_data_sources": "",
-        "val_data_sources": "",
-        "test_data_sources": "",
-        "num_workers_per_gpu": 2,
-        "augmentation": {
-            "input_size": 224,
-            "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225],
-            "min_scale": 0.1,
-            "max_scale": 2.0,
-            "min_ratio": 0.75,
-            "max_ratio": 1.33,
-            "hflip": 0.5,
-            "re_prob": 0.0,
-            "interpolation": "bilinear",
-            "smoothing": 0.1,
-            "color_jitter": 0.0,
-            "auto_aug": "rand-m9-mstd0.5-inc1",
-            "mixup": 0.8,
-            "cutmix": 1.0,
-            "cutmix_minmax": None,
-            "mixup_prob": 1.0,
-            "mixup_switch_prob": 0.5,
-            "mixup_mode": "batch",
-        },
-    },
-    "train": {
-        "num_gpus": 1,
-        "gpu_ids": [0],
-        "num_nodes": 1,
-        "seed": 1234,
-        "cudnn": {"benchmark": False, "deterministic": True},
-        "num_epochs": 10,
-        "checkpoint_interval": 1,
-        "checkpoint_interval_unit": "epoch",
-        "validation_interval": 1,
-        "resume_training_checkpoint_path": None,
-        "results_dir": None,
-        "checkpointer": {
-            "enable_topk": False,
-            "replace_periodic": False,
-            "monitor": None,
-            "mode": None,
-            "save_top_k": 1,
-            "filename": "model_best_{epoch:03d}",
-            "dirpath": None,
-            "auto_insert_metric_name": False,
-        },
-        "stage": "pretrain",
-        "accum_grad_batches": 1,
-        "pretrained_model_path": None,
-        "precision": "fp32",
-        "distributed_strategy": "ddp",
-        "optim": {
-            "type": "AdamW",
-            "monitor_name": "train_loss",
-            "lr": 0.0002,
-            "backbone_multiplier": 0.1,
-            "momentum": 0.9,
-            "weight_decay": 0.05,
-            "layer_decay": 0.75,
-            "lr_scheduler": "MultiStep",
-            "milestones": [88, 96],
-            "gamma": 0.1,
-            "warmup_epochs": 1.0,
-        },
-        "norm_pix_loss": True,
-        "freeze": [],
-        "mask_ratio": 0.75,
-    },
+    "wandb": _SHARED["wandb"],
+    "dataset": _SHARED["dataset"],
+    "train": _SHARED["train"],
     "model": {
         "arch": "convnextv2_base",
         "num_classes": 1000,

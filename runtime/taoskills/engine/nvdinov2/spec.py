@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from taoskills.engine.registry import CPU_BAD_PRECISIONS  # noqa: F401  (one source of the rule)
+from taoskills.engine.schema_defaults import schema_defaults
 from taoskills.errors import Issue, NotSupported, SpecError
 
 SOURCE = "TAO Core 7.3.0 nvdinov2 ExperimentConfig"
@@ -28,22 +29,14 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
 
 _SCHED = {"val_base": 1e-8, "val_final": 1e-6, "val_start": 0.0, "warm_up_steps": 0, "max_decay_steps": 2500000}
 
+#: TAO Core's wandb, dataset, train sections, read from the packaged train schema (taoskills.engine.schema_defaults).
+_SHARED = schema_defaults("tao-train-nvdinov2", "wandb", "dataset", "train")
+
 DEFAULTS: dict[str, Any] = {
     "model_name": None,
     "encryption_key": None,
     "results_dir": "",
-    "wandb": {
-        "enable": True,
-        "project": "TAO Toolkit",
-        "entity": "",
-        "group": "",
-        "tags": ["training", "tao-toolkit"],
-        "reinit": False,
-        "sync_tensorboard": False,
-        "save_code": False,
-        "name": "TAO Toolkit training experiment",
-        "run_id": "",
-    },
+    "wandb": _SHARED["wandb"],
     "model": {
         "distill": {"enable": False, "disable_masking": False, "pretrained_non_distill_pl_model_path": None},
         "backbone": {
@@ -56,65 +49,8 @@ DEFAULTS: dict[str, Any] = {
         },
         "head": {"num_layers": 3, "hidden_dim": 2048, "bottleneck_dim": 384},
     },
-    "dataset": {
-        "train_dataset": {"images_dir": ""},
-        "test_dataset": {"images_dir": ""},
-        "batch_size": 4,
-        "pin_memory": True,
-        "workers": 8,
-        "transform": {
-            "n_global_crops": 2,
-            "global_crops_scale": [0.32, 1.0],
-            "global_crops_size": 224,
-            "n_local_crops": 8,
-            "local_crops_scale": [0.05, 0.32],
-            "local_crops_size": 98,
-        },
-    },
-    "train": {
-        "num_gpus": 1,
-        "gpu_ids": [0],
-        "num_nodes": 1,
-        "seed": 1234,
-        "cudnn": {"benchmark": False, "deterministic": True},
-        "num_epochs": 10,
-        "checkpoint_interval": 1,
-        "checkpoint_interval_unit": "epoch",
-        "validation_interval": 1,
-        "resume_training_checkpoint_path": None,
-        "results_dir": None,
-        "checkpointer": {
-            "enable_topk": False,
-            "replace_periodic": False,
-            "monitor": None,
-            "mode": None,
-            "save_top_k": 1,
-            "filename": "model_best_{epoch:03d}",
-            "dirpath": None,
-            "auto_insert_metric_name": False,
-        },
-        "pretrained_model_path": None,
-        "layerwise_decay": 1.0,
-        "clip_grad_norm": 3.0,
-        "num_prototypes": 131072,
-        "precision": "16-mixed",
-        "use_custom_attention": True,
-        "schedulers": {
-            "learning_rate": {**_SCHED, "val_base": 7.07e-6, "warm_up_steps": 100000},
-            "last_layer_learning_rate": {**_SCHED, "val_base": 7.07e-6, "warm_up_steps": 100000, "freeze_steps": 1250},
-            "weight_decay": {**_SCHED, "val_base": 0.04, "val_final": 0.2},
-            "momentum": {**_SCHED, "val_base": 0.994, "val_final": 1.0},
-            "teacher_temperature": {
-                **_SCHED,
-                "val_base": 0.07,
-                "val_final": 0.07,
-                "val_start": 0.04,
-                "warm_up_steps": 37500,
-                "max_decay_steps": 37500,
-            },
-        },
-        "optim": {"optim": "adamw"},
-    },
+    "dataset": _SHARED["dataset"],
+    "train": _SHARED["train"],
     "inference": {
         "num_gpus": 1,
         "gpu_ids": [0],
