@@ -314,6 +314,30 @@ def test_preflight_reports_docker_checks(svc, ws):
     assert names["host.docker.image"].ok and STANDIN_IMAGE in names["host.docker.image"].message
 
 
+def test_docker_host_checks_weigh_the_gpu_request(svc, ws, monkeypatch, tmp_path):
+    """GPU count, gpu_ids, TAO's minimum compute capability and bf16, read from nvidia-smi (a
+    stand-in reporting one V100) once the daemon has the NVIDIA runtime (patched in here)."""
+    import os
+
+    from gpu_helpers import V100, install_fake_nvidia_smi
+    from taoskills.platforms import engines
+
+    install_fake_nvidia_smi(tmp_path / "bin", [V100])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TAO_SKILLS_DOCKER_GPUS", "auto")
+    monkeypatch.setattr(DockerPlatform, "nvidia_runtime", lambda self: True)
+    info = svc.catalog.get("tao-train-dino").info
+    spec = {"train": {"precision": "bf16", "num_gpus": 2}, "results_dir": str(ws / "results")}
+    checks = {c.name: c for c in DockerPlatform().host_checks(engines.get_engine("tao"), info, "train", spec)}
+    for name, field in (
+        ("host.gpu.compute_capability", "platform"),
+        ("host.gpu.bf16", "train.precision"),
+        ("host.gpu.count", "train.num_gpus"),
+    ):
+        assert not checks[name].ok and checks[name].severity == "error" and checks[name].field == field, name
+    assert checks["host.gpu"].details["compute_caps"] == ["7.0"]
+
+
 def test_unit_record_platform_is_docker(ws):
     rec = JobRecord(skill="tao-train-dino", action="train", platform="docker")
     assert get_platform(rec.platform).poll(rec).state == "PENDING"
