@@ -398,15 +398,18 @@ def test_dino_from_s3_data_with_results_uploaded(svc, ws, tmp_path, monkeypatch,
     assert f"results/{handle.job_id}/train/status.json" in keys
     assert f"results/{handle.job_id}/train/model_epoch_000_step_00010.pth" in keys
     assert not any(k.endswith("experiment.yaml") or ".tao-runtime" in k for k in keys)
-    staged = ws / "staging" / "s3" / "coco" / "train" / "images.tar.gz"
+    staged = ws / "staging" / "s3" / "coco" / "train" / "images"
     host_images = svc.store.get(handle.job_id).spec["dataset"]["train_data_sources"][0]["image_dir"]
-    assert host_images.startswith(str(ws / "staging")) and Path(host_images).is_dir()  # extracted in the staging cache
-    mtime = staged.stat().st_mtime_ns
+    assert host_images == str(staged) and Path(host_images).is_dir()  # extracted in the staging cache
+    assert not (staged.parent / "images.tar.gz").exists()  # extracted while it downloaded: no archive kept
+    marker = staged / ".tao-skills-extracted.json"
+    assert json.loads(marker.read_text())["archive"] == "s3://coco/train/images.tar.gz"
+    mtime = marker.stat().st_mtime_ns
     plat = get_platform("docker")
     from taoskills.bank.catalog import Catalog
 
     plat.stage_data_sources(Catalog.load().get("tao-train-dino").info, "train", {"train_datasets": "s3://coco/train"})
-    assert staged.stat().st_mtime_ns == mtime  # a retry reuses the finished download
+    assert marker.stat().st_mtime_ns == mtime  # a retry reuses the finished staging
 
 
 def test_pull_policy_and_ngc_login_by_name(ws, monkeypatch, client):

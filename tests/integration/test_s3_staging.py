@@ -343,3 +343,28 @@ def test_too_little_disk_is_refused_before_fetching(client, tmp_path, monkeypatc
     with pytest.raises(StagingError) as exc:
         s3.stage_uri(f"s3://{BUCKET}/disk/images.tar.gz", field="images_dir", cache_dir=tmp_path, folder=True, s3=c)
     assert "not enough free disk space" in exc.value.message and c.gets == 0
+
+
+def test_an_early_refusal_stops_the_download_and_keeps_nothing(client, tmp_path):
+    rnd = random.Random(3)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        evil = tarfile.TarInfo("../evil.txt")
+        evil.size = 1
+        tar.addfile(evil, io.BytesIO(b"x"))
+        for i in range(8):
+            data = rnd.randbytes(1 << 20)
+            info = tarfile.TarInfo(f"images/{i}.jpg")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    client.put_object(Bucket=BUCKET, Key="early/images.tar.gz", Body=buf.getvalue())
+    n_parts = -(-len(buf.getvalue()) // (1 << 20))
+    c, cache = Counting(client), tmp_path / "cache"
+    with pytest.raises(StagingError) as exc:
+        s3.stage_uri(
+            f"s3://{BUCKET}/early/images.tar.gz", field="f", cache_dir=cache, folder=True, s3=c, part_size=1 << 20, workers=1
+        )
+    assert "path traversal" in exc.value.message
+    assert c.gets < n_parts  # the rest of the object was never fetched
+    assert [p.name for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".lock")] == []
+    assert not (tmp_path / "evil.txt").exists()

@@ -159,6 +159,8 @@ def stage_archive_uri(
     if cache.reusable(uri, dest, fingerprint, field=field):
         return cache.StagedPath(source=local, path=dest, extracted=True, reused=True)
     with s3mod.locked(local):
+        if cache.reusable(uri, dest, fingerprint, field=field):  # another process finished it meanwhile
+            return cache.StagedPath(source=local, path=dest, extracted=True, reused=True)
         _remove_stale(dest)
         pf = s3mod.PartFile(s3, bucket, key, local, meta, part_size=part_size, field=field)
         _check_room(pf, field, lim)
@@ -206,13 +208,14 @@ def stage_archive_uri(
             extracted = True
             return result
         finally:
-            if reader.error is None and not extracted:
+            keep_parts = reader.error is not None and not extracted  # a failed download: resume it next time
+            if not keep_parts and not extracted:
                 pf.cancel.set()  # refused or corrupt: stop fetching, keep nothing
             pool.shutdown(wait=True, cancel_futures=True)
-            if reader.error is None or extracted:
-                pf.discard()  # after complete() this only removes the record
+            if keep_parts:
+                pf.close()
             else:
-                pf.close()  # a failed download: finished parts stay for the retry
+                pf.discard()  # after complete() (a zip) this only removes the record
 
 
 def _download_then_extract(
