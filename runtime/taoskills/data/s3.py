@@ -276,8 +276,10 @@ def stage_uri(
 ) -> Path:
     """The local path for an S3 input (see the module docstring); ``folder``: TAO needs a folder here.
 
-    ``cache_dir/s3/<bucket>/<key>`` holds downloads; archives are extracted beside them by
-    :func:`taoskills.data.staging.stage`. Errors: StagingError."""
+    ``cache_dir/s3/<bucket>/<key>`` holds downloads (and the parts of an archive while it
+    streams); a tar archive where a folder is needed is extracted while it downloads into
+    ``cache_dir/<sha256(uri)[:12]>/<stem>/`` (:func:`taoskills.data.s3_extract.stage_archive_uri`),
+    a zip downloaded then extracted by :func:`taoskills.data.staging.stage`. Errors: StagingError."""
     from taoskills.data import staging
 
     s3 = s3 or client()
