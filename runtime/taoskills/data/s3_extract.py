@@ -177,7 +177,7 @@ def stage_archive_uri(
         pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="s3-part")
         for i in pf.todo():
             pool.submit(fetch, i)
-        extracted = False
+        outcome = "interrupted"  # until known: keep the finished parts for the next staging
         try:
             try:
                 first = reader.head(4)
@@ -188,7 +188,7 @@ def stage_archive_uri(
                 if reader.error is not None:
                     raise s3mod._error(uri, reader.error, field) from None
                 pf.complete()
-                extracted = True  # the archive is kept, as a plain download
+                outcome = "done"  # the archive is kept, as a plain download
                 from taoskills.data import staging
 
                 return staging.stage(local, field=field, cache_dir=cache_dir, limits=lim)
@@ -201,19 +201,19 @@ def stage_archive_uri(
 
             try:
                 result = cache.stage_extracted(uri, dest, fingerprint, field=field, extract=extract, origin=local)
-            except Exception:
+            except StagingError:
                 if reader.error is not None:
                     raise s3mod._error(uri, reader.error, field) from None
+                outcome = "refused"  # unsafe, oversized or corrupt: a retry would be refused again
                 raise
-            extracted = True
+            outcome = "done"
             return result
         finally:
-            keep_parts = reader.error is not None and not extracted  # a failed download: resume it next time
-            if not keep_parts and not extracted:
-                pf.cancel.set()  # refused or corrupt: stop fetching, keep nothing
+            if outcome == "refused" or (outcome == "interrupted" and reader.error is None):
+                pf.cancel.set()  # stop fetching; a failed download lets the parts in flight finish
             pool.shutdown(wait=True, cancel_futures=True)
-            if keep_parts:
-                pf.close()
+            if outcome == "interrupted":
+                pf.close()  # finished parts stay (.part.json): the retry fetches only the rest
             else:
                 pf.discard()  # after complete() (a zip) this only removes the record
 
