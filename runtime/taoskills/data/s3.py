@@ -69,7 +69,7 @@ def client() -> Any:
     return boto3.client("s3", region_name=region, config=cfg, **kw)
 
 
-def _error(uri: str, exc: Exception, field: str) -> StagingError:
+def _error(uri: str, exc: BaseException, field: str) -> StagingError:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
     return StagingError(
         f"{field}: cannot read {uri} ({code})",

@@ -194,9 +194,8 @@ def stage_archive_uri(
                 return staging.stage(local, field=field, cache_dir=cache_dir, limits=lim)
 
             def extract(tmp: Path) -> Plan:
-                with tarfile.open(
-                    fileobj=io.BufferedReader(reader, READ_BUFFER), mode="r|*", bufsize=READ_BUFFER, copybufsize=READ_BUFFER
-                ) as tf:
+                stream = io.BufferedReader(reader, READ_BUFFER)
+                with tarfile.open(fileobj=stream, mode="r|*", bufsize=READ_BUFFER, copybufsize=READ_BUFFER) as tf:  # type: ignore[call-overload]
                     return extract_tar_stream(tf, local, pf.size, tmp, field_=field, limits=lim)
 
             try:

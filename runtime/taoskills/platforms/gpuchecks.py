@@ -170,7 +170,13 @@ def gpu_request(info: SkillInfo, action: str, spec: dict[str, Any]) -> dict[str,
 
 
 def check_gpu_request(
-    gpu: CheckResult, info: SkillInfo, action: str, spec: dict[str, Any], *, engine: str, skip_fields: set[str] | None = None
+    gpu: CheckResult,
+    info: SkillInfo,
+    action: str,
+    spec: dict[str, Any],
+    *,
+    engine: str,
+    skip_fields: set[str | None] | None = None,
 ) -> list[CheckResult]:
     """The job's GPU request (:func:`gpu_request`) against the GPUs ``gpu`` found
     (:func:`check_nvidia_smi` / :func:`probe_torch_gpus` details). Only when GPUs were found.
