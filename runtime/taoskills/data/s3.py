@@ -113,9 +113,10 @@ def is_done(dest: Path, meta: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def locked(dest: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``<dest>.lock``: one process stages ``dest`` at a time."""
+    """An exclusive ``flock`` on the hidden ``.<name>.lock`` beside ``dest``: one process stages
+    ``dest`` at a time (the file stays: removing it would race with a waiting process)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.with_name(dest.name + ".lock"), "a") as fh:
+    with open(dest.with_name(f".{dest.name}.lock"), "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -272,14 +273,16 @@ def download_prefix(s3, bucket: str, prefix: str, dest: Path, *, workers: int = 
 
 
 def stage_uri(
-    uri: str, *, field: str, cache_dir: Path, folder: bool, s3=None, part_size: int = PART_SIZE, workers: int = WORKERS
+    uri: str, *, field: str, cache_dir: Path, folder: bool, s3=None, part_size: int | None = None, workers: int = WORKERS
 ) -> Path:
     """The local path for an S3 input (see the module docstring); ``folder``: TAO needs a folder here.
 
     ``cache_dir/s3/<bucket>/<key>`` holds downloads (and the parts of an archive while it
     streams); a tar archive where a folder is needed is extracted while it downloads into
     ``cache_dir/<sha256(uri)[:12]>/<stem>/`` (:func:`taoskills.data.s3_extract.stage_archive_uri`),
-    a zip downloaded then extracted by :func:`taoskills.data.staging.stage`. Errors: StagingError."""
+    a zip downloaded then extracted by :func:`taoskills.data.staging.stage`. ``part_size``:
+    bytes per ranged GET (default :data:`PART_SIZE`; for a streamed archive
+    :func:`taoskills.data.s3_extract.stream_part_size`). Errors: StagingError."""
     from taoskills.data import staging
 
     s3 = s3 or client()
@@ -294,7 +297,7 @@ def stage_uri(
             from taoskills.data.s3_extract import stage_archive_uri
 
             return stage_archive_uri(s3, bucket, key, field=field, cache_dir=cache_dir, part_size=part_size, workers=workers).path
-        return download(s3, bucket, key, local, part_size=part_size, workers=workers, field=field)
+        return download(s3, bucket, key, local, part_size=part_size or PART_SIZE, workers=workers, field=field)
     prefix = key
     if folder and staging.is_archive(key):
         prefix = str(Path(key).with_name(staging.archive_stem(key)))  # images.tar.gz -> images/
@@ -347,7 +350,7 @@ def _base_key(key: str) -> str:
 
 
 def stage_spec(
-    spec: Any, folder_keys: set[str], *, cache_dir: Path, s3=None, part_size: int = PART_SIZE, workers: int = WORKERS
+    spec: Any, folder_keys: set[str], *, cache_dir: Path, s3=None, part_size: int | None = None, workers: int = WORKERS
 ) -> tuple[Any, dict[str, str]]:
     """A copy of ``spec`` with every ``s3://`` value replaced by its staged local path
     (:func:`stage_uri`; a key in ``folder_keys`` - dotted, list indices optional - needs a

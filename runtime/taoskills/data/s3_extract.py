@@ -46,6 +46,19 @@ from taoskills.data.archives import ArchiveLimits, Plan, extract_tar_stream
 from taoskills.errors import StagingError
 
 READ_BUFFER = 1 << 20  # bytes tarfile asks for at a time (decompression and copies in 1 MiB steps)
+#: A streamed object is split into about this many ranged GETs: the extractor reads in order, at
+#: one stream's pace, so two downloads in flight keep ahead of it, and each ranged GET costs the
+#: endpoint a request (moto's server even copies the whole object for every one).
+STREAM_PARTS = 2
+#: ... but no part above this, so an interrupted download loses at most this much.
+MAX_STREAM_PART = 1 << 30
+
+
+def stream_part_size(size: int) -> int:
+    """Part size for streaming an object of ``size`` bytes: ``size / STREAM_PARTS`` rounded up
+    to MiB, within [:data:`taoskills.data.s3.PART_SIZE`, :data:`MAX_STREAM_PART`]."""
+    per = -(-size // STREAM_PARTS)
+    return min(MAX_STREAM_PART, max(s3mod.PART_SIZE, -(-per // (1 << 20)) << 20))
 
 
 class OrderedReader(io.RawIOBase):
@@ -137,14 +150,15 @@ def stage_archive_uri(
     *,
     field: str,
     cache_dir: Path,
-    part_size: int = s3mod.PART_SIZE,
+    part_size: int | None = None,
     workers: int = s3mod.WORKERS,
     limits: ArchiveLimits | None = None,
     dest: Path | None = None,
 ) -> cache.StagedPath:
     """The folder ``s3://bucket/key`` (an archive) extracts to, staged as the module docstring says.
 
-    ``dest`` defaults to :func:`destination`; ``limits`` to :meth:`ArchiveLimits.from_env`.
+    ``dest`` defaults to :func:`destination`; ``limits`` to :meth:`ArchiveLimits.from_env`;
+    ``part_size`` to :func:`stream_part_size` (a zip: :data:`taoskills.data.s3.PART_SIZE`).
     Returns a :class:`~taoskills.data.cache.StagedPath` (``reused`` when nothing was fetched).
     Errors: StagingError - missing or unreadable object, download failure (parts kept for a
     retry), unsafe / oversized / corrupt archive, too little disk."""
@@ -153,7 +167,8 @@ def stage_archive_uri(
     lim = limits or ArchiveLimits.from_env()
     local = cache_dir / "s3" / bucket / key
     if tao.archive_suffix(key) == ".zip":
-        return _download_then_extract(s3, bucket, key, local, field, cache_dir, part_size, workers, lim)
+        return _download_then_extract(s3, bucket, key, local, field, cache_dir, part_size or s3mod.PART_SIZE, workers, lim)
+    part_size = part_size or stream_part_size(int(meta["ContentLength"]))
     dest = dest or destination(uri, key, cache_dir)
     fingerprint = {"etag": meta.get("ETag", ""), "size": int(meta["ContentLength"])}
     if cache.reusable(uri, dest, fingerprint, field=field):
