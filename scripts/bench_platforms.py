@@ -10,6 +10,8 @@
    streamed GET to a file then ``tar xzf``. Target: >= 1.5x faster. The archive is
    ``--archive-mib`` MiB (default 1024 = 1 GiB; the run needs about 4x that free on the
    temporary folder's disk and is skipped otherwise; every run's output is removed).
+   ``--part-mib 64,256`` also measures other part sizes: moto's server copies the whole object
+   for every ranged GET, so on this endpoint the number of parts, not their bytes, sets the cost.
 3. **COCO preflight** - ``taoskills.data.annotations.check_coco`` on a file with
    ``--annotations`` annotations (default 1M) vs ``pycocotools.coco.COCO(path)`` (load and
    index; the ``dev`` extra installs it; without it ``json.load`` - COCO()'s first step - is

@@ -2,8 +2,8 @@
 
 :func:`stage_archive_uri` turns ``s3://bucket/.../images.tar.gz`` (any tar: ``.tar``,
 ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``) into a folder without waiting for the whole
-object: parallel ranged GETs (``workers`` threads, ``part_size`` bytes each, fetched in key
-order) fill ``<cache>/s3/<bucket>/<key>.part`` exactly as :func:`taoskills.data.s3.download`
+object: parallel ranged GETs (``workers`` threads, ``part_size`` bytes each - by default
+about half the object, :func:`stream_part_size` - fetched in order) fill ``<cache>/s3/<bucket>/<key>.part`` exactly as :func:`taoskills.data.s3.download`
 does, and an :class:`OrderedReader` hands those bytes, in order and as soon as they are on
 disk, to ``tarfile``'s streaming mode (``r|*``). Every member passes the checks of
 :mod:`taoskills.data.archives` (traversal, absolute paths, links out, devices, duplicates,
