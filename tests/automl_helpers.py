@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from engine_settings import TINY_TRAIN_OVERRIDES
+from gpu_helpers import A100, install_fake_nvidia_smi
 
 SKILL = "tao-train-nvdinov2"
 LR = "train.schedulers.learning_rate.val_base"
@@ -23,9 +24,7 @@ def install_fake_engine(bin_dir: Path) -> None:
     exe.chmod(0o755)
     # The TAO engine's host checks read GPUs from nvidia-smi (skill_info hardware minimums): a
     # stand-in reporting 8 x 80 GB lets the fake TAO entrypoint pass them on this CPU host.
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text("#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo 'Stand-in GPU, 81920'; done\n")
-    smi.chmod(0o755)
+    install_fake_nvidia_smi(bin_dir, [A100] * 8)
 
 
 def request(photos: Path) -> dict:

@@ -314,6 +314,30 @@ def test_preflight_reports_docker_checks(svc, ws):
     assert names["host.docker.image"].ok and STANDIN_IMAGE in names["host.docker.image"].message
 
 
+def test_docker_host_checks_weigh_the_gpu_request(svc, ws, monkeypatch, tmp_path):
+    """GPU count, gpu_ids, TAO's minimum compute capability and bf16, read from nvidia-smi (a
+    stand-in reporting one V100) once the daemon has the NVIDIA runtime (patched in here)."""
+    import os
+
+    from gpu_helpers import V100, install_fake_nvidia_smi
+    from taoskills.platforms import engines
+
+    install_fake_nvidia_smi(tmp_path / "bin", [V100])
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("TAO_SKILLS_DOCKER_GPUS", "auto")
+    monkeypatch.setattr(DockerPlatform, "nvidia_runtime", lambda self: True)
+    info = svc.catalog.get("tao-train-dino").info
+    spec = {"train": {"precision": "bf16", "num_gpus": 2}, "results_dir": str(ws / "results")}
+    checks = {c.name: c for c in DockerPlatform().host_checks(engines.get_engine("tao"), info, "train", spec)}
+    for name, field in (
+        ("host.gpu.compute_capability", "platform"),
+        ("host.gpu.bf16", "train.precision"),
+        ("host.gpu.count", "train.num_gpus"),
+    ):
+        assert not checks[name].ok and checks[name].severity == "error" and checks[name].field == field, name
+    assert checks["host.gpu"].details["compute_caps"] == ["7.0"]
+
+
 def test_unit_record_platform_is_docker(ws):
     rec = JobRecord(skill="tao-train-dino", action="train", platform="docker")
     assert get_platform(rec.platform).poll(rec).state == "PENDING"
@@ -374,15 +398,18 @@ def test_dino_from_s3_data_with_results_uploaded(svc, ws, tmp_path, monkeypatch,
     assert f"results/{handle.job_id}/train/status.json" in keys
     assert f"results/{handle.job_id}/train/model_epoch_000_step_00010.pth" in keys
     assert not any(k.endswith("experiment.yaml") or ".tao-runtime" in k for k in keys)
-    staged = ws / "staging" / "s3" / "coco" / "train" / "images.tar.gz"
+    staged = ws / "staging" / "s3" / "coco" / "train" / "images"
     host_images = svc.store.get(handle.job_id).spec["dataset"]["train_data_sources"][0]["image_dir"]
-    assert host_images.startswith(str(ws / "staging")) and Path(host_images).is_dir()  # extracted in the staging cache
-    mtime = staged.stat().st_mtime_ns
+    assert host_images == str(staged) and Path(host_images).is_dir()  # extracted in the staging cache
+    assert not (staged.parent / "images.tar.gz").exists()  # extracted while it downloaded: no archive kept
+    marker = staged / ".tao-skills-extracted.json"
+    assert json.loads(marker.read_text())["archive"] == "s3://coco/train/images.tar.gz"
+    mtime = marker.stat().st_mtime_ns
     plat = get_platform("docker")
     from taoskills.bank.catalog import Catalog
 
     plat.stage_data_sources(Catalog.load().get("tao-train-dino").info, "train", {"train_datasets": "s3://coco/train"})
-    assert staged.stat().st_mtime_ns == mtime  # a retry reuses the finished download
+    assert marker.stat().st_mtime_ns == mtime  # a retry reuses the finished staging
 
 
 def test_pull_policy_and_ngc_login_by_name(ws, monkeypatch, client):

@@ -382,3 +382,47 @@ def test_format_read_from_content_not_name(tmp_path):
     t.mkdir()
     _tar(t / "images_train.tgz", [_file("b.jpg", b"2")], mode="w:bz2")  # bz2 inside a .tgz name
     assert (stage(t / "images_train.tgz", field=FIELD).path / "b.jpg").read_bytes() == b"2"
+
+
+def test_streamed_extraction_checks_free_disk_per_member(tmp_path, monkeypatch):
+    """A tar read in streaming mode cannot be planned first: the free disk is re-read as members
+    are written and the member that would eat into the reserve is refused."""
+    from collections import namedtuple
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|gz") as tf:
+        for i in range(3):
+            tf.addfile(_info(f"images/{i}.jpg", 2 * MiB), io.BytesIO(b"\1" * (2 * MiB)))
+    usage = namedtuple("usage", "total used free")
+    written = []
+
+    def disk_usage(path):
+        done = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+        written.append(done)
+        return usage(100 * MiB, 0, 6 * MiB - done)  # 6 MiB free before the first member
+
+    monkeypatch.setattr(archives.shutil, "disk_usage", disk_usage)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    limits = ArchiveLimits(reserve_bytes=1 * MiB)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf, mode="r|gz") as tf, pytest.raises(StagingError) as exc:
+        archives.extract_tar_stream(tf, Path("images.tar.gz"), len(buf.getvalue()), dest, field_=FIELD, limits=limits)
+    assert "not enough free disk space" in exc.value.message and exc.value.field == FIELD
+    assert sorted(p.name for p in dest.rglob("*.jpg")) == ["0.jpg", "1.jpg"]  # the third never started
+    assert len(written) >= 2  # the disk was read again once it got close
+
+
+def test_streamed_extraction_refuses_like_the_planner(tmp_path):
+    """The per-member checks of a streamed tar are the planner's (traversal here)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|gz") as tf:
+        tf.addfile(_info("images/ok.jpg", 2), io.BytesIO(b"ok"))
+        tf.addfile(_info("images/../../evil.jpg", 1), io.BytesIO(b"x"))
+    buf.seek(0)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with tarfile.open(fileobj=buf, mode="r|gz") as tf, pytest.raises(StagingError) as exc:
+        archives.extract_tar_stream(tf, Path("images.tar.gz"), len(buf.getvalue()), dest, field_=FIELD, limits=ArchiveLimits())
+    assert "path traversal" in exc.value.message
+    assert not (tmp_path / "evil.jpg").exists()

@@ -24,6 +24,11 @@ this module (written as plain ``0o644`` files, never with the archive's mode bit
 that decompresses to more bytes than its header declares is refused). Limits come from
 :class:`ArchiveLimits` (function arguments, else the ``TAO_SKILLS_MAX_EXTRACT_*`` environment
 variables, else the defaults below).
+
+A tar read while it downloads (:func:`extract_tar_stream`, tarfile's streaming mode ``r|*``)
+cannot be planned first: each member passes the same checks just before it is written, the
+free disk is re-read as it fills (:class:`DiskBudget`), and on a refusal the caller discards
+the partly filled temporary folder, so nothing outside it is ever written.
 """
 
 from __future__ import annotations
@@ -240,31 +245,39 @@ def _check_ratio(plan: Plan, *, field_: str, limits: ArchiveLimits) -> None:
         )
 
 
+def check_tar_member(plan: Plan, member: tarfile.TarInfo, *, field_: str, limits: ArchiveLimits) -> str:
+    """Check one tar member against the rules of the module docstring and account it in
+    ``plan`` (appended to ``plan.tar_members``). Returns its kind. Errors: StagingError."""
+    archive = plan.archive
+    name = check_name(member.name, field_=field_, archive=archive)
+    if member.ischr() or member.isblk() or member.isfifo():
+        raise refuse(field_, archive, member.name, "is a device or FIFO node")
+    if member.issym():
+        _check_link_target(name, member.linkname, hard=False, field_=field_, archive=archive)
+        kind = "symlink"
+    elif member.islnk():
+        target = _check_link_target(name, member.linkname, hard=True, field_=field_, archive=archive)
+        if plan.names.get(target) != "file":
+            raise refuse(
+                field_, archive, member.name, f"is a hard link to {member.linkname!r}, which is not an earlier regular file"
+            )
+        kind = "hardlink"
+    elif member.isdir():
+        kind = "dir"
+    elif member.isfile():
+        kind = "file"
+    else:
+        raise refuse(field_, archive, member.name, "is not a regular file, folder or link")
+    _add(plan, name, kind, member.size if kind == "file" else 0, member=member.name, field_=field_, limits=limits)
+    plan.tar_members.append(member)
+    return kind
+
+
 def plan_tar(tf: tarfile.TarFile, archive: Path, *, field_: str, limits: ArchiveLimits) -> Plan:
     """Read the member list of an open tar (stops at the first refusal; writes nothing)."""
     plan = Plan(archive=archive, archive_bytes=archive.stat().st_size)
     for member in tf:  # lazy: a limit is hit before the rest of the stream is decompressed
-        name = check_name(member.name, field_=field_, archive=archive)
-        if member.ischr() or member.isblk() or member.isfifo():
-            raise refuse(field_, archive, member.name, "is a device or FIFO node")
-        if member.issym():
-            _check_link_target(name, member.linkname, hard=False, field_=field_, archive=archive)
-            kind = "symlink"
-        elif member.islnk():
-            target = _check_link_target(name, member.linkname, hard=True, field_=field_, archive=archive)
-            if plan.names.get(target) != "file":
-                raise refuse(
-                    field_, archive, member.name, f"is a hard link to {member.linkname!r}, which is not an earlier regular file"
-                )
-            kind = "hardlink"
-        elif member.isdir():
-            kind = "dir"
-        elif member.isfile():
-            kind = "file"
-        else:
-            raise refuse(field_, archive, member.name, "is not a regular file, folder or link")
-        _add(plan, name, kind, member.size if kind == "file" else 0, member=member.name, field_=field_, limits=limits)
-        plan.tar_members.append(member)
+        check_tar_member(plan, member, field_=field_, limits=limits)
     return plan
 
 
@@ -315,17 +328,70 @@ def check_free_space(plan: Plan, dest_dir: Path, *, field_: str, limits: Archive
         )
 
 
-def extract_tar(tf: tarfile.TarFile, plan: Plan, dest: Path, *, field_: str) -> None:
-    """Write the planned tar members into ``dest`` through the ``data`` filter."""
-    archive = plan.archive
-
+def _data_only(field_: str, archive: Path):
     def data_only(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
         try:
             return tarfile.data_filter(member, path)
         except tarfile.FilterError as exc:  # defence in depth: the stdlib filter disagrees
             raise refuse(field_, archive, member.name, f"was rejected by tarfile's data filter ({exc})") from exc
 
-    tf.extractall(dest, members=plan.tar_members, filter=data_only)
+    return data_only
+
+
+def extract_tar(tf: tarfile.TarFile, plan: Plan, dest: Path, *, field_: str) -> None:
+    """Write the planned tar members into ``dest`` through the ``data`` filter."""
+    tf.extractall(dest, members=plan.tar_members, filter=_data_only(field_, plan.archive))
+
+
+class DiskBudget:
+    """Free space of ``dest``'s disk while members stream in: :meth:`charge` refuses a member
+    that would leave less than ``limits.reserve_bytes`` free. The disk is re-read
+    (``statvfs``) after every ``recheck_bytes`` written or when the last reading is too close,
+    so the check costs a syscall per ~64 MiB, not per member; other writers (the download
+    itself) are seen at the next reading."""
+
+    def __init__(self, dest: Path, plan: Plan, *, field_: str, limits: ArchiveLimits, recheck_bytes: int = 64 * MiB):
+        self.dest, self.plan, self.field_, self.limits, self.recheck = dest, plan, field_, limits, recheck_bytes
+        self.free = shutil.disk_usage(dest).free
+        self.since = 0
+
+    def charge(self, nbytes: int) -> None:
+        """Account ``nbytes`` about to be written. Errors: StagingError (disk too full)."""
+        if self.since + nbytes > self.recheck or self.free - self.since - nbytes < self.limits.reserve_bytes:
+            self.free, self.since = shutil.disk_usage(self.dest).free, 0
+        if self.free - self.since - nbytes < self.limits.reserve_bytes:
+            raise StagingError(
+                f"{self.field_}: not enough free disk space to extract {self.plan.archive.name}: "
+                f"{_size(self.plan.expanded_bytes)} written so far, the next member needs {_size(nbytes)} and "
+                f"{self.dest} has {_size(self.free - self.since)} free, of which {_size(self.limits.reserve_bytes)} "
+                "must stay free. Nothing was kept.",
+                field=self.field_,
+                fix="Free disk space, or point TAO_SKILLS_HOME (the staging cache) at a larger disk; "
+                f"{LIMIT_ENV['reserve_bytes']} sets the reserve.",
+                details={"archive": str(self.plan.archive), "free": self.free - self.since, "dest": str(self.dest)},
+            )
+        self.since += nbytes
+
+
+def extract_tar_stream(
+    tf: tarfile.TarFile, archive: Path, archive_bytes: int, dest: Path, *, field_: str, limits: ArchiveLimits
+) -> Plan:
+    """Check and write the members of a tar opened in streaming mode (``r|*``) one at a time,
+    in archive order: each member passes :func:`check_tar_member` (names, links, devices,
+    duplicates, size / ratio / member limits, with ``archive_bytes`` the compressed size) and
+    :class:`DiskBudget` before the ``data`` filter writes it. A refusal stops at that member;
+    what was written is inside ``dest``, which the caller removes. Links are verified after
+    the last member (:func:`verify_links`). Returns the plan of what was written."""
+    plan = Plan(archive=archive, archive_bytes=archive_bytes)
+    budget = DiskBudget(dest, plan, field_=field_, limits=limits)
+    data_only = _data_only(field_, archive)
+    for member in tf:
+        kind = check_tar_member(plan, member, field_=field_, limits=limits)
+        budget.charge(_blocks(member.size if kind == "file" else 0))
+        tf.extract(member, dest, filter=data_only)
+        plan.tar_members.clear()  # streamed: nothing to keep per member
+    verify_links(dest, field_=field_, archive=archive)
+    return plan
 
 
 def extract_zip(zf: zipfile.ZipFile, plan: Plan, dest: Path, *, field_: str) -> None:

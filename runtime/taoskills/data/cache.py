@@ -5,7 +5,9 @@ a marker file inside the extracted folder records the archive's path, size, mtim
 sha256 of its first MiB; a changed archive is extracted again. It goes to a temporary folder
 beside the destination (inside the cache) and is renamed into place, so a failure never
 leaves a half-written folder, and a refused archive leaves no file behind. Members are
-checked and bounded by :mod:`taoskills.data.archives`.
+checked and bounded by :mod:`taoskills.data.archives`. :func:`stage_extracted` is the same
+protocol for any source (an ``s3://`` archive extracted while it downloads, marked with its
+ETag and size instead of a file fingerprint).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from taoskills import tao
-from taoskills.data.archives import ArchiveLimits
+from taoskills.data.archives import ArchiveLimits, Plan
 from taoskills.data.archives import extract as _extract
 from taoskills.errors import StagingError
 
@@ -85,19 +88,52 @@ def staged_destination(archive: Path, cache_dir: Path | None = None) -> Path:
 
 
 def stage_archive(archive: Path, *, field: str, cache_dir: Path | None, limits: ArchiveLimits) -> StagedPath:
-    dest = staged_destination(archive, cache_dir)
-    fingerprint = archive_fingerprint(archive)
-    if dest.exists():
-        marker = _read_marker(dest) if dest.is_dir() else None
-        if marker is None or marker.get("archive") != str(archive):
-            raise StagingError(
-                f"{field}: {dest} in the staging cache was not extracted by tao-skills from {archive}; it is left untouched.",
-                field=field,
-                fix=f"Remove {dest} (it is inside the staging cache) and try again.",
-            )
-        if all(marker.get(k) == v for k, v in fingerprint.items()):
-            return StagedPath(source=archive, path=dest, extracted=True, reused=True)
+    """Extract the local ``archive`` into :func:`staged_destination` (or reuse it); see the module docstring."""
+    return stage_extracted(
+        str(archive),
+        staged_destination(archive, cache_dir),
+        archive_fingerprint(archive),
+        field=field,
+        extract=lambda tmp: _extract(archive, tmp, field_=field, limits=limits),
+        origin=archive,
+    )
 
+
+def reusable(label: str, dest: Path, fingerprint: dict[str, object], *, field: str) -> bool:
+    """True when ``dest`` holds an up-to-date extraction of ``label`` (an archive path or URI:
+    its marker matches ``fingerprint``); False when it is absent or stale. Errors:
+    StagingError when ``dest`` exists but was not extracted by this module from ``label``
+    (it is never touched)."""
+    if not dest.exists():
+        return False
+    marker = _read_marker(dest) if dest.is_dir() else None
+    if marker is None or marker.get("archive") != label:
+        raise StagingError(
+            f"{field}: {dest} in the staging cache was not extracted by tao-skills from {label}; it is left untouched.",
+            field=field,
+            fix=f"Remove {dest} (it is inside the staging cache) and try again.",
+        )
+    return all(marker.get(k) == v for k, v in fingerprint.items())
+
+
+def stage_extracted(
+    label: str,
+    dest: Path,
+    fingerprint: dict[str, object],
+    *,
+    field: str,
+    extract: Callable[[Path], Plan],
+    origin: Path,
+) -> StagedPath:
+    """The extraction protocol of the module docstring, for any source: reuse ``dest`` when
+    :func:`reusable`; else ``extract(tmp)`` into a fresh temporary folder beside ``dest``,
+    strip a single top folder named like ``dest``, write the marker (``label``,
+    ``fingerprint``, member count, expansion) and rename into place. ``label`` names the
+    source in the marker and in errors (an archive path, or an ``s3://`` URI); ``origin`` is
+    :attr:`StagedPath.source`. Errors: StagingError (refusals; corrupt, truncated or
+    unreadable archives; disk and permission failures) - nothing is left behind."""
+    if reusable(label, dest, fingerprint, field=field):
+        return StagedPath(source=origin, path=dest, extracted=True, reused=True)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
@@ -109,20 +145,20 @@ def stage_archive(archive: Path, *, field: str, cache_dir: Path | None, limits: 
         ) from exc
     try:
         try:
-            plan = _extract(archive, tmp, field_=field, limits=limits)
+            plan = extract(tmp)
         except StagingError:
             raise
         except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise StagingError(
-                f"{field}: {archive} is corrupt or truncated ({type(exc).__name__}: {exc}).",
+                f"{field}: {label} is corrupt or truncated ({type(exc).__name__}: {exc}).",
                 field=field,
                 fix="Re-create or re-download the archive, or pass the extracted folder.",
             ) from exc
         except OSError as exc:
-            raise _os_error(exc, archive, dest, field) from exc
+            raise _os_error(exc, label, dest, field) from exc
         except (ValueError, NotImplementedError, RuntimeError) as exc:
             raise StagingError(
-                f"{field}: {archive} cannot be read ({type(exc).__name__}: {exc}).",
+                f"{field}: {label} cannot be read ({type(exc).__name__}: {exc}).",
                 field=field,
                 fix="Re-create the archive as a plain tar, tar.gz or zip (no encryption, standard compression).",
             ) from exc
@@ -134,22 +170,22 @@ def stage_archive(archive: Path, *, field: str, cache_dir: Path | None, limits: 
         marker = dict(
             fingerprint,
             version=_MARKER_VERSION,
-            archive=str(archive),
+            archive=label,
             stripped_top=content is not tmp,
             members=plan.members,
             expanded_bytes=plan.expanded_bytes,
         )
         (content / MARKER_NAME).write_text(json.dumps(marker, indent=1))
-        _swap_into_place(content, dest, archive=archive, field=field)
+        _swap_into_place(content, dest, archive=label, field=field)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if not dest.exists():
             with contextlib.suppress(OSError):
                 dest.parent.rmdir()  # only when empty: a refused archive leaves no trace
-    return StagedPath(source=archive, path=dest, extracted=True, reused=False)
+    return StagedPath(source=origin, path=dest, extracted=True, reused=False)
 
 
-def _os_error(exc: OSError, archive: Path, dest: Path, field: str) -> StagingError:
+def _os_error(exc: OSError, archive: str | Path, dest: Path, field: str) -> StagingError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         cause, fix = "the disk filled up", "Free disk space or point TAO_SKILLS_HOME at a larger disk."
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -164,7 +200,7 @@ def _os_error(exc: OSError, archive: Path, dest: Path, field: str) -> StagingErr
     )
 
 
-def _swap_into_place(content: Path, dest: Path, *, archive: Path, field: str) -> None:
+def _swap_into_place(content: Path, dest: Path, *, archive: str, field: str) -> None:
     """Rename ``content`` to ``dest``; a stale ``dest`` of ours is moved aside, then removed."""
     old: Path | None = None
     if dest.exists():
@@ -175,7 +211,7 @@ def _swap_into_place(content: Path, dest: Path, *, archive: Path, field: str) ->
     except OSError as exc:
         # another process may have finished the same extraction first
         marker = _read_marker(dest) if dest.is_dir() else None
-        if marker is None or marker.get("archive") != str(archive):
+        if marker is None or marker.get("archive") != archive:
             if old is not None and not dest.exists():
                 os.rename(old / dest.name, dest)
             raise StagingError(

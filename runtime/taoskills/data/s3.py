@@ -6,9 +6,10 @@
   where it stopped, and a finished one (``<dest>.s3.json`` matching the ETag) is reused: staging
   is idempotent on retry.
 * :func:`stage_uri` - an ``s3://bucket/key`` input as a local path: an archive where TAO needs
-  a folder (``images.tar.gz`` -> ``images/``) is downloaded, then extracted by the existing
-  bounded, safe extractor (:func:`taoskills.data.staging.stage`: traversal, absolute paths,
-  links out, devices and size limits refused); a key that is a prefix is fetched as a folder.
+  a folder (``images.tar.gz`` -> ``images/``) is extracted while it downloads, every member
+  checked by the bounded, safe extractor as it streams (traversal, absolute paths, links out,
+  devices, size / ratio / member limits, free disk; :mod:`taoskills.data.s3_extract`; a zip
+  is downloaded first); a key that is a prefix is fetched as a folder.
 * :func:`upload_results` - ``results_dir`` to ``s3://<bucket>/results/<job_id>/`` minus
   ``upload_excludes`` globs (TAO SDK 7.2.0's output route, docs/tao-contract.md §1.3).
 
@@ -19,11 +20,14 @@ selects a custom endpoint, addressed path-style.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import json
 import os
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -65,7 +69,7 @@ def client() -> Any:
     return boto3.client("s3", region_name=region, config=cfg, **kw)
 
 
-def _error(uri: str, exc: Exception, field: str) -> StagingError:
+def _error(uri: str, exc: BaseException, field: str) -> StagingError:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
     return StagingError(
         f"{field}: cannot read {uri} ({code})",
@@ -90,12 +94,38 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def download(
-    s3, bucket: str, key: str, dest: Path, *, part_size: int = PART_SIZE, workers: int = WORKERS, field: str = "data_sources"
-) -> Path:
-    """Download ``s3://bucket/key`` to ``dest`` (see the module docstring). Returns ``dest``.
+def done_marker(dest: Path) -> Path:
+    """``<dest>.s3.json``: written after ``dest`` is complete (the object's ETag and size)."""
+    return dest.with_name(dest.name + ".s3.json")
 
-    Errors: StagingError (missing object, read failure)."""
+
+def is_done(dest: Path, meta: dict[str, Any]) -> bool:
+    """``dest`` is a complete download of the object ``meta`` describes (done marker, size)."""
+    marker = done_marker(dest)
+    if not (dest.is_file() and marker.is_file()):
+        return False
+    try:
+        want = {"etag": meta.get("ETag", ""), "size": int(meta["ContentLength"])}
+        return json.loads(marker.read_text()) == want and dest.stat().st_size == want["size"]
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def locked(dest: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the hidden ``.<name>.lock`` beside ``dest``: one process stages
+    ``dest`` at a time (the file stays: removing it would race with a waiting process)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.with_name(f".{dest.name}.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def head_or_refuse(s3, bucket: str, key: str, field: str) -> dict[str, Any]:
+    """The object's metadata; StagingError when it is missing or unreadable."""
     uri = f"s3://{bucket}/{key}"
     try:
         meta = head(s3, bucket, key)
@@ -103,61 +133,118 @@ def download(
         raise _error(uri, exc, field) from None
     if meta is None:
         raise StagingError(f"{field}: {uri} does not exist", field=field, fix="check the key (aws s3 ls) or upload the data")
-    size, etag = int(meta["ContentLength"]), meta.get("ETag", "")
-    done_marker = dest.with_name(dest.name + ".s3.json")
-    if dest.is_file() and done_marker.is_file():
-        try:
-            if json.loads(done_marker.read_text()) == {"etag": etag, "size": size} and dest.stat().st_size == size:
-                return dest  # staged before: reuse
-        except ValueError:
-            pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part, state_path = dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
-    state: dict[str, Any] = {}
-    if state_path.is_file() and part.is_file():
-        try:
-            state = json.loads(state_path.read_text())
-        except ValueError:
-            state = {}
-    if state.get("etag") != etag or state.get("size") != size or state.get("part_size") != part_size:
-        state = {"etag": etag, "size": size, "part_size": part_size, "done": []}
-        part.unlink(missing_ok=True)
-    done = set(state["done"])
-    n_parts = max(1, -(-size // part_size))
-    lock = threading.Lock()
-    fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        os.ftruncate(fd, size)
+    return meta
 
-        def fetch(i: int) -> None:
-            start, end = i * part_size, min(size, (i + 1) * part_size) - 1
-            if size == 0:
-                return
-            body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", IfMatch=etag)["Body"]
-            offset = start
-            for chunk in iter(lambda: body.read(1 << 20), b""):
-                os.pwrite(fd, chunk, offset)
-                offset += len(chunk)
-            if offset != end + 1:
-                raise OSError(f"short read of part {i}: {offset - start} of {end + 1 - start} bytes")
-            with lock:
-                done.add(i)
-                state["done"] = sorted(done)
-                _write_json(state_path, state)
 
-        todo = [i for i in range(n_parts) if i not in done]
+def download(
+    s3, bucket: str, key: str, dest: Path, *, part_size: int = PART_SIZE, workers: int = WORKERS, field: str = "data_sources"
+) -> Path:
+    """Download ``s3://bucket/key`` to ``dest`` (see the module docstring). Returns ``dest``.
+
+    Errors: StagingError (missing object, read failure)."""
+    meta = head_or_refuse(s3, bucket, key, field)
+    if is_done(dest, meta):
+        return dest  # staged before: reuse
+    with locked(dest):
+        if is_done(dest, meta):
+            return dest
+        pf = PartFile(s3, bucket, key, dest, meta, part_size=part_size, field=field).open()
         try:
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                list(pool.map(fetch, todo))
-        except Exception as exc:
-            raise _error(uri, exc, field) from None
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(part, dest)
-    state_path.unlink(missing_ok=True)
-    _write_json(done_marker, {"etag": etag, "size": size})
-    return dest
+            try:
+                with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                    list(pool.map(pf.fetch, pf.todo()))
+            except Exception as exc:
+                raise _error(f"s3://{bucket}/{key}", exc, field) from None
+            return pf.complete()
+        finally:
+            pf.close()
+
+
+class PartFile:
+    """``<dest>.part`` and its record ``<dest>.part.json``: one object's parts, fetched in any
+    order by ranged GETs (``IfMatch`` the ETag, so a changed object fails instead of mixing),
+    each recorded once complete, so an interrupted download resumes where it stopped.
+
+    ``progress[i]`` is how many bytes of part ``i`` are written, from its start; ``on_progress``
+    (if set) is called after every chunk. Not thread-safe across processes: callers hold
+    :func:`locked` for the destination."""
+
+    def __init__(self, s3, bucket: str, key: str, dest: Path, meta: dict[str, Any], *, part_size: int, field: str):
+        self.s3, self.bucket, self.key, self.dest, self.field = s3, bucket, key, dest, field
+        self.size, self.etag, self.part_size = int(meta["ContentLength"]), meta.get("ETag", ""), part_size
+        self.n_parts = max(1, -(-self.size // part_size))
+        self.part = dest.with_name(dest.name + ".part")
+        self.state_path = dest.with_name(dest.name + ".part.json")
+        self.lock = threading.Lock()
+        self.cancel = threading.Event()
+        self.on_progress: Any = None
+        self.fd = -1
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {}
+        if self.state_path.is_file() and self.part.is_file():
+            try:
+                state = json.loads(self.state_path.read_text())
+            except ValueError:
+                state = {}
+        if state.get("etag") != self.etag or state.get("size") != self.size or state.get("part_size") != part_size:
+            state = {"etag": self.etag, "size": self.size, "part_size": part_size, "done": []}
+            self.part.unlink(missing_ok=True)
+        self.state = state
+        self.done: set[int] = set(state["done"])
+        self.progress = {i: self.part_len(i) for i in self.done}
+
+    def part_len(self, i: int) -> int:
+        return min(self.size, (i + 1) * self.part_size) - i * self.part_size
+
+    def todo(self) -> list[int]:
+        return [i for i in range(self.n_parts) if i not in self.done] if self.size else []
+
+    def open(self) -> PartFile:
+        self.fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
+        os.ftruncate(self.fd, self.size)
+        return self
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def fetch(self, i: int) -> None:
+        """Part ``i`` into the part file (raises on a read error, a short read or ``cancel``)."""
+        start, end = i * self.part_size, min(self.size, (i + 1) * self.part_size) - 1
+        body = self.s3.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end}", IfMatch=self.etag)["Body"]
+        offset = start
+        for chunk in iter(lambda: body.read(1 << 20), b""):
+            if self.cancel.is_set():
+                raise OSError("download cancelled")
+            os.pwrite(self.fd, chunk, offset)
+            offset += len(chunk)
+            self.progress[i] = offset - start
+            if self.on_progress is not None:
+                self.on_progress()
+        if offset != end + 1:
+            raise OSError(f"short read of part {i}: {offset - start} of {end + 1 - start} bytes")
+        with self.lock:
+            self.done.add(i)
+            self.state["done"] = sorted(self.done)
+            _write_json(self.state_path, self.state)
+        if self.on_progress is not None:
+            self.on_progress()
+
+    def complete(self) -> Path:
+        """Every part is in: rename to ``dest`` and write the done marker. Returns ``dest``."""
+        os.fsync(self.fd)
+        self.close()
+        os.replace(self.part, self.dest)
+        self.state_path.unlink(missing_ok=True)
+        _write_json(done_marker(self.dest), {"etag": self.etag, "size": self.size})
+        return self.dest
+
+    def discard(self) -> None:
+        """Remove the part file and its record (nothing kept for a retry)."""
+        self.close()
+        self.part.unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
 
 
 def download_prefix(s3, bucket: str, prefix: str, dest: Path, *, workers: int = WORKERS, field: str = "data_sources") -> Path:
@@ -186,12 +273,16 @@ def download_prefix(s3, bucket: str, prefix: str, dest: Path, *, workers: int = 
 
 
 def stage_uri(
-    uri: str, *, field: str, cache_dir: Path, folder: bool, s3=None, part_size: int = PART_SIZE, workers: int = WORKERS
+    uri: str, *, field: str, cache_dir: Path, folder: bool, s3=None, part_size: int | None = None, workers: int = WORKERS
 ) -> Path:
     """The local path for an S3 input (see the module docstring); ``folder``: TAO needs a folder here.
 
-    ``cache_dir/s3/<bucket>/<key>`` holds downloads; archives are extracted beside them by
-    :func:`taoskills.data.staging.stage`. Errors: StagingError."""
+    ``cache_dir/s3/<bucket>/<key>`` holds downloads (and the parts of an archive while it
+    streams); a tar archive where a folder is needed is extracted while it downloads into
+    ``cache_dir/<sha256(uri)[:12]>/<stem>/`` (:func:`taoskills.data.s3_extract.stage_archive_uri`),
+    a zip downloaded then extracted by :func:`taoskills.data.staging.stage`. ``part_size``:
+    bytes per ranged GET (default :data:`PART_SIZE`; for a streamed archive
+    :func:`taoskills.data.s3_extract.stream_part_size`). Errors: StagingError."""
     from taoskills.data import staging
 
     s3 = s3 or client()
@@ -202,10 +293,11 @@ def stage_uri(
     except Exception as exc:
         raise _error(uri, exc, field) from None
     if exists:
-        path = download(s3, bucket, key, local, part_size=part_size, workers=workers, field=field)
-        if folder and staging.is_archive(path):
-            return staging.stage(path, field=field, cache_dir=cache_dir).path
-        return path
+        if folder and staging.is_archive(key):
+            from taoskills.data.s3_extract import stage_archive_uri
+
+            return stage_archive_uri(s3, bucket, key, field=field, cache_dir=cache_dir, part_size=part_size, workers=workers).path
+        return download(s3, bucket, key, local, part_size=part_size or PART_SIZE, workers=workers, field=field)
     prefix = key
     if folder and staging.is_archive(key):
         prefix = str(Path(key).with_name(staging.archive_stem(key)))  # images.tar.gz -> images/
@@ -254,17 +346,18 @@ def upload_results(
 
 
 def _base_key(key: str) -> str:
-    return re.sub(r"\[\d+\]$", "", key)
+    return re.sub(r"\[\d+\]", "", key)
 
 
 def stage_spec(
-    spec: Any, folder_keys: set[str], *, cache_dir: Path, s3=None, part_size: int = PART_SIZE, workers: int = WORKERS
+    spec: Any, folder_keys: set[str], *, cache_dir: Path, s3=None, part_size: int | None = None, workers: int = WORKERS
 ) -> tuple[Any, dict[str, str]]:
     """A copy of ``spec`` with every ``s3://`` value replaced by its staged local path
-    (:func:`stage_uri`; a key in ``folder_keys`` - dotted, list index optional - needs a
+    (:func:`stage_uri`; a key in ``folder_keys`` - dotted, list indices optional - needs a
     folder). Returns (spec, {dotted key: local path}). Errors: StagingError."""
     staged: dict[str, str] = {}
     conn = [s3]
+    bases = {_base_key(k) for k in folder_keys}
 
     def walk(value: Any, key: str) -> Any:
         if isinstance(value, dict):
@@ -275,7 +368,7 @@ def stage_spec(
             if conn[0] is None:
                 conn[0] = client()
             bucket, obj = parse(value)
-            folder = key in folder_keys or _base_key(key) in folder_keys
+            folder = key in folder_keys or _base_key(key) in bases
             local = stage_uri(
                 f"s3://{bucket}/{obj}",
                 field=key,

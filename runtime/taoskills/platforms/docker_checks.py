@@ -5,7 +5,9 @@ it have the NVIDIA runtime (an error for the TAO engine, a warning for the built
 which runs on CPU), is the image allowed and present or pullable (pull policy, ``NGC_KEY``
 for nvcr.io - by name), is shared memory large enough for TAO's DataLoaders, may the
 container run as this user, are the engine's secret variables set (names only), do all
-spec paths lie in the workspace, and does the host meet the skill's GPU minimums.
+spec paths lie in the workspace, do the GPUs fit the request (count, ``gpu_ids``, compute
+capability for TAO's images and for bf16; :func:`taoskills.platforms.hostchecks.check_gpu_request`),
+and does the host meet the skill's GPU minimums.
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def host_checks(
         out.append(gpu)
     for issue in engine.host_issues(info, action, spec, host):
         add("engine.host", False, issue["reason"], field=issue["field"], fix=issue["fix"])
+    if gpu is not None and plat.cfg.gpus != "off":
+        out += hostchecks.check_gpu_request(
+            gpu, info, action, spec, engine=engine.name, skip_fields={r.field for r in out if r.name == "engine.host"}
+        )
     if req.hardware is not None and action == "train":
         sev = "warning" if plat.cfg.gpus == "off" else req.hardware_severity
         out += hostchecks.check_hardware(req.hardware, host, severity=sev, engine=engine.name)

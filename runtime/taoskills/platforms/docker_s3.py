@@ -56,10 +56,13 @@ def upload_once(plat: DockerPlatform, record: JobRecord) -> list[str] | None:
 
 def stage_roots(plat: DockerPlatform, info: SkillInfo, action: str, data_sources: dict[str, str]) -> dict[str, str]:
     """``s3://`` dataset-role roots -> local folders under ``<workspace>/staging/s3/<bucket>/<prefix>``
-    holding what the action's ``data_sources`` name there (``images.tar.gz``, ``annotations.json``,
-    ...; an absent archive's extracted prefix ``images/`` instead). The spec builder then extracts
-    archives with the safe extractor and points the spec at the folders. Errors: StagingError."""
+    holding what the action's ``data_sources`` name there: files (``annotations.json``) downloaded,
+    tar archives of ``runtime: extracted_folder`` sources extracted while they download into the
+    folder beside them (``images.tar.gz`` -> ``images/``, :mod:`taoskills.data.s3_extract`), zips
+    downloaded for the builder's safe extractor, an absent archive's prefix ``images/`` fetched
+    as a folder. The spec builder then points the spec at the folders. Errors: StagingError."""
     from taoskills.data import staging
+    from taoskills.data.s3_extract import stage_archive_uri
     from taoskills.errors import StagingError
 
     out = dict(data_sources)
@@ -76,7 +79,13 @@ def stage_roots(plat: DockerPlatform, info: SkillInfo, action: str, data_sources
             key = f"{prefix}/{rel}".strip("/")
             field = f"data_sources.{role}"
             if s3.head(conn, bucket, key) is not None:
-                s3.download(conn, bucket, key, local_root / rel, field=field)
+                if ds.runtime == "extracted_folder" and staging.archive_suffix(rel) not in (None, ".zip"):
+                    # extracted while it downloads, into the folder beside it (the builder's
+                    # user_extracted_folder rule then names it in the spec)
+                    target = (local_root / rel).with_name(staging.archive_stem(rel))
+                    stage_archive_uri(conn, bucket, key, field=field, cache_dir=plat.cfg.workspace / "staging", dest=target)
+                else:
+                    s3.download(conn, bucket, key, local_root / rel, field=field)
                 continue
             folder = key
             if ds.runtime == "extracted_folder" and staging.is_archive(rel):

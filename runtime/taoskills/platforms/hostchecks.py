@@ -1,7 +1,9 @@
 """Host checks the platforms run before launch (moved here from :mod:`taoskills.data.preflight`).
 
 Building blocks: :func:`check_requirements` (an engine's tools and libraries on this host),
-:func:`probe_gpus` (CUDA devices and memory), :func:`check_hardware` (a skill's
+:func:`check_nvidia_smi` / :func:`probe_torch_gpus` (GPUs, memory, compute capability),
+:func:`check_gpu_request` (the job's ``num_gpus``/``gpu_ids``/bf16 precision and TAO's minimum
+compute capability against them), :func:`check_hardware` (a skill's
 ``hardware.min_gpus`` / ``min_gpu_memory_gb``), plus the tool checks of platforms that are not
 registered yet (:func:`check_docker`, :func:`check_slurm_tools`, :func:`check_kubernetes_client`).
 :func:`check_host` keeps the old ``preflight.check_host(engine, platform)`` answer for callers
@@ -12,23 +14,23 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 from typing import TYPE_CHECKING
 
 from taoskills.data.preflight import CheckResult, Severity
+from taoskills.platforms.gpuchecks import (  # noqa: F401 - re-exported: callers and tests use hostchecks.*
+    BF16_MIN_COMPUTE_CAPABILITY,
+    TAO_MIN_COMPUTE_CAPABILITY,
+    _run,
+    cc_from_name,
+    check_gpu_request,
+    check_nvidia_smi,
+    gpu_request,
+)
 
 if TYPE_CHECKING:
     from taoskills.bank.skill_info import Hardware
     from taoskills.engine.registry import HostInfo
     from taoskills.platforms.engines import EngineRequirements
-
-
-def _run(cmd: list[str], timeout: float = 10.0) -> tuple[int, str]:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 1, str(exc)
-    return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
 def check_docker(field: str = "platform") -> list[CheckResult]:
@@ -87,59 +89,23 @@ def check_kubernetes_client() -> CheckResult:
     )
 
 
-def check_nvidia_smi(severity: Severity) -> CheckResult:
-    """GPUs as ``nvidia-smi`` lists them (name and memory); ``details`` = {gpus, memory_gb}."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return CheckResult(
-            name="host.gpu",
-            ok=False,
-            field="platform",
-            severity=severity,
-            message="nvidia-smi is not on PATH: no NVIDIA GPU driver found on this host.",
-            fix="Run on a host with NVIDIA GPUs and drivers (TAO trains on GPUs).",
-            details={"cuda": False, "gpus": 0},
-        )
-    rc, out = _run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"])
-    rows = [[p.strip() for p in line.split(",")] for line in out.splitlines() if line.strip()] if rc == 0 else []
-    if not rows:
-        return CheckResult(
-            name="host.gpu",
-            ok=False,
-            field="platform",
-            severity=severity,
-            message=f"nvidia-smi found no usable GPU: {out[:200]}",
-            fix="Check the NVIDIA driver (nvidia-smi) on this host.",
-            details={"cuda": False, "gpus": 0},
-        )
-    names = [r[0] for r in rows]
-    mem = [float(r[1]) / 1024 for r in rows if len(r) > 1 and r[1].replace(".", "", 1).isdigit()]
-    return CheckResult(
-        name="host.gpu",
-        ok=True,
-        field="platform",
-        severity=severity,
-        message=f"{len(names)} GPU(s): {', '.join(names)}.",
-        details={"cuda": True, "gpus": len(names), "names": names, "memory_gb": min(mem) if mem else None},
-    )
-
-
 def probe_torch_gpus() -> CheckResult:
     """CUDA devices as torch sees them (imports torch; call only when the engine uses torch)."""
     import torch  # heavy: imported only here
 
     has_gpu = bool(torch.cuda.is_available())
     count = torch.cuda.device_count() if has_gpu else 0
-    memory = None
+    memory, caps = None, []
     if has_gpu:
         memory = min(torch.cuda.get_device_properties(i).total_memory for i in range(count)) / 1024**3
+        caps = ["{}.{}".format(*torch.cuda.get_device_capability(i)) for i in range(count)]
     return CheckResult(
         name="host.gpu",
         ok=True,
         field="platform",
         severity="info",
         message=f"{count} CUDA GPU(s) available." if has_gpu else "No CUDA GPU: the built-in engine runs on CPU.",
-        details={"cuda": has_gpu, "gpus": count, "memory_gb": memory},
+        details={"cuda": has_gpu, "gpus": count, "memory_gb": memory, "compute_caps": caps},
     )
 
 

@@ -400,8 +400,8 @@ class LocalPlatform(PlatformBase):
 
     # ---------------------------------------------------------------- placement and policy
     def host_checks(self, engine: RuntimeEngine, info: SkillInfo, action: str, spec: dict[str, Any]) -> list[CheckResult]:
-        """The engine's requirements on this host, its GPUs, the engine's host rules and the
-        skill's hardware minimums (train only; an error for TAO, a warning for the built-in engine)."""
+        """The engine's requirements on this host, its GPUs, the engine's host rules, the GPU
+        request (:func:`~taoskills.platforms.hostchecks.check_gpu_request`) and the skill's hardware minimums (train only; an error for TAO, a warning for the built-in engine)."""
         from taoskills.data.preflight import CheckResult
         from taoskills.engine.registry import HostInfo
         from taoskills.platforms import hostchecks
@@ -429,6 +429,10 @@ class LocalPlatform(PlatformBase):
                     field=issue["field"],
                     fix=issue["fix"],
                 )
+            )
+        if gpu is not None:  # num_gpus/gpu_ids, bf16 and TAO's compute capability vs the GPUs found
+            results += hostchecks.check_gpu_request(
+                gpu, info, action, spec, engine=engine.name, skip_fields={r.field for r in results if r.name == "engine.host"}
             )
         if req.hardware is not None and action == "train" and (gpu is not None or not req.probe_torch):
             results += hostchecks.check_hardware(req.hardware, host, severity=req.hardware_severity, engine=engine.name)
