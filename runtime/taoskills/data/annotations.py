@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from taoskills import tao
 from taoskills.data.checks import CheckResult, Severity
 from taoskills.data.staging import path_kind
@@ -71,6 +73,28 @@ def _as_int(v: Any) -> int | None:
 
 def _is_num(v: Any) -> bool:
     return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+_NUM = (int, float)
+
+
+def _box_ok(box: list) -> bool:
+    """``[x, y, w, h]`` of finite numbers (no bools) with ``w, h >= 0``; ``box`` has 4 items."""
+    x, y, w, h = box
+    for v in box:
+        if type(v) not in _NUM:
+            return False
+    return math.isfinite(x + y + w + h) and w >= 0 and h >= 0
+
+
+def _load_json(path: Path) -> Any:
+    """Parse a JSON file with orjson (several times faster on 100 MB COCO files); files orjson
+    refuses (``NaN``, a BOM, ...) get the standard library's reading and its error message."""
+    raw = path.read_bytes()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def _images_exist(image_dir: Any, names: list[str], *, field: str, image_field: str, limit: int) -> CheckResult | None:
@@ -124,7 +148,7 @@ def check_coco(
     results = [first]
     path = Path(str(json_file)).expanduser()
     try:
-        data = json.loads(path.read_bytes())
+        data = _load_json(path)
     except (OSError, ValueError) as exc:
         return [*results, _fail("coco.parse", field, f"{path} is not valid JSON: {exc}.", "Fix or re-export the COCO file.")]
     shape = [
@@ -164,12 +188,13 @@ def check_coco(
     known = set(cat_ids)
     used: set[int] = set()
     problems: list[str] = []
+    # hot loop (1M annotations is a common size): the common, valid case costs a few dict reads
     for i, ann in enumerate(data["annotations"]):
-        if not isinstance(ann, dict):
+        if type(ann) is not dict:
             problems.append(f"annotations[{i}] is not an object")
             continue
-        cid = _as_int(ann.get("category_id"))
-        if cid is None:
+        cid = ann.get("category_id")
+        if type(cid) is not int:
             problems.append(f"annotations[{i}] has no integer category_id")
         else:
             used.add(cid)
@@ -178,7 +203,7 @@ def check_coco(
         if ann.get("image_id") not in image_ids:
             problems.append(f"annotations[{i}] image_id {ann.get('image_id')!r} is not in images")
         box = ann.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(_is_num(v) for v in box) and box[2] >= 0 and box[3] >= 0):
+        if not (type(box) is list and len(box) == 4 and _box_ok(box)):
             problems.append(f"annotations[{i}] bbox {box!r} is not [x, y, w, h] with w, h >= 0")
     results.append(
         _fail(
@@ -328,7 +353,7 @@ def _check_label_map(path: Path, labels: dict[int, str], *, field: str) -> list[
     if not first.ok:
         return [first]
     try:
-        data = json.loads(path.read_bytes())
+        data = _load_json(path)
     except (OSError, ValueError) as exc:
         return [_fail("odvg.label_map", field, f"{path} is not valid JSON: {exc}.", "Fix or regenerate the label map.")]
     if not isinstance(data, dict) or not data:
