@@ -383,6 +383,8 @@ class Service(JobsMixin, StorageMixin):
         launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
         # security: the runner context is checked before the job folder exists (a refusal leaves nothing)
         ctx = self._runner_context(sk, action, built.spec, eng, plat, job_id, workdir)  # render
+        if request.get("profile") == "smoke":
+            ctx.env.update(sk.info.smoke_env)
         workdir.mkdir(parents=True, exist_ok=False)
         record = JobRecord(
             job_id=job_id,
