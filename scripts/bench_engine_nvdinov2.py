@@ -7,10 +7,11 @@ sample photos (:mod:`taoskills.data.sample_data`). The baseline in the same run 
 teacher's inference forward pass on the global crops. Peak memory: resident set (CPU,
 ``resource.getrusage``) or ``torch.cuda.max_memory_allocated`` (GPU).
 
-Profiles: ``smoke`` — the skill's smoke profile at the demo's CPU crop sizes (vit_s, 1024
-prototypes, 112 px global / 4 x 56 px local crops, batch 8), the reference row of
-``taoskills/engine/throughput.yaml``; ``default`` — the smoke profile at TAO's crop sizes
-(224 px global / 8 x 98 px local).
+Profiles (all the skill's smoke profile: vit_s, 1024 prototypes, batch 8): ``smoke`` — CPU
+test crops (56 px global / 2 x 28 px local, as the short-run tests train), the reference
+config of ``taoskills/engine/throughput.yaml``; ``demo`` — the demo's crops (112 / 4 x 56);
+``default`` — TAO's crops (224 / 8 x 98). ``save_s_per_gb``: one ``torch.save`` of the
+student and teacher state to a temporary file, per GB written.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any
 import torch
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"global_crops_size": 112, "n_local_crops": 4, "local_crops_size": 56, "batch": 8},
+    "smoke": {"global_crops_size": 56, "n_local_crops": 2, "local_crops_size": 28, "batch": 8},
+    "demo": {"global_crops_size": 112, "n_local_crops": 4, "local_crops_size": 56, "batch": 8},
     "default": {"global_crops_size": 224, "n_local_crops": 8, "local_crops_size": 98, "batch": 8},
 }
 
@@ -113,6 +115,12 @@ def bench_nvdinov2(args: argparse.Namespace) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=".*trainer.*")
         tr = timed(train_step, args.steps)
     inf = timed(infer_step, args.steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        t = time.perf_counter()
+        torch.save(state, Path(tmp) / "state.pth")
+        save_s = time.perf_counter() - t
+        save_gb = (Path(tmp) / "state.pth").stat().st_size / 1e9
     med_tr, med_inf = statistics.median(tr), statistics.median(inf)
     tf = cfg["dataset"]["transform"]
     result: dict[str, Any] = {
@@ -134,6 +142,7 @@ def bench_nvdinov2(args: argparse.Namespace) -> dict[str, Any]:
         "infer_step_s_median": round(med_inf, 4),
         "infer_images_per_s": round(batch / med_inf, 2),
         "train_over_infer": round(med_tr / med_inf, 2),
+        "save_s_per_gb": round(save_s / save_gb, 3),
     }
     if dev.type == "cuda":
         result["peak_mem_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 3)

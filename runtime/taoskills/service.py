@@ -39,6 +39,7 @@ from taoskills.platforms.registry import get_platform
 from taoskills.platforms.render import RunnerContext, render_runner, write_runner
 from taoskills.security import inputs as guard
 from taoskills.security import launch as launch_guard
+from taoskills.service_estimate import EstimateMixin
 from taoskills.service_jobs import TERMINAL, JobsMixin
 from taoskills.service_models import (
     CheckpointResult,
@@ -61,7 +62,7 @@ from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 Engine = str
 
 
-class Service(JobsMixin, StorageMixin):
+class Service(JobsMixin, StorageMixin, EstimateMixin):
     """The runtime's API. Cheap to construct; state lives in the job store (SQLite).
 
     ``skills_dir``: skill bank (default :func:`paths.skills_dir`). ``home``: runtime home
@@ -349,8 +350,10 @@ class Service(JobsMixin, StorageMixin):
         (checked before the AutoML policy). Train with automl_policy on (the default for
         AutoML-enabled skills) starts an AutoML run, itself a job (``automl``:
         taoskills.automl.service_hook.AutoMLSettings); automl_policy='off' (or "plain training"
-        in request_text) trains directly. Nothing is launched and no record is written when any
-        check fails.
+        in request_text) trains directly. The reply's ``estimate`` is :meth:`estimate`'s (None
+        where no throughput table covers the run); a run that would exceed the free disk (or the
+        GPU memory, where measured) is refused with PreflightError naming the fix. Nothing is
+        launched and no record is written when any check fails.
         """
         sk = self.catalog.get(skill)
         sk.action(action)
@@ -380,6 +383,7 @@ class Service(JobsMixin, StorageMixin):
         pf.run_preflight(data).raise_if_failed()
         _raise_spec_errors(issues)
         pf.run_preflight(host).raise_if_failed()
+        estimate = self.launch_estimate(sk, action, eng.name, plat.name, built.spec, request.get("profile"), results_dir)
         launch_guard.check_launchable(built.spec, sk.info.network_arch)  # security: launch only what can run
         # security: the runner context is checked before the job folder exists (a refusal leaves nothing)
         ctx = self._runner_context(sk, action, built.spec, eng, plat, job_id, workdir)  # render
@@ -428,6 +432,7 @@ class Service(JobsMixin, StorageMixin):
             script_path=record.script_path or "",
             automl_policy=decision.policy,
             automl_reason=decision.reason if decision.applies else None,
+            estimate=estimate,
             next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 

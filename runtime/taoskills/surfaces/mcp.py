@@ -77,7 +77,7 @@ from taoskills.service import (
     ValidationResult,
     dump_yaml,
 )
-from taoskills.surfaces import mcp_automl
+from taoskills.surfaces import mcp_automl, mcp_estimate
 from taoskills.surfaces.mcp_prompts import register_prompts
 
 log = logging.getLogger("taoskills.mcp")
@@ -667,6 +667,7 @@ def build_server(service: Service | None = None) -> MCPServer:
 
     _register_skill_resources(server, svc)
     mcp_automl.register(server, svc)  # AutoML tools (taoskills.surfaces.mcp_automl)
+    mcp_estimate.register(server, svc)  # estimate tool (taoskills.surfaces.mcp_estimate)
     register_prompts(server, svc)
     return server
 
