@@ -106,7 +106,9 @@ class Shape:
         d = VIT[arch]["embed_dim"]
         return cls(
             arch=arch,
-            backbone=vit_params(arch, patch=bb["patch_size"], img_size=bb["img_size"], registers=bb.get("num_register_tokens") or 0),
+            backbone=vit_params(
+                arch, patch=bb["patch_size"], img_size=bb["img_size"], registers=bb.get("num_register_tokens") or 0
+            ),
             head=head_params(d, head["num_layers"], head["hidden_dim"], head["bottleneck_dim"], spec["train"]["num_prototypes"]),
             n_global=tf["n_global_crops"],
             global_size=tf["global_crops_size"],
@@ -228,7 +230,10 @@ def estimate_nvdinov2_train(
     ref_state = ref.backbone + ref.head
     mem_kind = "ram" if device == "cpu" else "gpu"
     base = row.get("peak_rss_gb" if mem_kind == "ram" else "peak_mem_gb")
-    slope = row.get("rss_per_image_gb" if mem_kind == "ram" else "mem_per_image_gb") or 0.0
+    slope = row.get("rss_per_image_gb" if mem_kind == "ram" else "mem_per_image_gb")
+    if base and slope is None:
+        notes.append("memory growth per image is not measured for this device: the memory figure ignores batch size")
+        slope = 0.0
     if base:
         act = shape.activation() / ref.activation()
         peak_gb = base + 5 * BYTES_PER_PARAM * (state - ref_state) / GB + slope * (shape.batch * act - ref.batch)
