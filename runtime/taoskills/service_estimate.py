@@ -108,6 +108,12 @@ def _lean(sk, profile: str | None) -> bool:
     return str(env.get("TAO_SKILLS_LEAN_CHECKPOINTS", os.environ.get("TAO_SKILLS_LEAN_CHECKPOINTS", ""))).lower() in truthy
 
 
+def _check_supported(sk, action: str, engine: str) -> None:
+    network = sk.info.network_arch
+    if network != "nvdinov2" or action != "train" or engine != "builtin":
+        raise E.not_supported(network, action, engine)
+
+
 class EstimateMixin:
     """Needs ``catalog``, ``home`` and the Service's ``_place`` / ``_build``."""
 
@@ -144,14 +150,13 @@ class EstimateMixin:
         sk.action(action)
         guard.check_request(request, schema=sk.schema(action))
         eng, plat = self._place(sk, action, engine, platform)  # type: ignore[attr-defined]
+        _check_supported(sk, action, eng.name)  # before the build: no data needed to learn that
         results = self.home / "preview" / "results"
         built = self._build(sk, action, results_dir=results, stage=True, **request)  # type: ignore[attr-defined]
         return self._estimate(sk, action, eng.name, plat.name, built.spec, request.get("profile"), results, speed_factor)
 
     def _estimate(self, sk, action, engine, platform, spec, profile, results_dir: Path, speed_factor: float = 1.0) -> Estimate:
-        network = sk.info.network_arch
-        if network != "nvdinov2" or action != "train" or engine != "builtin":
-            raise E.not_supported(network, action, engine)
+        _check_supported(sk, action, engine)
         device, gpus, gpu_mem = _host_device(platform, spec)
         raw = E.estimate_nvdinov2_train(
             spec, images=_images(spec), device=device, gpus=gpus, keep=_keep(), lean=_lean(sk, profile), speed_factor=speed_factor
