@@ -6,16 +6,16 @@ The job: the skill's smoke profile on 16 sample photos at the CPU test crops (56
 a checkpoint every epoch, the newest kept.
 
 Calibration rule (the machine is shared, so its speed changes by several times): the engine's
-own training step is timed at the reference config right before and right after the job
-(scripts/bench_engine_nvdinov2.py, in this process); ``speed_factor`` = mean of those step
-times / the table's ``train_step_s``, and the estimate made with it must be within 2x of the
-measured wall time (launch to COMPLETE). Disk is compared uncalibrated.
+own training step is timed at the reference config right before the job
+(scripts/bench_engine_nvdinov2.py, in this process, median of 2 steps after 1 warm-up);
+``speed_factor`` = that step time / the table's ``train_step_s``, and the estimate made with it
+must be within 2x of the measured wall time (launch to COMPLETE). Disk is compared uncalibrated.
+On 2 idle cores the test takes about 2 minutes (bench, the job, a 1-epoch resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,6 +48,7 @@ def _disk_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+@pytest.mark.timeout(3600)  # under heavy contention a step can take a minute
 def test_estimate_within_2x_of_the_smoke_job_and_it_writes_under_300_mb(home, tmp_path):
     from taoskills.data.sample_data import write_sample_images
     from taoskills.jobs.estimate import throughput_table
@@ -66,9 +67,8 @@ def test_estimate_within_2x_of_the_smoke_job_and_it_writes_under_300_mb(home, tm
     st = svc.wait_job(job.job_id, timeout_s=1800, poll_s=0.5)
     wall = time.monotonic() - t0
     assert st.status == "COMPLETE", svc.job_logs(job.job_id, tail=40).text
-    after = _step_s()
 
-    factor = statistics.mean([before, after]) / table_step
+    factor = before / table_step
     est = svc.estimate(SKILL, "train", speed_factor=factor, **request)
     assert job.estimate is not None and job.estimate["steps"] == est.steps == 4  # launch reply carries it
     assert est.fits and est.device == "cpu" and est.measured
@@ -76,7 +76,7 @@ def test_estimate_within_2x_of_the_smoke_job_and_it_writes_under_300_mb(home, tm
     disk = _disk_bytes(results)
     print(
         f"\nsmoke job: wall {wall:.1f} s, estimate {est.wall_time_s:.1f} s (speed_factor {factor:.2f}: step "
-        f"{before:.2f}/{after:.2f} s now vs {table_step} s in the table); disk {disk / 1e6:.1f} MB, "
+        f"{before:.2f} s now vs {table_step} s in the table); disk {disk / 1e6:.1f} MB, "
         f"estimate {est.disk['final_mb']} MB"
     )
     assert 0.5 <= wall / est.wall_time_s <= 2.0, (wall, est.wall_time_s, factor)
