@@ -13,6 +13,7 @@ Profiles (DINO): ``small`` — CPU-sized (ResNet with 1 block per stage, hidden 
 (``--device cuda --precision bf16``). Usage::
 
     python scripts/bench_engine.py dino [--profile small|r50-640] [--steps 10] [--warmup 3]
+    python scripts/bench_engine.py nvdinov2 [--profile smoke|default]   # scripts/bench_engine_nvdinov2.py
         [--device cpu|cuda] [--precision fp32|bf16] [--threads N] [--json]
 """
 
@@ -26,6 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -141,10 +143,20 @@ def bench_dino(args: argparse.Namespace) -> dict[str, Any]:
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"dino": bench_dino}
 
 
+def _register_nvdinov2() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine_nvdinov2 import bench_nvdinov2
+
+    BENCHES["nvdinov2"] = bench_nvdinov2
+
+
+_register_nvdinov2()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("network", choices=sorted(BENCHES))
-    p.add_argument("--profile", default="small")
+    p.add_argument("--profile", default=None, help="dino: small|r50-640 (default small); nvdinov2: smoke|default (default smoke)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=0, help="override the profile's batch size")
@@ -153,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    args.profile = args.profile or {"dino": "small", "nvdinov2": "smoke"}.get(args.network, "small")
     if args.threads:
         torch.set_num_threads(args.threads)
     result = BENCHES[args.network](args)

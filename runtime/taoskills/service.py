@@ -40,6 +40,7 @@ from taoskills.platforms.registry import get_platform
 from taoskills.platforms.render import render_runner, write_runner
 from taoskills.security import inputs as guard
 from taoskills.security import launch as launch_guard
+from taoskills.service_estimate import EstimateMixin
 from taoskills.service_jobs import JobsMixin
 from taoskills.service_models import (
     CheckpointResult,
@@ -60,7 +61,7 @@ from taoskills.service_storage import StorageMixin
 from taoskills.specs import validator
 
 
-class Service(PrepareMixin, JobsMixin, StorageMixin):
+class Service(PrepareMixin, JobsMixin, StorageMixin, EstimateMixin):
     """The runtime's API. Cheap to construct; state lives in the job store (SQLite).
 
     ``skills_dir``: skill bank (default :func:`paths.skills_dir`). ``home``: runtime home
@@ -266,8 +267,10 @@ class Service(PrepareMixin, JobsMixin, StorageMixin):
         (checked before the AutoML policy). Train with automl_policy on (the default for
         AutoML-enabled skills) starts an AutoML run, itself a job (``automl``:
         taoskills.automl.service_hook.AutoMLSettings); automl_policy='off' (or "plain training"
-        in request_text) trains directly. Nothing is launched and no record is written when any
-        check fails.
+        in request_text) trains directly. The reply's ``estimate`` is :meth:`estimate`'s (None
+        where no throughput table covers the run); a run that would exceed the free disk (or the
+        GPU memory, where measured) is refused with PreflightError naming the fix. Nothing is
+        launched and no record is written when any check fails.
         """
         sk = self.catalog.get(skill)
         sk.action(action)
@@ -286,6 +289,10 @@ class Service(PrepareMixin, JobsMixin, StorageMixin):
         assert prep.built is not None and prep.context is not None  # for_launch: every stage ran
         eng, plat, ctx = prep.engine, prep.platform, prep.context
         job_id, workdir, results_dir = prep.job_id, prep.workdir, prep.results_dir
+        # refused before anything is written when the run cannot fit (disk, GPU memory where measured)
+        estimate = self.launch_estimate(sk, action, eng.name, plat.name, prep.built.spec, request.get("profile"), results_dir)
+        if request.get("profile") == "smoke":
+            ctx.env.update(sk.info.smoke_env)
         workdir.mkdir(parents=True, exist_ok=False)
         record = JobRecord(
             job_id=job_id,
@@ -329,6 +336,7 @@ class Service(PrepareMixin, JobsMixin, StorageMixin):
             script_path=record.script_path or "",
             automl_policy=decision.policy,
             automl_reason=decision.reason if decision.applies else None,
+            estimate=estimate,
             next=f"poll job_status('{job_id}') until COMPLETE or ERROR",
         )
 

@@ -108,6 +108,7 @@ class JobHandle(BaseModel):
     script_path: str
     automl_policy: str
     automl_reason: str | None = None  # why automl_policy resolved as it did (train only)
+    estimate: dict[str, Any] | None = None  # Service.estimate's reply (None where no throughput table covers the run)
     next: str
 
 

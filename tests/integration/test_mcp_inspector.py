@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from taoskills.surfaces.mcp_automl import AUTOML_TOOLS
+from taoskills.surfaces.mcp_estimate import ESTIMATE_TOOLS
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 
@@ -91,7 +92,7 @@ def inspect(tmp_path_factory):
 def test_inspector_lists_the_tools_with_annotations(inspect):
     reply = inspect("--method", "tools/list")
     tools = {t["name"]: t for t in reply["tools"]}
-    assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS
+    assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS | ESTIMATE_TOOLS
     assert all(t.get("outputSchema") for t in tools.values())
     assert tools["list_skills"]["annotations"]["readOnlyHint"] is True
     assert tools["cancel_job"]["annotations"]["destructiveHint"] is True

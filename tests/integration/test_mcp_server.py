@@ -23,6 +23,7 @@ from mcp import Client, StdioServerParameters
 
 from engine_settings import TINY_TRAIN_OVERRIDES
 from taoskills.surfaces.mcp_automl import AUTOML_TOOLS
+from taoskills.surfaces.mcp_estimate import ESTIMATE_TOOLS
 
 SKILL = "tao-train-nvdinov2"
 TERMINAL = {"COMPLETE", "ERROR", "CANCELED"}
@@ -350,7 +351,7 @@ def test_tools_have_schemas_and_annotations(home):
     async def scenario():
         async with Client(_params(home)) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS
+            assert set(tools) == EXPECTED_TOOLS | AUTOML_TOOLS | ESTIMATE_TOOLS
             for name, tool in tools.items():
                 assert tool.description and len(tool.description) > 60, name
                 assert tool.output_schema is not None, name

@@ -250,6 +250,8 @@ class SkillInfo(_Strict):
     latest_checkpoint_alias: str | None = None  # e.g. nvdinov2_model_latest.pth
     error_patterns: list[ErrorPattern] = Field(default_factory=list)
     smoke_overrides: dict[str, object] = Field(default_factory=dict)  # small, representative run
+    # job environment of a smoke-profile run (built-in engine knobs, e.g. TAO_SKILLS_LEAN_CHECKPOINTS)
+    smoke_env: dict[str, str] = Field(default_factory=dict)
     routing: Routing
     automl: AutoMLInfo | None = None
 

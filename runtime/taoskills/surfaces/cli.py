@@ -20,7 +20,7 @@ from rich.table import Table
 
 from taoskills.errors import TaoSkillsError
 from taoskills.security.redact import redact, redact_text
-from taoskills.surfaces import cli_render
+from taoskills.surfaces import cli_estimate, cli_render
 from taoskills.surfaces.cli_automl import automl_app
 from taoskills.surfaces.cli_common import JSON, err, out
 from taoskills.surfaces.cli_common import emit as _emit
@@ -38,6 +38,7 @@ app.add_typer(skills_app, name="skills")
 app.add_typer(spec_app, name="spec")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(automl_app, name="automl")
+app.command("estimate")(cli_estimate.estimate)  # taoskills.surfaces.cli_estimate
 
 # ----------------------------------------------------------------------------- --version
 

@@ -57,7 +57,7 @@ from mcp.server.mcpserver.resources import FileResource
 from taoskills.security import transport as edge
 from taoskills.security.guard import ArgumentGuard
 from taoskills.service import JobLogs, Service
-from taoskills.surfaces import mcp_automl, mcp_jobs, mcp_skills
+from taoskills.surfaces import mcp_automl, mcp_estimate, mcp_jobs, mcp_skills
 from taoskills.surfaces.mcp_jobs import LOG_BYTES_MAX, LOG_TAIL_MAX, WAIT_MAX_S, JobList, PlotReply
 from taoskills.surfaces.mcp_prompts import register_prompts
 from taoskills.surfaces.mcp_runtime import (
@@ -106,6 +106,7 @@ def build_server(service: Service | None = None) -> MCPServer:
     mcp_jobs.register(server, svc, call)  # jobs (taoskills.surfaces.mcp_jobs)
     _register_skill_resources(server, svc)
     mcp_automl.register(server, svc)  # AutoML tools (taoskills.surfaces.mcp_automl)
+    mcp_estimate.register(server, svc, call)  # estimate tool (taoskills.surfaces.mcp_estimate)
     register_prompts(server, svc)
     return server
 

@@ -5,7 +5,8 @@ Outputs in ``<results_dir>/train`` (docs/tao-contract.md §3.4-3.5): ``model_epo
 ``student_epoch_EEE_step_SSSSS.pth`` / ``teacher_epoch_EEE_step_SSSSS.pth`` (backbone state dicts,
 for inference/export/``train.pretrained_model_path``), ``nvdinov2_model_latest.pth`` (symlink to
 the newest model_epoch file), ``status.json`` with a ``train_loss`` KPI per epoch,
-``experiment.yaml`` and ``lightning_logs/``. Epochs are zero-indexed (TAO convention).
+``experiment.yaml`` and ``lightning_logs/``. With ``TAO_SKILLS_LEAN_CHECKPOINTS=1`` (smoke-profile
+jobs) the model_epoch files are lean (:mod:`taoskills.engine.nvdinov2.checkpoint`). Epochs are zero-indexed (TAO convention).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 
 from taoskills.engine import lightning as L
 from taoskills.engine.contract import ActionContext
+from taoskills.engine.nvdinov2 import checkpoint as C
 from taoskills.engine.nvdinov2 import data as D
 from taoskills.engine.nvdinov2 import model as M
 from taoskills.engine.nvdinov2.spec import check, unset
@@ -52,6 +54,16 @@ class NVDINOv2Module(pl.LightningModule):
         self.sched = tr["schedulers"]
         self._epoch_sum = 0.0
         self._epoch_n = 0
+        self.lean_tag: str | None = None  # set while a lean save is written (checkpoint.py)
+        self.resume_path: str | None = None  # where a lean checkpoint's companions lie
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.lean_tag is not None:
+            C.make_lean(checkpoint, self.lean_tag)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.resume_path is not None:
+            C.restore_backbones(checkpoint, self.resume_path)
 
     def configure_optimizers(self):
         groups = M.param_groups(self.student["backbone"], self.student["head"], self.cfg["train"]["layerwise_decay"])
@@ -162,6 +174,20 @@ def _student_teacher_files(tag: str, trainer, module: NVDINOv2Module, out: Path)
     return files
 
 
+class _TrainCallback(L.TaoTrainCallback):
+    """TAO status lines and checkpoints; with ``TAO_SKILLS_LEAN_CHECKPOINTS`` its saves are lean (checkpoint.py)."""
+
+    lean = False
+
+    def save(self, trainer, pl_module) -> None:
+        if self.lean:
+            pl_module.lean_tag = L.checkpoint_tag(trainer.current_epoch, trainer.global_step)
+        try:
+            super().save(trainer, pl_module)
+        finally:
+            pl_module.lean_tag = None
+
+
 def run(ctx: ActionContext) -> dict[str, float]:
     """Train NVDINOv2 per ``ctx.cfg``; returns the final KPI ``{"train_loss": last epoch mean}``.
 
@@ -196,12 +222,14 @@ def run(ctx: ActionContext) -> dict[str, float]:
             RESUME_KEYS,
             hint="student_epoch_* files hold weights only - pass those as train.pretrained_model_path instead.",
         )
+        C.companions(L.load_checkpoint_file(resume, field=C.FIELD), resume)  # a lean save needs its companions
     if tr["seed"] is not None and tr["seed"] >= 0:
         pl.seed_everything(tr["seed"], workers=True, verbose=False)
     torch.backends.cudnn.benchmark = tr["cudnn"]["benchmark"]
     torch.backends.cudnn.deterministic = tr["cudnn"]["deterministic"]
 
     module = NVDINOv2Module(cfg)
+    module.resume_path = resume
     if not unset(tr["pretrained_model_path"]) and not resume:
         sd = M.backbone_weights(tr["pretrained_model_path"], field="train.pretrained_model_path")
         M.load_backbone_weights(module.student["backbone"], sd, field="train.pretrained_model_path")
@@ -223,7 +251,9 @@ def run(ctx: ActionContext) -> dict[str, float]:
         ),
     )
 
-    callbacks: list = [L.TaoTrainCallback(ctx, extra_files=_student_teacher_files)]
+    cb = _TrainCallback(ctx, extra_files=_student_teacher_files)
+    cb.lean = C.lean_enabled()
+    callbacks: list = [cb]
     ck = tr["checkpointer"]
     if ck["enable_topk"]:
         from pytorch_lightning.callbacks import ModelCheckpoint
