@@ -5,8 +5,6 @@ over :meth:`taoskills.service.Service.estimate` (rules in :mod:`taoskills.jobs.e
 Errors have the server's JSON shape (``error``, ``message``, ``field``, ``fix``).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 from pydantic import Field
