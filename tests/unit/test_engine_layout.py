@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import taoskills.engine
 
 ENGINE = Path(taoskills.engine.__file__).parent
@@ -46,6 +48,7 @@ def test_no_network_imports_another_network():
     assert crossed == {}, f"move shared helpers to taoskills.engine.common: {crossed}"
 
 
+@pytest.mark.torch  # the MAE modules import torch
 def test_shared_helpers_live_in_engine_common():
     from taoskills.engine import common
     from taoskills.engine.mae import common as mae_common
