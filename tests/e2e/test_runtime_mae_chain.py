@@ -3,7 +3,7 @@
 -> inference -> export, chained by parent job.
 
 ``convnextv2_atto`` (TAO's smallest MAE arch) at 64 px on the shipped sample photographs
-(4 classes, 16 train / 8 val / 4 test images each), one epoch per stage, one torch thread per
+(4 classes, 8 train / 4 val / 2 test images each), one epoch per stage, one torch thread per
 job. Plumbing, not learning: tests/e2e/test_engine_mae.py checks that it learns.
 """
 
@@ -42,7 +42,7 @@ def _sets(overrides: dict) -> list[str]:
 def sample(tmp_path):
     from taoskills.engine.mae.sample import write_classification_set
 
-    return write_classification_set(tmp_path / "data", num_classes=4, train=16, val=8, test=4, size=64)
+    return write_classification_set(tmp_path / "data", num_classes=4, train=8, val=4, test=2, size=64)
 
 
 @pytest.fixture()
