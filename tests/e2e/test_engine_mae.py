@@ -338,7 +338,7 @@ def test_console_entry_point_convnextv2_atto(work):
         "-e",
         str(spec),
         f"results_dir={results}",
-        f"dataset.train_data_sources={data['val']}",  # 20 images: 3 steps of 8
+        f"dataset.train_data_sources={data['val']}",  # 20 images: 2 full batches of 8 (drop_last)
         "model.arch=convnextv2_atto",
         *COMMON,
         "train.num_epochs=1",
@@ -347,9 +347,9 @@ def test_console_entry_point_convnextv2_atto(work):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "Execution status: PASS"
     out = results / "train"
-    assert (out / "model_epoch_000_step_00003.pth").is_file()
+    assert (out / "model_epoch_000_step_00002.pth").is_file()
     latest = out / "convnextv2_atto_latest.pth"
-    assert latest.is_symlink() and latest.readlink().name == "model_epoch_000_step_00003.pth"
+    assert latest.is_symlink() and latest.readlink().name == "model_epoch_000_step_00002.pth"
     assert _status(out / "status.json")[-1]["status"] == "SUCCESS"
 
 
