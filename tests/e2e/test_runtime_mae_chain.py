@@ -1,8 +1,9 @@
 """MAE through the runtime with the real built-in engine, as CLI processes: pretrain -> finetune
-(from the pretrain job's checkpoint) -> evaluate -> inference -> export, chained by parent job.
+(parent job = the pretrain job, whose checkpoint becomes train.pretrained_model_path) -> evaluate
+-> inference -> export, chained by parent job.
 
 ``convnextv2_atto`` (TAO's smallest MAE arch) at 64 px on the shipped sample photographs
-(4 classes, 16 train / 8 val / 4 test images each), one epoch per stage, one torch thread per
+(4 classes, 8 train / 4 val / 2 test images each), one epoch per stage, one torch thread per
 job. Plumbing, not learning: tests/e2e/test_engine_mae.py checks that it learns.
 """
 
@@ -41,7 +42,7 @@ def _sets(overrides: dict) -> list[str]:
 def sample(tmp_path):
     from taoskills.engine.mae.sample import write_classification_set
 
-    return write_classification_set(tmp_path / "data", num_classes=4, train=16, val=8, test=4, size=64)
+    return write_classification_set(tmp_path / "data", num_classes=4, train=8, val=4, test=2, size=64)
 
 
 @pytest.fixture()
@@ -87,8 +88,6 @@ def test_mae_pretrain_finetune_evaluate_inference_export_through_cli(tmp_path, s
         "off",
         "--parent",
         pre["job_id"],
-        "--pretrained",
-        ckpt["path"],
         "-d",
         f"train_datasets={root}",
         "-d",
@@ -120,7 +119,9 @@ def test_mae_pretrain_finetune_evaluate_inference_export_through_cli(tmp_path, s
     svc = Service(home=Path(env["TAO_SKILLS_HOME"]))
     parent = svc.store.get(fid).spec
     assert svc.store.get(fid).parent_job_id == pre["job_id"]
+    # no --pretrained: the pretrain parent's exact epoch/step checkpoint filled train.pretrained_model_path
     assert parent["train"]["pretrained_model_path"] == ckpt["path"]
+    assert Path(ckpt["path"]).name.startswith("model_epoch_") and "_step_" in Path(ckpt["path"]).name
     for job in (ev, inf, exp):
         spec = svc.store.get(job["job_id"]).spec
         assert spec["train"]["stage"] == "finetune" and spec["model"]["arch"] == "convnextv2_atto"

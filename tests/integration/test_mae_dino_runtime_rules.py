@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from taoskills.bank.catalog import Catalog
+from taoskills.errors import SpecError
 from taoskills.jobs import checkpoints
 from taoskills.jobs.failure import analyze_failure
 from taoskills.specs.builder import ParentJob, build_spec
@@ -67,6 +68,43 @@ def test_mae_structure_carried_into_evaluate_inference_export(tmp_path, catalog)
     exp = build_spec(sk, "export", results_dir=tmp_path / "export", parent=parent, stage=False).spec
     assert exp["export"]["input_width"] == exp["export"]["input_height"] == 64
     assert exp["export"]["onnx_file"].endswith("/export/mae.onnx")
+
+
+def _job(svc, job_id: str, stage: str, results: Path, status: str = "COMPLETE") -> None:
+    from taoskills.jobs.store import JobRecord
+
+    spec = {"train": {"stage": stage}, "model": {"arch": "vit_base_patch16"}, "dataset": {"augmentation": {"input_size": 96}}}
+    svc.store.create(JobRecord(job_id=job_id, skill=MAE, action="train", status=status, spec=spec, results_dir=str(results)))
+
+
+def test_service_finetune_with_pretrain_parent_gets_its_checkpoint(tmp_path):
+    """Through the service: parent_job_id = a COMPLETE pretrain job fills train.pretrained_model_path
+    with its exact model_epoch_*_step_* file (the latest alias is never picked), carries its arch and
+    input size; a finetune job as the parent of a train is refused before anything is built."""
+    from taoskills.service import Service
+
+    svc = Service(home=tmp_path / "home")
+    results = _train_dir(tmp_path / "pre", "vit_base_patch16_latest.pth")
+    _job(svc, "job-pre", "pretrain", results)
+    _job(svc, "job-ft", "finetune", results)
+    data = tmp_path / "data"
+    for sub in ("images_train", "images_val"):
+        (data / sub / "a").mkdir(parents=True)
+    request = {
+        "data_sources": {"train_datasets": str(data), "eval_dataset": str(data)},
+        "overrides": {"train.stage": "finetune", "model.num_classes": 4},
+    }
+    built = svc.build_spec(MAE, "train", stage=False, parent_job_id="job-pre", **request)
+    assert built.spec["train"]["pretrained_model_path"] == str(results / "train" / "model_epoch_001_step_00016.pth")
+    assert built.inferred["train.pretrained_model_path"]["fn"] == "ptm_if_no_resume_model"
+    assert built.spec["model"]["arch"] == "vit_base_patch16" and built.spec["dataset"]["augmentation"]["input_size"] == 96
+    with pytest.raises(SpecError) as exc:
+        svc.build_spec(MAE, "train", stage=False, parent_job_id="job-ft", **request)
+    assert exc.value.field == "parent_job_id" and "train.stage=pretrain" in exc.value.fix
+    # and the finetune job still feeds evaluate (its classification checkpoint)
+    ev = svc.build_spec(MAE, "evaluate", stage=False, parent_job_id="job-ft", data_sources={"eval_dataset": str(data)})
+    assert Path(ev.spec["evaluate"]["checkpoint"]).name == "model_epoch_001_step_00016.pth"
+    assert ev.spec["train"]["stage"] == "finetune"
 
 
 @pytest.mark.torch  # places the job on the built-in engine, which needs the engine extra

@@ -584,7 +584,12 @@ def test_carry_from_parent(cat, name):
     skill = cat.get(name)
     for action in ("inference", "export"):
         assert set(CARRY[name]) <= set(skill.action(action).carry_from_parent), action
-    assert not skill.action("train").carry_from_parent
+    train = skill.action("train")
+    if name == "tao-train-mask-auto-encoder":  # finetune from a pretrain job: its structure, not its stage or classes
+        assert train.parent_when == {"train.stage": "pretrain"} and train.checkpoint is not None
+        assert train.carry_from_parent == ["model.arch", "dataset.augmentation.input_size"]
+    else:
+        assert not train.carry_from_parent
 
 
 @pytest.mark.parametrize("name", ["tao-train-dino", "tao-train-grounding-dino"])

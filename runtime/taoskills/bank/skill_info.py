@@ -116,7 +116,14 @@ class ActionInfo(_Strict):
     data_sources: dict[str, DataSource] = Field(default_factory=dict)
     spec_params: dict[str, SpecParamFn] = Field(default_factory=dict)
     parent_action: str | None = None  # action whose job feeds this one (train for export)
-    checkpoint: CheckpointRule | None = None  # how parent_model is picked
+    # how parent_model is picked; on a train action, the parent job's checkpoint that fills the
+    # ``ptm_if_no_resume_model`` key when the caller gives no pretrained model (MAE finetune
+    # from a pretrain job; TAO: ptm_if_no_resume_model -> the parent's model, base_checkpoint
+    # when there is no parent)
+    checkpoint: CheckpointRule | None = None
+    # dotted key -> value the parent job's spec must hold (MAE train: ``{train.stage: pretrain}``,
+    # a finetune takes its weights from a pretrain job); a parent that differs is a SpecError
+    parent_when: dict[str, str | int | float | bool] = Field(default_factory=dict)
     resume: CheckpointRule | None = None  # how resume_model is picked from this job's own results
     carry_from_parent: list[str] = Field(default_factory=list)  # structural keys copied
     # key here -> key in the parent job's spec whose value it takes (DINO distill: the teacher
@@ -126,7 +133,7 @@ class ActionInfo(_Strict):
     required_keys: list[str] = Field(default_factory=list)  # must be set (Hydra MISSING "???")
     kpis: list[MetricContract] = Field(default_factory=list)  # KPIs this action logs
 
-    @field_validator("inputs", "outputs", "data_sources", "spec_params")
+    @field_validator("inputs", "outputs", "data_sources", "spec_params", "parent_when")
     @classmethod
     def _keys_dotted(cls, v: dict) -> dict:
         for k in v:
@@ -155,6 +162,8 @@ class ActionInfo(_Strict):
             raise ValueError("spec_params names parent_model: set parent_action and checkpoint")
         if (self.carry_from_parent or self.carry_from_parent_as) and self.parent_action is None:
             raise ValueError("carry_from_parent needs parent_action (the job the keys come from)")
+        if self.parent_when and self.parent_action is None:
+            raise ValueError("parent_when needs parent_action (the job whose spec it checks)")
         if "{config_path}" not in self.command:
             raise ValueError("command must contain {config_path}")
         return self

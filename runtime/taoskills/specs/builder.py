@@ -7,15 +7,17 @@ value the caller set explicitly):
 1. the packaged spec template of the action (``references/spec_template_<action>.yaml``);
 2. structural keys carried from the parent job's spec (``ActionInfo.carry_from_parent``, and
    ``carry_from_parent_as``: a key here taking the value of another key of the parent's spec,
-   e.g. the DINO distill teacher structure from the parent train job's ``model``);
-3. the skill's ``smoke_overrides`` when ``profile="smoke"``;
+   e.g. the DINO distill teacher structure from the parent train job's ``model``), after the
+   parent is checked against ``ActionInfo.parent_when`` (:mod:`taoskills.specs.parent`);
+3. the skill's ``smoke_overrides`` when ``profile="smoke"`` (keys carried from the parent stay);
 4. data sources: dataset-role roots joined with ``ActionInfo.data_sources[*].path``;
    ``runtime: extracted_folder`` entries are staged (archive -> folder);
 5. shorthand keys (``SkillInfo.shorthand``: ``num_epochs`` -> ``train.num_epochs``);
 6. dotted overrides;
 7. ``spec_params`` inference functions (TAO Core ``infer_params.py`` lineage):
    output_dir, key, parent_model, parent_model_folder, resume_model,
-   ptm_if_no_resume_model, create_onnx_file, create_engine_file, create_cal_cache;
+   ptm_if_no_resume_model (the caller's pretrained model, else the parent job's checkpoint by
+   the action's ``checkpoint`` rule), create_onnx_file, create_engine_file, create_cal_cache;
 8. ``drop_keys`` (docs/tao-contract.md §4.5 C16) are removed;
 9. ``runtime: extracted_folder`` inputs are staged, then schedules are fitted to the run's
    length (:mod:`taoskills.specs.schedules`: each network declares its schedule keys; NVDINOv2
@@ -44,22 +46,14 @@ from typing import Any
 from taoskills.data import staging
 from taoskills.errors import Issue, SpecError
 from taoskills.jobs import checkpoints
+from taoskills.specs import parent as parent_rules
 from taoskills.specs import schedules
 from taoskills.specs.dotted import copy_tree, delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.specs.parent import ParentJob
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
 ENCRYPTION_KEY_REF = "${oc.env:" + ENCRYPTION_KEY_ENV + ",tlt_encode}"
 MISSING = "???"  # Hydra MISSING in TAO templates
-
-
-@dataclass
-class ParentJob:
-    """What the builder needs from a parent job: its id, spec and results_dir."""
-
-    job_id: str
-    spec: dict
-    results_dir: Path
-    action: str
 
 
 @dataclass
@@ -153,17 +147,16 @@ def build_spec(
     out = BuiltSpec(spec=spec)
     explicit: set[str] = set()
 
+    carried: set[str] = set()
     if parent is not None:
-        pairs = [(k, k) for k in act.carry_from_parent] + list(act.carry_from_parent_as.items())
-        for key, source in pairs:
-            value = get_dotted(parent.spec, source, default=_ABSENT)
-            if value is not _ABSENT:
-                set_dotted(spec, key, copy.deepcopy(value))
-                came = "" if source == key else f" (its {source})"
-                out.notes.append(f"carried {key}={value!r} from parent job {parent.job_id}{came}")
+        parent_rules.check_parent_when(act, parent, info.name, action)
+        carried = parent_rules.carry_from_parent(act, parent, spec, out.notes)
 
     if profile == "smoke":
         for key, value in info.smoke_overrides.items():
+            if key in carried:  # the parent's checkpoint fixes the structure; smoke settings do not change it
+                out.notes.append(f"smoke profile kept {key} carried from parent job {parent.job_id if parent else ''}")
+                continue
             _set_known(spec, key, value, skill, action)
     elif profile not in (None, "", "default"):
         raise SpecError(f"unknown profile {profile!r}", field="profile", fix="use profile='smoke' or leave it unset")
@@ -204,9 +197,6 @@ def build_spec(
     _require_data_sources(act, spec, info.name)
     _require_keys(act, spec, info.name, action)
     return out
-
-
-_ABSENT = object()
 
 
 def _set_known(spec: dict, key: str, value: Any, skill, action: str) -> None:
@@ -379,12 +369,7 @@ def _apply_spec_params(
             value = pretrained_backbone
             reason = "backbone-only pretrained weights given by caller"
         elif fn == "ptm_if_no_resume_model":
-            value = "" if resume_path else (pretrained_model or "")
-            reason = (
-                "resume checkpoint present: pretrained model not used"
-                if resume_path
-                else ("pretrained model given by caller" if pretrained_model else "no pretrained model")
-            )
+            value, reason = parent_rules.pretrained_model(info, act, resume_path, pretrained_model, parent)
         elif fn == "create_onnx_file":
             value = str(results_dir / "export" / f"{info.network_arch}.onnx")
             reason = "new ONNX path under this job's results_dir"

@@ -215,8 +215,7 @@ def run_mae_demo(out_dir: Path, *, epochs: int | None = None) -> int:
         skill,
         "train",
         automl_policy="off",
-        parent_job_id=pre.job_id,
-        pretrained_model=ptm,
+        parent_job_id=pre.job_id,  # its checkpoint (ptm) becomes train.pretrained_model_path
         data_sources={"train_datasets": sources["train_datasets"], "eval_dataset": sources["eval_dataset"]},
         overrides={
             **mae_overrides("finetune", epochs=epochs),

@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from taoskills.engine.common import pick_device
 from taoskills.engine.lightning import load_checkpoint_file
 from taoskills.engine.mae import model as M
-from taoskills.engine.nvdinov2.common import pick_device
 from taoskills.errors import SpecError
 
 log = logging.getLogger("taoskills.engine.mae")

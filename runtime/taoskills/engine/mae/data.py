@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from taoskills.engine.common import IMAGE_EXTS, check_readable, list_images
 from taoskills.engine.mae.augment import RandAugment, random_erase
-from taoskills.engine.nvdinov2.data import IMAGE_EXTS, check_readable, list_images
 from taoskills.errors import Issue, PreflightError
 
 EVAL_CROP = 0.875

@@ -84,7 +84,8 @@ def demo_overrides(stage: str, *, epochs: int | None = None) -> dict[str, object
     ``convnextv2_atto`` (the smallest TAO arch, 3.4M parameters) at 64 px, batch 8; pretrain 3
     epochs, finetune 10 (cosine lr, no warm-up; mixup/cutmix/RandAugment off because 64 images are
     too few for them to help in 10 epochs). ``stage``: pretrain|finetune. The caller adds the
-    data sources, ``model.num_classes`` and (finetune) the parent pretrain checkpoint.
+    data sources, ``model.num_classes`` and (finetune) the parent pretrain job, whose checkpoint
+    becomes ``train.pretrained_model_path``.
     """
     common: dict[str, object] = {
         "model.arch": "convnextv2_atto",

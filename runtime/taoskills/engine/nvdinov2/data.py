@@ -16,79 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taoskills import tao
-from taoskills.errors import Issue, PreflightError
+from taoskills.errors import PreflightError
 
-IMAGE_EXTS = tao.IMAGE_EXTENSIONS  # the one list preflight also uses
-ARCHIVE_SUFFIXES = tao.ARCHIVE_SUFFIXES
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _is_archive(path: Path) -> bool:
-    return tao.is_archive_name(path)
-
-
-def list_images(images_dir: str | Path, *, field: str) -> list[Path]:
-    """Sorted image files under ``images_dir`` (:func:`taoskills.tao.iter_image_files`: recursive,
-    extensions :data:`taoskills.tao.IMAGE_EXTENSIONS`, hidden entries skipped, the same rule
-    preflight counts with). ``field`` is the spec key, for errors.
-
-    Raises PreflightError when the path is missing, is an archive or a file, or holds no image.
-    """
-    path = Path(str(images_dir)).expanduser()
-    if _is_archive(path):
-        raise PreflightError(
-            f"{field}={path} is an archive; the engine reads an extracted folder of images.",
-            field=field,
-            fix=f"extract it (e.g. tar -xzf {path.name}) and pass the extracted folder.",
-        )
-    if not path.exists():
-        raise PreflightError(f"{field}={path} does not exist.", field=field, fix="pass an existing folder of images.")
-    if not path.is_dir():
-        raise PreflightError(
-            f"{field}={path} is a file, not a folder.", field=field, fix="pass the folder that holds the images."
-        )
-    files = list(tao.iter_image_files(path))
-    if not files:
-        archives = sorted(p.name for p in path.rglob("*") if p.is_file() and _is_archive(p))
-        extra = f" It holds archive(s) {', '.join(archives[:3])}: pass the extracted folder." if archives else ""
-        raise PreflightError(
-            f"{field}={path} holds no images ({', '.join(IMAGE_EXTS)}).{extra}",
-            field=field,
-            fix="put the images (any depth) in that folder, or point the key at the folder that has them.",
-        )
-    return files
-
-
-def check_readable(files: Sequence[Path], *, field: str) -> list[tuple[int, int]]:
-    """Open every image header; return their (width, height). Unreadable files raise, listed."""
-    from PIL import Image
-
-    sizes, bad = [], []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                sizes.append(im.size)
-        except Exception as exc:  # PIL raises several types for corrupt files
-            bad.append(
-                Issue(
-                    str(f),
-                    f"cannot be read as an image ({type(exc).__name__}: {exc}).",
-                    "delete or replace the file.",
-                    "unreadable",
-                )
-            )
-    if bad:
-        names = ", ".join(Path(i.field).name for i in bad[:5])
-        raise PreflightError(
-            f"{len(bad)} of {len(files)} files under {field} cannot be read as images: {names}"
-            + (" ..." if len(bad) > 5 else ""),
-            field=field,
-            fix="remove or replace the listed files.",
-            issues=bad[:50],
-        )
-    return sizes
 
 
 def load_rgb(path: Path):

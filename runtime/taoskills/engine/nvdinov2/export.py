@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from taoskills.engine.common import pick_device
 from taoskills.engine.contract import ActionContext
 from taoskills.engine.nvdinov2 import model as M
-from taoskills.engine.nvdinov2.common import load_student, pick_device
+from taoskills.engine.nvdinov2.common import load_student
 from taoskills.engine.nvdinov2.spec import check
 from taoskills.errors import SpecError, TaoSkillsError
 

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from taoskills.engine.common import check_readable, list_images, pick_device
 from taoskills.engine.contract import ActionContext
 from taoskills.engine.nvdinov2 import data as D
 from taoskills.engine.nvdinov2 import model as M
-from taoskills.engine.nvdinov2.common import load_student, pick_device
+from taoskills.engine.nvdinov2.common import load_student
 from taoskills.engine.nvdinov2.spec import check
 
 log = logging.getLogger("taoskills.engine.nvdinov2")
@@ -64,8 +65,8 @@ def run(ctx: ActionContext) -> dict[str, float] | None:
     check(cfg, "inference")
     inf, bb = cfg["inference"], cfg["model"]["backbone"]
     images_dir = Path(str(cfg["dataset"]["test_dataset"]["images_dir"])).expanduser()
-    files = D.list_images(images_dir, field="dataset.test_dataset.images_dir")
-    D.check_readable(files, field="dataset.test_dataset.images_dir")
+    files = list_images(images_dir, field="dataset.test_dataset.images_dir")
+    check_readable(files, field="dataset.test_dataset.images_dir")
     device = pick_device(want_gpu=True, gpu_id=(inf["gpu_ids"] or [0])[0], num_gpus=inf["num_gpus"], field="inference.num_gpus")
     backbone = load_student(cfg, str(inf["checkpoint"]), field="inference.checkpoint").to(device)
     bs = inf["batch_size"] if inf["batch_size"] > 0 else cfg["dataset"]["batch_size"]

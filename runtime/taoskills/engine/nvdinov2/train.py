@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from taoskills.engine import lightning as L
+from taoskills.engine.common import check_readable, list_images
 from taoskills.engine.contract import ActionContext
 from taoskills.engine.nvdinov2 import checkpoint as C
 from taoskills.engine.nvdinov2 import data as D
@@ -203,8 +204,8 @@ def run(ctx: ActionContext) -> dict[str, float]:
             "(model.distill.enable=true); it has no effect on this run."
         )
     accelerator, devices, nodes = L.devices(tr)
-    files = D.list_images(ds["train_dataset"]["images_dir"], field="dataset.train_dataset.images_dir")
-    D.check_readable(files, field="dataset.train_dataset.images_dir")
+    files = list_images(ds["train_dataset"]["images_dir"], field="dataset.train_dataset.images_dir")
+    check_readable(files, field="dataset.train_dataset.images_dir")
     world = L.world_size(devices, nodes)
     if ds["batch_size"] * world > len(files):
         raise PreflightError(
