@@ -14,6 +14,8 @@ Profiles (DINO): ``small`` — CPU-sized (ResNet with 1 block per stage, hidden 
 
     python scripts/bench_engine.py dino [--profile small|r50-640] [--steps 10] [--warmup 3]
         [--device cpu|cuda] [--precision fp32|bf16] [--threads N] [--json]
+
+Grounding DINO (``grounding_dino``, profiles small|swin_t|swin_t-800): scripts/bench_engine_parts_gdino.py.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from bench_engine_parts_gdino import bench_grounding_dino
 
 TINY_RESNET = {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"}
 
@@ -139,6 +143,7 @@ def bench_dino(args: argparse.Namespace) -> dict[str, Any]:
 
 #: network_arch -> bench function (args) -> result dict. Add an entry per network.
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"dino": bench_dino}
+BENCHES["grounding_dino"] = bench_grounding_dino  # scripts/bench_engine_parts_gdino.py
 
 
 def main(argv: list[str] | None = None) -> int:

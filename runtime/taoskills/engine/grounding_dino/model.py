@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from taoskills.engine.grounding_dino import contrastive as C
 from taoskills.engine.grounding_dino import text_encoder as T
 from taoskills.engine.grounding_dino.spec import BACKBONES
 from taoskills.errors import SpecError
@@ -66,9 +67,9 @@ def write_backbone(
     extension for CPU-sized runs and tests; TAO's names build the real Swin/ResNet sizes)."""
     from transformers import SwinConfig
 
-    SwinConfig(embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads), window_size=window_size).save_pretrained(
-        folder
-    )
+    SwinConfig(
+        embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads), window_size=window_size, drop_path_rate=0.0
+    ).save_pretrained(folder)
     return Path(folder)
 
 
@@ -122,6 +123,7 @@ def build_model(cfg: dict[str, Any], *, load_text_weights: bool = True) -> torch
             fix=f"set model.max_text_len <= {text_cfg.max_position_embeddings} (256 is TAO's default).",
         )
     model = GroundingDinoForObjectDetection(gdino_config(cfg, text_cfg))
+    C.apply(model, cfg["model"])  # model.log_scale / model.class_embed_bias
     if load_text_weights and T.has_weights(name):
         missing, unexpected = model.model.text_backbone.load_state_dict(T.load_text_weights(name), strict=False)
         log.info("loaded BERT weights from %s (missing %d, unexpected %d)", name, len(missing), len(unexpected))
