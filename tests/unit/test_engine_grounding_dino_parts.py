@@ -282,3 +282,12 @@ def test_log_scale_and_class_embed_bias_start_the_class_head_unsaturated():
     assert {n for n, _ in head.named_parameters()} == {"bias"}
     learn = C.ScaledContrastiveEmbedding(8, 64, 1.0, False)
     assert {n for n, _ in learn.named_parameters()} == {"log_scale"}
+
+
+def test_eval_class_ids_must_name_validation_categories_from_zero():
+    gt = {"categories": [{"id": 0, "name": "red circle"}, {"id": 1, "name": "blue square"}]}
+    metrics.check_eval_class_ids(None, gt, "dataset.val_data_sources")
+    metrics.check_eval_class_ids([0, 1], gt, "dataset.val_data_sources")
+    with pytest.raises(SpecError) as err:
+        metrics.check_eval_class_ids([1, 2], gt, "dataset.val_data_sources")
+    assert err.value.field == "dataset.eval_class_ids" and "[2]" in str(err.value) and "0-based" in err.value.fix

@@ -145,6 +145,7 @@ def run(ctx: ActionContext) -> dict[str, float]:
     records, vocab = D.read_odvg(cfg)
     gt, val_root, val_names = D.read_coco(sources(ds["val_data_sources"])[0], "dataset.val_data_sources")
     preflight(cfg, records, vocab, tok, val_names)
+    metrics.check_eval_class_ids(ds["eval_class_ids"], gt, "dataset.val_data_sources")
     world = L.world_size(devices, nodes)
     if ds["batch_size"] * world > len(records):
         raise PreflightError(
