@@ -3,7 +3,7 @@ profile) -> evaluate (MCP) -> inference with the user's captions (CLI) -> export
 parent job on the local platform, one torch thread per job.
 
 Model: the smoke profile (``swin_tiny_224_1k``, d_model 64, 1+2 layers, 100 queries, log_scale auto,
-class_embed_bias) at 64 px, one epoch on 8 synthetic captioned shape scenes, with a small offline
+class_embed_bias) at 96 px, one epoch on 8 synthetic captioned shape scenes, with a small offline
 BERT folder as ``model.text_encoder_type``. Plumbing, not learning: tests/e2e/test_engine_grounding_dino.py
 checks that it learns.
 """
@@ -26,13 +26,14 @@ SKILL = "tao-train-grounding-dino"
 CLI = str(Path(sys.executable).with_name("tao-skills"))
 TERMINAL = {"COMPLETE", "ERROR", "CANCELED"}
 AUG = "dataset.augmentation."
+#: 96 px: the smoke profile's 100 queries need >= 100 encoder tokens (levels 2-4: 12x12 + 6x6 + 3x3).
 SIZE = {
-    f"{AUG}scales": [64],
-    f"{AUG}train_random_resize": [64],
-    f"{AUG}train_random_crop_min": 48,
-    f"{AUG}train_random_crop_max": 64,
-    f"{AUG}random_resize_max_size": 64,
-    f"{AUG}test_random_resize": 64,
+    f"{AUG}scales": [96],
+    f"{AUG}train_random_resize": [96],
+    f"{AUG}train_random_crop_min": 80,
+    f"{AUG}train_random_crop_max": 96,
+    f"{AUG}random_resize_max_size": 96,
+    f"{AUG}test_random_resize": 96,
 }
 CAPTIONS = ["red circle", "blue triangle"]
 
@@ -45,7 +46,7 @@ def shapes(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # 2 shared cores: one torch thread per job
     monkeypatch.setenv("TAO_SKILLS_HOME", str(tmp_path / "home"))
     root = tmp_path / "data"
-    Y.write_shapes(root, n=8, size=64, seed=0)  # images/, annotations_odvg.jsonl, ..._labelmap.json, annotations.json
+    Y.write_shapes(root, n=8, size=96, seed=0)  # images/, annotations_odvg.jsonl, ..._labelmap.json, annotations.json
     bert = T.write_text_encoder(tmp_path / "bert", Y.vocabulary_texts())
     return root, bert
 
@@ -152,7 +153,7 @@ def test_gdino_train_evaluate_inference_export_over_mcp_and_cli(tmp_path, shapes
     assert len(list((inf_out / "images_annotated").glob("*.jpg"))) == 8 and len(list((inf_out / "labels").glob("*.json"))) == 8
     assert {d["caption"] for im in report["images"] for d in im["detections"]} <= set(CAPTIONS)
 
-    exp = _cli("run", SKILL, "export", "--parent", tid, *_sets({"export.input_width": 64, "export.input_height": 64}))
+    exp = _cli("run", SKILL, "export", "--parent", tid, *_sets({"export.input_width": 96, "export.input_height": 96}))
     assert exp["status"] == "COMPLETE", exp
     onnx = Path(svc.store.get(exp["job_id"]).spec["export"]["onnx_file"])
     assert onnx.is_file() and onnx.stat().st_size > 0, onnx
