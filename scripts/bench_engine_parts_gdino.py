@@ -3,9 +3,10 @@
 Fixed configs, random init, one synthetic batch of captioned shapes (two boxes per image, the
 caption of :data:`taoskills.engine.grounding_dino.synthetic.CLASSES`). Profiles:
 
-* ``small``: 4-stage Swin of width 32 (a local config folder, ``model.write_backbone``), d_model 64,
-  1 encoder / 2 decoder layers, 30 queries, 2-layer BERT of width 64, 64 px, batch 4 (the size of
-  the CI learning test, tests/e2e/test_engine_grounding_dino.py);
+* ``small``: basic-block ResNet, one block per stage (a local config folder,
+  ``model.write_backbone(kind="resnet")``), d_model 64, 1 encoder / 2 decoder layers, 30 queries,
+  log_scale auto + class_embed_bias, 2-layer BERT of width 64, 64 px, batch 4 (the size of the CI
+  learning test, tests/e2e/test_engine_grounding_dino.py);
 * ``swin_t``: TAO's ``swin_tiny_224_1k`` with the same small transformer, 64 px, batch 4 (the size
   the runtime chain tests run);
 * ``swin_t-800``: ``swin_tiny_224_1k`` + a BERT-base-sized text encoder (random init) and TAO Core
@@ -63,8 +64,8 @@ def _cfg(profile: str, tmp: Path) -> tuple[dict[str, Any], int, int]:
     if profile not in PROFILES:
         raise SystemExit(f"unknown Grounding DINO profile {profile!r}; use one of {', '.join(PROFILES)}")
     bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts())
-    backbone = "swin_tiny_224_1k" if profile == "swin_t" else str(M.write_backbone(tmp / "swin"))
-    cfg["model"].update(SMALL, text_encoder_type=str(bert), backbone=backbone)
+    backbone = "swin_tiny_224_1k" if profile == "swin_t" else str(M.write_backbone(tmp / "resnet", kind="resnet"))
+    cfg["model"].update(SMALL, text_encoder_type=str(bert), backbone=backbone, log_scale="auto", class_embed_bias=True)
     return cfg, 64, 4
 
 

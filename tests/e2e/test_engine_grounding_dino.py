@@ -1,10 +1,16 @@
 """Grounding DINO built-in engine end to end on synthetic captioned shapes: train (CLI
-subprocess, real learning), evaluate, inference with captions, export (checked in onnxruntime),
-quantize to INT8 ONNX (mAP before/after).
+subprocess, real learning: val mAP50 >= 0.5 on unseen images), a caption never used as a label but
+made of known words ("red square" after training on red circles / triangles and blue / green
+squares), evaluate, inference with captions, export (checked in onnxruntime), quantize to INT8 ONNX
+(mAP before/after).
 
-Tiny settings (CPU): a 4-stage Swin of width 32 (``model.backbone`` as a local config folder, the
-engine's extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers,
-30 queries, a 2-layer BERT of width 64 with a WordPiece vocabulary trained on the label names.
+Tiny settings (CPU, one torch thread): a basic-block ResNet with one block per stage
+(``model.backbone`` as a local config folder, ``model.write_backbone(kind="resnet")``, the engine's
+extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers, 30 queries,
+``model.log_scale=auto`` + ``model.class_embed_bias=true`` (TAO's keys for training from scratch:
+without them the contrastive logits start saturated and val mAP50 stalls near 0.1-0.2), a 2-layer
+BERT of width 64 with a WordPiece vocabulary trained on the label words; 96 images x 8 epochs at
+lr 1e-3 (192 steps).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnx
@@ -26,6 +33,10 @@ from taoskills.engine.grounding_dino import text_encoder as T
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 REPO = Path(__file__).resolve().parents[2]
+#: Each colour with two shapes and each shape with two colours, so "red" and "square" are learnt as
+#: words; "red square" is never a label (NOVEL's first class).
+CLASSES = ("red circle", "blue square", "red triangle", "green square")
+NOVEL = ("red square", "red circle", "blue square")
 TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"
 
 
@@ -49,12 +60,12 @@ def _spec(tmp: Path, action: str) -> Path:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gdino")
-    train = Y.write_shapes(tmp / "train", n=96, size=64, seed=0)
-    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1)
-    bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts())
-    swin = M.write_backbone(tmp / "swin")
+    train = Y.write_shapes(tmp / "train", n=96, size=64, seed=0, classes=CLASSES)
+    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1, classes=CLASSES)
+    bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts(CLASSES))
+    backbone = M.write_backbone(tmp / "resnet", kind="resnet")
     model = [
-        f"model.backbone={swin}",
+        f"model.backbone={backbone}",
         f"model.text_encoder_type={bert}",
         "model.hidden_dim=64",
         "model.nheads=4",
@@ -66,6 +77,8 @@ def work(tmp_path_factory):
         "model.max_text_len=32",
         "model.return_interm_indices=[2,3,4]",
         "model.num_feature_levels=3",
+        "model.log_scale=auto",
+        "model.class_embed_bias=true",
         "dataset.augmentation.scales=[64]",
         "dataset.augmentation.train_random_resize=[64]",
         "dataset.augmentation.train_random_crop_min=48",
@@ -100,14 +113,18 @@ def trained(work):
         "train.num_epochs=8",
         "train.checkpoint_interval=4",
         "train.validation_interval=2",
-        "train.optim.lr=5e-4",
-        "train.optim.lr_backbone=5e-4",
+        "train.optim.lr=1e-3",
+        "train.optim.lr_backbone=1e-3",
         "train.optim.lr_steps=[6]",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0, cpu0 = time.monotonic(), os.times()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    cpu1 = os.times()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "Execution status: PASS"
+    cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+    print(f"Grounding DINO tiny train: {time.monotonic() - t0:.0f} s wall, {cpu:.0f} s CPU (1 torch thread)")
     return results / "train"
 
 
@@ -122,10 +139,62 @@ def test_train_learns_and_writes_tao_results(trained):
     val = [ln["kpi"]["val_mAP50"] for ln in epochs if "val_mAP50" in ln["kpi"]]
     assert len(val) == 4 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
     losses = [ln["kpi"]["train_loss"] for ln in epochs]
-    assert losses[-1] < losses[0] / 4
-    # real learning: validation mAP50 on unseen images rises clearly from the first validation
-    assert max(val[1:]) > val[0] + 0.05 and max(val) > 0.1, val
+    print(f"Grounding DINO tiny: train_loss {losses[0]:.2f} -> {losses[-1]:.2f}, val_mAP50 {[round(v, 3) for v in val]}")
+    assert losses[-1] < 0.7 * losses[0]
+    # real learning: validation mAP50 on 16 unseen images (4 classes) reaches 0.5
+    assert val[-1] >= 0.5 and val[-1] > val[0], val
     assert lines[-1]["status"] == "SUCCESS"
+
+
+def _ap50_for(dets: list[dict], gt: dict, keep) -> float:
+    """AP50 of class-agnostic ``dets`` against the ground-truth boxes whose category passes ``keep``."""
+    from taoskills.engine.grounding_dino import metrics
+
+    boxes = {
+        "images": gt["images"],
+        "categories": [{"id": 0, "name": "target"}],
+        "annotations": [{**a, "category_id": 0} for a in gt["annotations"] if keep(a["category_id"])],
+    }
+    return metrics.coco_map(boxes, [{**d, "category_id": 0} for d in dets])["mAP50"]
+
+
+def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp_path):
+    """Query "red square" (never a label) on scenes of red squares, red circles and blue squares: its
+    detections must match the red squares far better than the distractors that share one word with it
+    (chance: the same AP50 against both)."""
+    tmp, _, _, model = work
+    novel = Y.write_shapes(tmp_path / "novel", n=32, size=64, seed=3, classes=NOVEL)
+    out = tmp_path / "results"
+    code = main(
+        [
+            "grounding_dino",
+            "inference",
+            "-e",
+            str(_spec(tmp, "inference")),
+            f"results_dir={out}",
+            *model,
+            f"inference.checkpoint={trained / 'model_epoch_007_step_00192.pth'}",
+            f"dataset.infer_data_sources.image_dir=[{novel['images']}]",
+            "dataset.infer_data_sources.captions=[red square]",
+            "inference.conf_threshold=0.0",
+            "inference.input_width=null",
+            "inference.input_height=null",
+        ]
+    )
+    assert code == 0
+    gt = json.loads(novel["coco"].read_text())
+    ids = {im["file_name"]: im["id"] for im in gt["images"]}
+    report = json.loads((out / "inference" / "detections.json").read_text())
+    dets = [
+        {"image_id": ids[im["image"]], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d["score"]}
+        for im in report["images"]
+        for d in im["detections"]
+        for x1, y1, x2, y2 in [d["bbox"]]
+    ]
+    target = _ap50_for(dets, gt, lambda c: c == 0)
+    distractors = _ap50_for(dets, gt, lambda c: c != 0)
+    print(f"'red square' (unseen caption): AP50 {target:.3f} on red squares vs {distractors:.3f} on red circles + blue squares")
+    assert target >= 0.3 and target > distractors + 0.15, (target, distractors)
 
 
 def test_evaluate_inference_export(work, trained, tmp_path):
