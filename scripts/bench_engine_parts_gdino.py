@@ -15,7 +15,8 @@ caption of :data:`taoskills.engine.grounding_dino.synthetic.CLASSES`). Profiles:
 
 Times ``--steps`` optimiser steps (forward + TAO loss weighting + backward + AdamW) after
 ``--warmup`` steps and, as the baseline in the same run, inference forward passes of the same
-batch; returns the same fields as the other networks' entries.
+batch; returns the same fields as the other networks' entries plus the process CPU seconds per
+step (``*_cpu_s_median``: on a shared, loaded host the wall times overstate the cost).
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def bench_grounding_dino(args: argparse.Namespace) -> dict[str, Any]:
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             model(**no_labels)
 
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+
     def timed(fn: Callable[[], None], train: bool) -> list[float]:
         model.train(train)
         for _ in range(args.warmup):
@@ -127,10 +130,11 @@ def bench_grounding_dino(args: argparse.Namespace) -> dict[str, Any]:
         sync()
         out = []
         for _ in range(args.steps):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             sync()
             out.append(time.perf_counter() - t)
+            cpu[train].append(time.process_time() - c)
         return out
 
     tr = timed(train_step, True)
@@ -152,6 +156,9 @@ def bench_grounding_dino(args: argparse.Namespace) -> dict[str, Any]:
         "infer_step_s_median": round(med_inf, 4),
         "infer_images_per_s": round(batch / med_inf, 2),
         "train_over_infer": round(med_tr / med_inf, 2),
+        # process CPU seconds per step (all threads): on a shared host this is what the step costs
+        "train_step_cpu_s_median": round(statistics.median(cpu[True]), 4),
+        "infer_step_cpu_s_median": round(statistics.median(cpu[False]), 4),
     }
     if dev.type == "cuda":
         result["peak_mem_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
