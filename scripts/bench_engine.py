@@ -27,6 +27,8 @@ NVDINOv2: ``scripts/bench_engine_nvdinov2.py`` (profiles ``smoke``, ``demo``, ``
 
     python scripts/bench_engine.py dino|mae|nvdinov2 [--profile P] [--steps N] [--warmup N] [--batch N]
         [--device cpu|cuda] [--precision fp32|bf16] [--threads N] [--json]
+
+Grounding DINO (``grounding_dino``, profiles small|swin_t|swin_t-800): scripts/bench_engine_parts_gdino.py.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bench_engine_parts_gdino import bench_grounding_dino
 
 TINY_RESNET = {"depths": [1, 1, 1, 1], "hidden_sizes": [16, 32, 64, 128], "embedding_size": 16, "layer_type": "basic"}
 
@@ -253,6 +257,7 @@ def _sync(dev: torch.device) -> None:
 
 #: network_arch -> bench function (args) -> result dict. Add an entry per network.
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"dino": bench_dino, "mae": bench_mae}
+BENCHES["grounding_dino"] = bench_grounding_dino  # scripts/bench_engine_parts_gdino.py
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -282,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="dino: small (default) | r50-640; mae: small | gpu (default: gpu on CUDA); nvdinov2: smoke (default) | default",
     )
-    p.add_argument("--steps", type=int, default=0, help="timed steps (0 = the bench's default: dino/nvdinov2 10)")
-    p.add_argument("--warmup", type=int, default=0, help="untimed steps first (0 = the bench's default: dino/nvdinov2 3)")
+    p.add_argument("--steps", type=int, default=0, help="timed steps (0 = the bench's default: 10; mae: per profile)")
+    p.add_argument("--warmup", type=int, default=0, help="untimed steps first (0 = the bench's default: 3; mae: per profile)")
     p.add_argument("--batch", type=int, default=0, help="override the profile's batch size")
     p.add_argument("--device", default=None, help="cpu | cuda (dino default cpu; mae default cuda when present)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None, help="dino default fp32; mae: bf16 on CUDA")
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     args.profile = args.profile or {"dino": "small", "nvdinov2": "smoke"}.get(args.network)  # mae chooses by device
-    if args.network == "nvdinov2":
+    if args.network in ("nvdinov2", "grounding_dino"):
         args.steps, args.warmup = args.steps or 10, args.warmup or 3
     if args.threads:
         torch.set_num_threads(args.threads)

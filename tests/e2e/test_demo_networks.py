@@ -1,4 +1,4 @@
-"""``tao-skills demo --network mae|dino``: the whole chain on sample data with the built-in engine,
+"""``tao-skills demo --network mae|dino|grounding_dino``: the whole chain on sample data with the built-in engine,
 one epoch per training stage; the summary names every artifact and each one exists."""
 
 from __future__ import annotations
@@ -38,4 +38,19 @@ def test_dino_demo_runs_the_chain_and_prints_where_the_annotated_images_are(tmp_
     annotated = Path(summary["annotated_images"])
     assert list(annotated.rglob("*.jpg")) + list(annotated.rglob("*.png"))
     assert Path(summary["onnx"]).name == "dino.onnx" and Path(summary["onnx"]).is_file()
+    assert "test_mAP50" in summary and summary["annotated_images"] in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_grounding_dino_demo_runs_the_chain_with_captions_and_prints_where_the_annotated_images_are(tmp_path, capsys):
+    from taoskills.surfaces.demo import GDINO_CAPTIONS, run_gdino_demo
+
+    assert run_gdino_demo(tmp_path / "demo", epochs=1, n_train=8) == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    annotated = Path(summary["annotated_images"])
+    assert len(list(annotated.glob("*.jpg"))) == 16  # the 16 validation scenes
+    report = json.loads(Path(summary["detections"]).read_text())
+    assert report["captions"] == list(GDINO_CAPTIONS) == summary["captions"]
+    assert Path(summary["checkpoint"]).name == "model_epoch_000_step_00002.pth"
+    assert Path(summary["onnx"]).suffix == ".onnx" and Path(summary["onnx"]).is_file()
     assert "test_mAP50" in summary and summary["annotated_images"] in capsys.readouterr().out

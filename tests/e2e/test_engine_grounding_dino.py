@@ -1,10 +1,16 @@
 """Grounding DINO built-in engine end to end on synthetic captioned shapes: train (CLI
-subprocess, real learning), evaluate, inference with captions, export (checked in onnxruntime),
-quantize to INT8 ONNX (mAP before/after).
+subprocess, real learning: val mAP50 >= 0.5 on unseen images), a caption never used as a label but
+made of a known word ("red" after training on red circles / triangles and blue / green squares),
+evaluate, inference with captions, export (checked in onnxruntime), quantize to INT8 ONNX
+(mAP before/after).
 
-Tiny settings (CPU): a 4-stage Swin of width 32 (``model.backbone`` as a local config folder, the
-engine's extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers,
-30 queries, a 2-layer BERT of width 64 with a WordPiece vocabulary trained on the label names.
+Tiny settings (CPU, one torch thread): a basic-block ResNet with one block per stage
+(``model.backbone`` as a local config folder, ``model.write_backbone(kind="resnet")``, the engine's
+extension for small runs), 64 px images, d_model 64, 1 encoder / 2 decoder layers, 30 queries,
+``model.log_scale=auto`` + ``model.class_embed_bias=true`` (TAO's keys for training from scratch:
+without them the contrastive logits start saturated and val mAP50 stalls near 0.1-0.2), a 2-layer
+BERT of width 64 with a WordPiece vocabulary trained on the label words; 192 images x 14 epochs at
+lr 1e-3, x0.1 after epoch 11 (672 steps; about 100 s of one idle core).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import onnx
@@ -26,6 +33,8 @@ from taoskills.engine.grounding_dino import text_encoder as T
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 REPO = Path(__file__).resolve().parents[2]
+#: "red" with two shapes and "square" with two colours, so both are learnt as words (never as labels).
+CLASSES = ("red circle", "blue square", "red triangle", "green square")
 TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"
 
 
@@ -49,12 +58,12 @@ def _spec(tmp: Path, action: str) -> Path:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gdino")
-    train = Y.write_shapes(tmp / "train", n=96, size=64, seed=0)
-    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1)
-    bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts())
-    swin = M.write_backbone(tmp / "swin")
+    train = Y.write_shapes(tmp / "train", n=192, size=64, seed=0, classes=CLASSES)
+    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1, classes=CLASSES)
+    bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts(CLASSES))
+    backbone = M.write_backbone(tmp / "resnet", kind="resnet")
     model = [
-        f"model.backbone={swin}",
+        f"model.backbone={backbone}",
         f"model.text_encoder_type={bert}",
         "model.hidden_dim=64",
         "model.nheads=4",
@@ -66,6 +75,8 @@ def work(tmp_path_factory):
         "model.max_text_len=32",
         "model.return_interm_indices=[2,3,4]",
         "model.num_feature_levels=3",
+        "model.log_scale=auto",
+        "model.class_embed_bias=true",
         "dataset.augmentation.scales=[64]",
         "dataset.augmentation.train_random_resize=[64]",
         "dataset.augmentation.train_random_crop_min=48",
@@ -97,40 +108,102 @@ def trained(work):
         *model,
         f"dataset.train_data_sources=[{{image_dir: {train['images']}, json_file: {train['odvg']}, label_map: {train['label_map']}}}]",
         f"dataset.val_data_sources={{image_dir: {val['images']}, json_file: {val['coco']}}}",
-        "train.num_epochs=8",
-        "train.checkpoint_interval=4",
+        "train.num_epochs=14",
+        "train.checkpoint_interval=7",
         "train.validation_interval=2",
-        "train.optim.lr=5e-4",
-        "train.optim.lr_backbone=5e-4",
-        "train.optim.lr_steps=[6]",
+        "train.optim.lr=1e-3",
+        "train.optim.lr_backbone=1e-3",
+        "train.optim.lr_steps=[11]",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    t0, cpu0 = time.monotonic(), os.times()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
+    cpu1 = os.times()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "Execution status: PASS"
+    cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
+    print(f"Grounding DINO tiny train: {time.monotonic() - t0:.0f} s wall, {cpu:.0f} s CPU (1 torch thread)")
     return results / "train"
 
 
 def test_train_learns_and_writes_tao_results(trained):
     names = sorted(p.name for p in trained.iterdir())
-    assert "model_epoch_003_step_00096.pth" in names and "model_epoch_007_step_00192.pth" in names
+    assert "model_epoch_006_step_00336.pth" in names and "model_epoch_013_step_00672.pth" in names
     latest = trained / "gdino_model_latest.pth"
-    assert latest.is_symlink() and os.readlink(latest) == "model_epoch_007_step_00192.pth"
+    assert latest.is_symlink() and os.readlink(latest) == "model_epoch_013_step_00672.pth"
     lines = _status(trained / "status.json")
     epochs = [ln for ln in lines if "epoch" in ln]
-    assert [ln["epoch"] for ln in epochs] == list(range(8))
+    assert [ln["epoch"] for ln in epochs] == list(range(14))
     val = [ln["kpi"]["val_mAP50"] for ln in epochs if "val_mAP50" in ln["kpi"]]
-    assert len(val) == 4 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
+    assert len(val) == 7 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
     losses = [ln["kpi"]["train_loss"] for ln in epochs]
-    assert losses[-1] < losses[0] / 4
-    # real learning: validation mAP50 on unseen images rises clearly from the first validation
-    assert max(val[1:]) > val[0] + 0.05 and max(val) > 0.1, val
+    print(f"Grounding DINO tiny: train_loss {losses[0]:.2f} -> {losses[-1]:.2f}, val_mAP50 {[round(v, 3) for v in val]}")
+    assert losses[-1] < 0.9 * losses[0]  # measured 21.3 -> 16-18 (the class head starts at prior 0.01)
+    # real learning: validation mAP50 on 16 unseen images (4 classes) reaches 0.5
+    assert val[-1] >= 0.5 and val[-1] > val[0], val
     assert lines[-1]["status"] == "SUCCESS"
+
+
+def _ap50_for(dets: list[dict], gt: dict, keep) -> float:
+    """AP50 of class-agnostic ``dets`` against the ground-truth boxes whose category passes ``keep``."""
+    from taoskills.engine.grounding_dino import metrics
+
+    boxes = {
+        "images": gt["images"],
+        "categories": [{"id": 0, "name": "target"}],
+        "annotations": [{**a, "category_id": 0} for a in gt["annotations"] if keep(a["category_id"])],
+    }
+    return metrics.coco_map(boxes, [{**d, "category_id": 0} for d in dets])["mAP50"]
+
+
+def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp_path):
+    """Query "red" (a known word, never a label) on new scenes of the four classes: its detections must
+    match the red circles + red triangles clearly better than the blue / green squares (chance: the same
+    AP50 against both halves). "square" is measured too (printed). A two-word caption never used as a
+    label ("red square") is not asserted: measured AP50 0.12 on red squares vs 0.28 on red circles + blue
+    squares, i.e. not better than chance at this size (the phrase score is the mean over its tokens)."""
+    tmp, _, _, model = work
+    scenes = Y.write_shapes(tmp_path / "scenes", n=32, size=64, seed=5, classes=CLASSES)
+    gt = json.loads(scenes["coco"].read_text())
+    ids = {im["file_name"]: im["id"] for im in gt["images"]}
+    ap = {}
+    for caption, targets in (("red", {0, 2}), ("square", {1, 3})):
+        out = tmp_path / caption
+        code = main(
+            [
+                "grounding_dino",
+                "inference",
+                "-e",
+                str(_spec(tmp, "inference")),
+                f"results_dir={out}",
+                *model,
+                f"inference.checkpoint={trained / 'model_epoch_013_step_00672.pth'}",
+                f"dataset.infer_data_sources.image_dir=[{scenes['images']}]",
+                f"dataset.infer_data_sources.captions=[{caption}]",
+                "inference.conf_threshold=0.0",
+                "inference.input_width=null",
+                "inference.input_height=null",
+            ]
+        )
+        assert code == 0
+        report = json.loads((out / "inference" / "detections.json").read_text())
+        dets = [
+            {"image_id": ids[im["image"]], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": d["score"]}
+            for im in report["images"]
+            for d in im["detections"]
+            for x1, y1, x2, y2 in [d["bbox"]]
+        ]
+        ap[caption] = (_ap50_for(dets, gt, lambda c, t=targets: c in t), _ap50_for(dets, gt, lambda c, t=targets: c not in t))
+        print(
+            f"caption {caption!r} (never a label): AP50 {ap[caption][0]:.3f} on its objects vs {ap[caption][1]:.3f} on the others"
+        )
+    target, others = ap["red"]
+    assert target > others + 0.1, ap  # measured: red 0.81 vs 0.04, square 0.69 vs 0.02
 
 
 def test_evaluate_inference_export(work, trained, tmp_path):
     tmp, _, val, model = work
-    ckpt = trained / "model_epoch_007_step_00192.pth"
+    ckpt = trained / "model_epoch_013_step_00672.pth"
     out = tmp_path / "results"
     common = [f"results_dir={out}", *model]
     code = main(
@@ -198,7 +271,7 @@ def test_evaluate_inference_export(work, trained, tmp_path):
 
 def test_quantize_int8_onnx_with_map_before_after(work, trained, tmp_path):
     tmp, train, val, model = work
-    ckpt = trained / "model_epoch_007_step_00192.pth"
+    ckpt = trained / "model_epoch_013_step_00672.pth"
     code = main(
         [
             "grounding_dino",
@@ -222,8 +295,8 @@ def test_quantize_int8_onnx_with_map_before_after(work, trained, tmp_path):
     train_val = [ln["kpi"]["val_mAP50"] for ln in _status(trained / "status.json") if "val_mAP50" in ln.get("kpi", {})]
     assert kpi["fp32_mAP50"] == pytest.approx(train_val[-1], abs=0.02)  # onnxruntime fp32 = PyTorch validation
     assert abs(kpi["mAP50_drop"]) < 0.1 and kpi["int8_mAP50"] > 0
-    int8 = tmp_path / "quantize" / "model_epoch_007_step_00192_int8.onnx"
-    assert int8.is_file() and int8.stat().st_size < (tmp_path / "quantize" / "model_epoch_007_step_00192.onnx").stat().st_size
+    int8 = tmp_path / "quantize" / "model_epoch_013_step_00672_int8.onnx"
+    assert int8.is_file() and int8.stat().st_size < (tmp_path / "quantize" / "model_epoch_013_step_00672.onnx").stat().st_size
 
 
 def test_quantize_default_backend_names_tao_engine(work, tmp_path):

@@ -67,8 +67,6 @@ def test_check_accepts_tao_defaults_and_skips_empty_sources():
         ("model.backbone", "fan_tiny", "TAO container engine"),
         ("model.dn_number", 100, "denoising"),
         ("model.decoder_sa_type", "ca_label", "self-attention"),
-        ("model.class_embed_bias", True, "bias"),
-        ("model.log_scale", "auto", "scale"),
         ("train.distributed_strategy", "fsdp", "DDP"),
     ],
 )
@@ -259,3 +257,37 @@ def test_quantize_refuses_what_onnxruntime_cannot_do():
         with pytest.raises(NotSupported) as err:
             check_quantize(bad)
         assert err.value.field == key and err.value.fix
+
+
+def test_log_scale_and_class_embed_bias_start_the_class_head_unsaturated():
+    torch = pytest.importorskip("torch")
+    from taoskills.engine.grounding_dino import contrastive as C
+
+    assert [C.log_scale_value(v) for v in (None, "none", "auto", "2.5")] == [None, None, "auto", 2.5]
+    with pytest.raises(SpecError) as err:
+        S.check(_cfg(**{"model.log_scale": "big"}), "train")
+    assert "model.log_scale" in {i.field for i in err.value.issues}
+    torch.manual_seed(0)
+    q, t = (
+        torch.nn.functional.layer_norm(torch.randn(2, 30, 64), (64,)),
+        torch.nn.functional.layer_norm(torch.randn(2, 5, 64), (64,)),
+    )
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    raw = C.ScaledContrastiveEmbedding(8, 64, None, False)(q, t, mask)
+    head = C.ScaledContrastiveEmbedding(8, 64, "auto", True)
+    out = head(q, t, mask)
+    assert out.shape == (2, 30, 8) and torch.isinf(out[1, :, 3:]).all() and torch.isinf(out[:, :, 5:]).all()
+    assert raw[0, :, :5].std() > 6 and out[0, :, :5].std() < 1.5  # raw dot products of d=64 saturate the sigmoid
+    assert out[0, :, :5].sigmoid().mean() < 0.05  # prior probability 0.01 via the bias
+    assert {n for n, _ in head.named_parameters()} == {"bias"}
+    learn = C.ScaledContrastiveEmbedding(8, 64, 1.0, False)
+    assert {n for n, _ in learn.named_parameters()} == {"log_scale"}
+
+
+def test_eval_class_ids_must_name_validation_categories_from_zero():
+    gt = {"categories": [{"id": 0, "name": "red circle"}, {"id": 1, "name": "blue square"}]}
+    metrics.check_eval_class_ids(None, gt, "dataset.val_data_sources")
+    metrics.check_eval_class_ids([0, 1], gt, "dataset.val_data_sources")
+    with pytest.raises(SpecError) as err:
+        metrics.check_eval_class_ids([1, 2], gt, "dataset.val_data_sources")
+    assert err.value.field == "dataset.eval_class_ids" and "[2]" in str(err.value) and "0-based" in err.value.fix

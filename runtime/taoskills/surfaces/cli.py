@@ -368,7 +368,7 @@ def serve(
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="where sample data and results go"),
     epochs: int | None = typer.Option(None, help="training epochs (default: nvdinov2 10, mae 3 pretrain / 10 finetune, dino 10)"),
-    network: str = typer.Option("nvdinov2", help="nvdinov2 (default) | mae | dino"),
+    network: str = typer.Option("nvdinov2", help="nvdinov2 (default) | mae | dino | grounding_dino"),
 ) -> None:
     """Run a whole workflow on sample data (built-in engine, local platform) and print where everything is.
 
@@ -380,6 +380,7 @@ def demo(
     runners = {"nvdinov2": lambda: demos.run_demo(out_dir, epochs=epochs or 10)}
     runners["mae"] = lambda: demos.run_mae_demo(out_dir, epochs=epochs)
     runners["dino"] = lambda: demos.run_dino_demo(out_dir, epochs=epochs)
+    runners["grounding_dino"] = lambda: demos.run_gdino_demo(out_dir, epochs=epochs)
     if network not in runners:
         raise TaoSkillsError(f"no demo for network {network!r}", field="network", fix=f"use one of {', '.join(runners)}")
     raise typer.Exit(runners[network]())

@@ -26,6 +26,7 @@ def run(ctx: ActionContext) -> dict[str, float]:
     check(cfg, "evaluate")
     ev = cfg["evaluate"]
     gt, root, names = D.read_coco(sources(cfg["dataset"]["test_data_sources"])[0], "dataset.test_data_sources")
+    metrics.check_eval_class_ids(cfg["dataset"]["eval_class_ids"], gt, "dataset.test_data_sources")
     device = C.pick_device((ev["gpu_ids"] or [0])[0])
     tok, model = C.load_for_action(cfg, str(ev["checkpoint"]), "evaluate.checkpoint")
     model.to(device)

@@ -9,6 +9,25 @@ from typing import Any
 log = logging.getLogger("taoskills.engine.grounding_dino")
 
 
+def check_eval_class_ids(ids: list[int] | None, gt: dict[str, Any], field: str) -> None:
+    """``dataset.eval_class_ids`` must name category ids of the COCO file ``gt`` (Grounding DINO:
+    ids from 0, so TAO Core 7.3.0's display default ``[1]`` scores the *second* category only).
+    SpecError naming the key, the ids present and the fix; ``None``/``[]`` (every category) passes."""
+    from taoskills.errors import SpecError
+
+    if not ids:
+        return
+    have = sorted(int(c["id"]) for c in gt.get("categories", []))
+    bad = [i for i in ids if int(i) not in have]
+    if bad:
+        raise SpecError(
+            f"dataset.eval_class_ids={list(ids)} names category id(s) {bad} that {field} does not have "
+            f"(its ids are {have[:12]}; Grounding DINO numbers categories from 0).",
+            field="dataset.eval_class_ids",
+            fix=f"use ids from {have[:12]} (0-based, as in the validation annotations), or null to score every category.",
+        )
+
+
 def coco_map(gt: dict[str, Any], dets: list[dict[str, Any]], cat_ids: list[int] | None = None) -> dict[str, float]:
     """``{"mAP": AP@[.5:.95], "mAP50": AP@.5}`` of ``dets`` against the COCO dict ``gt``.
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from taoskills.engine.grounding_dino import contrastive as C
 from taoskills.engine.grounding_dino import text_encoder as T
 from taoskills.engine.grounding_dino.spec import BACKBONES
 from taoskills.errors import SpecError
@@ -60,15 +61,34 @@ def backbone_config(cfg: dict[str, Any]) -> Any:
 
 
 def write_backbone(
-    folder: str | Path, *, embed_dim: int = 32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size: int = 4
+    folder: str | Path,
+    *,
+    kind: str = "swin",
+    embed_dim: int = 32,
+    depths=(1, 1, 2, 1),
+    num_heads=(1, 2, 4, 8),
+    window_size: int = 4,
 ) -> Path:
-    """Write a small transformers ``SwinConfig`` to ``folder`` for ``model.backbone`` (engine
-    extension for CPU-sized runs and tests; TAO's names build the real Swin/ResNet sizes)."""
-    from transformers import SwinConfig
+    """Write a small transformers backbone config to ``folder`` for ``model.backbone`` (engine
+    extension for CPU-sized runs and tests; TAO's names build the real Swin/ResNet sizes).
 
-    SwinConfig(embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads), window_size=window_size).save_pretrained(
-        folder
-    )
+    ``kind="swin"``: ``SwinConfig`` (``embed_dim``, ``depths``, ``num_heads``, ``window_size``, no drop
+    path). ``kind="resnet"``: a basic-block ``ResNetConfig`` with one block per stage and widths
+    16/32/64/128 (the size the DINO engine's CPU tests use); convolutions learn far faster from
+    scratch on a few dozen images than a Swin does (tests/e2e/test_engine_grounding_dino.py).
+    """
+    from transformers import ResNetConfig, SwinConfig
+
+    if kind == "resnet":
+        ResNetConfig(depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], embedding_size=16, layer_type="basic").save_pretrained(
+            folder
+        )
+    elif kind == "swin":
+        SwinConfig(
+            embed_dim=embed_dim, depths=list(depths), num_heads=list(num_heads), window_size=window_size, drop_path_rate=0.0
+        ).save_pretrained(folder)
+    else:
+        raise ValueError(f"kind={kind!r}: use swin or resnet")
     return Path(folder)
 
 
@@ -122,6 +142,7 @@ def build_model(cfg: dict[str, Any], *, load_text_weights: bool = True) -> torch
             fix=f"set model.max_text_len <= {text_cfg.max_position_embeddings} (256 is TAO's default).",
         )
     model = GroundingDinoForObjectDetection(gdino_config(cfg, text_cfg))
+    C.apply(model, cfg["model"])  # model.log_scale / model.class_embed_bias
     if load_text_weights and T.has_weights(name):
         missing, unexpected = model.model.text_backbone.load_state_dict(T.load_text_weights(name), strict=False)
         log.info("loaded BERT weights from %s (missing %d, unexpected %d)", name, len(missing), len(unexpected))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taoskills.engine.grounding_dino.contrastive import log_scale_value
 from taoskills.engine.grounding_dino.defaults import DEFAULTS, SOURCE
 from taoskills.errors import Issue, NotSupported, SpecError
 
@@ -138,16 +139,14 @@ def check_model(cfg: dict[str, Any], issues: list[Issue]) -> None:
     for key, bad, why in (
         ("pre_norm", True, "transformers' Grounding DINO layers are post-norm."),
         ("dilation", True, "backbone dilation is not available in transformers' Swin/ResNet backbones."),
-        ("class_embed_bias", True, "transformers' contrastive class embedding has no bias."),
     ):
         if m[key] is bad:
             raise _not_supported(f"model.{key}", bad, why, f"set model.{key}=false, or {TAO_ENGINE}.")
-    if m["log_scale"] not in (None, "none", "None"):
-        raise _not_supported(
-            "model.log_scale",
-            m["log_scale"],
-            "transformers' contrastive class embedding has no similarity scale.",
-            f"leave model.log_scale unset (none), or {TAO_ENGINE}.",
+    try:
+        log_scale_value(m["log_scale"])
+    except (TypeError, ValueError):
+        issues.append(
+            Issue("model.log_scale", f"{m['log_scale']!r} is not none, auto or a number.", "use none, auto or a float.")
         )
     if m["fix_refpoints_hw"] != -1:
         raise _not_supported(

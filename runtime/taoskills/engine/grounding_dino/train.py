@@ -51,7 +51,19 @@ class GDINOModule(pl.LightningModule):
 
     def forward(self, batch: dict[str, Any]):
         keys = ("pixel_values", "pixel_mask", "input_ids", "attention_mask", "token_type_ids")
-        return self.model(**{k: batch[k] for k in keys}, labels=batch.get("labels"))
+        try:
+            return self.model(**{k: batch[k] for k in keys}, labels=batch.get("labels"))
+        except RuntimeError as exc:
+            if "selected index k out of range" not in str(exc):
+                raise
+            h, w = batch["pixel_values"].shape[-2:]
+            raise SpecError(
+                f"model.num_queries={self.cfg['model']['num_queries']} is more than the encoder's feature tokens at "
+                f"{w}x{h} px (two-stage query selection takes the top num_queries tokens).",
+                field="model.num_queries",
+                fix="lower model.num_queries (and num_select), or train at a larger input size "
+                "(dataset.augmentation.scales / random_resize_max_size) or with more model.return_interm_indices.",
+            ) from exc
 
     def training_step(self, batch, batch_idx):
         out = self(batch)
@@ -145,6 +157,7 @@ def run(ctx: ActionContext) -> dict[str, float]:
     records, vocab = D.read_odvg(cfg)
     gt, val_root, val_names = D.read_coco(sources(ds["val_data_sources"])[0], "dataset.val_data_sources")
     preflight(cfg, records, vocab, tok, val_names)
+    metrics.check_eval_class_ids(ds["eval_class_ids"], gt, "dataset.val_data_sources")
     world = L.world_size(devices, nodes)
     if ds["batch_size"] * world > len(records):
         raise PreflightError(
