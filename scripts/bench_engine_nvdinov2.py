@@ -60,7 +60,7 @@ def bench_nvdinov2(args: argparse.Namespace) -> dict[str, Any]:
 
     cfg, batch = nvdinov2_cfg(args.profile)
     batch = args.batch or batch
-    dev = torch.device(args.device)
+    dev = torch.device(args.device or "cpu")
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_sample_images(Path(tmp), n=batch)

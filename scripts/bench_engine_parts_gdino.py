@@ -95,7 +95,7 @@ def bench_grounding_dino(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench_gdino_"))
     cfg, size, batch = _cfg(profile, tmp)
     batch = args.batch or batch
-    dev = torch.device(args.device)
+    dev = torch.device(args.device or "cpu")
     torch.manual_seed(0)
     tok = T.load_tokenizer(cfg["model"]["text_encoder_type"])
     model = M.build_model(cfg).to(dev)
