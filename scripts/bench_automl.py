@@ -142,9 +142,12 @@ class MaeFinetune:
 
         import torch
 
+        import taoskills.jobs.plots
         from taoskills.engine.mae.sample import write_classification_set
 
         torch.set_num_threads(1)
+        # the engine draws kpi_curves.png after every call; an output only, skipped here (both sides)
+        taoskills.jobs.plots.plot_status_file = lambda *a, **k: None
         os.environ["TAO_SKILLS_KEEP_CHECKPOINTS"] = "1"
         self.root = Path(tempfile.mkdtemp(prefix="bench-mae-"))
         data = write_classification_set(self.root / "data", num_classes=4, train=self.n_train, val=self.n_val, test=0, size=32)
