@@ -208,10 +208,8 @@ class MaeFinetune:
         assert self.root is not None, "open() first"
         out = self.root / tid
         args = ["mae", "train", "-e", str(self.root / "spec.yaml"), f"results_dir={out}", *self.base]
-        args += [
-            f"train.num_epochs={end}",
-            f"train.checkpoint_interval={end}",
-        ]  # one checkpoint, after the rung + [f"{k}={x[k]!r}" for k, *_ in self.params]
+        args += [f"train.num_epochs={end}", f"train.checkpoint_interval={end}"]  # one checkpoint, after the rung
+        args += [f"{k}={float(x[k])!r}" for k, *_ in self.params]
         if start:
             last = sorted((out / "train").glob("model_epoch_*.pth"))
             if not last:  # the previous rung failed: nothing to resume, the trial stays failed
