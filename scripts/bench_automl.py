@@ -385,14 +385,29 @@ def bench(obj, algos: list[str], seeds: int, budget_trials: int, eta: int, n_sta
         timing[name] = time.time() - t0
         bests = ", ".join(f"{t.best:.4f}" for t in results[name])
         print(f"  {name}: bests {bests} ({timing[name]:.0f} s)", file=sys.stderr, flush=True)
-    print(f"\n{obj.name}: budget {budget} trial-epochs, max_epochs {obj.max_epochs}, eta {eta}, {seeds} seeds")
+    return summarize(obj.name, obj.max_epochs, budget, seeds, eta, results, timing)
+
+
+def summarize(name: str, max_epochs: int, budget: int, seeds: int, eta: int, results: dict, timing: dict) -> dict:
+    """Print one objective's tables from ``results`` (method -> one Tracker per seed); return the report."""
+    obj_name = name
+    print(f"\n{obj_name}: budget {budget} trial-epochs, max_epochs {max_epochs}, eta {eta}, {seeds} seeds")
     print(f"{'method':16} {'median best':>12} {'mean best':>10} {'trial-epochs used':>18} {'wall s':>7}")
     for name, trs in results.items():
         bests = [t.best for t in trs]
         print(
             f"{name:16} {statistics.median(bests):12.4f} {statistics.mean(bests):10.4f} {statistics.mean(t.used for t in trs):18.0f} {timing[name]:7.1f}"
         )
-    report = {"objective": obj.name, "budget": budget, "seeds": seeds, "methods": {}, "pairs": []}
+    report = {
+        "objective": obj_name,
+        "max_epochs": max_epochs,
+        "eta": eta,
+        "budget": budget,
+        "seeds": seeds,
+        "methods": {},
+        "timing": timing,
+        "pairs": [],
+    }
     for name, trs in results.items():
         report["methods"][name] = {"best": [t.best for t in trs], "used": [t.used for t in trs], "trace": [t.trace for t in trs]}
     print("pair (ours vs theirs): wins | ours reaches their best at | theirs reaches our best at (trial-epochs, median)")
@@ -420,6 +435,25 @@ def bench(obj, algos: list[str], seeds: int, budget_trials: int, eta: int, n_sta
     return report
 
 
+def combine(paths: list[str]) -> list[dict]:
+    """Print the tables of several ``--json`` reports of the same objective and sizes as one
+    block (methods run in separate processes, e.g. one per method on a shared machine)."""
+    blocks: dict[tuple, tuple[dict, dict]] = {}
+    for path in paths:
+        for rep in json.loads(Path(path).read_text()):
+            key = (rep["objective"], rep["max_epochs"], rep["eta"], rep["budget"], rep["seeds"])
+            results, timing = blocks.setdefault(key, ({}, {}))
+            for name, m in rep["methods"].items():
+                trs = []
+                for best, used, trace in zip(m["best"], m["used"], m["trace"]):
+                    t = Tracker(rep["budget"])
+                    t.best, t.used, t.trace = best, used, [tuple(p) for p in trace]
+                    trs.append(t)
+                results[name] = trs
+                timing[name] = rep.get("timing", {}).get(name, float("nan"))
+    return [summarize(k[0], k[1], k[3], k[4], k[2], r, t) for k, (r, t) in blocks.items()]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--objective", choices=("hartmann", "mae", "both"), default="both")
@@ -439,7 +473,11 @@ def main() -> int:
     )
     ap.add_argument("--mae-algos", default="ours:tpe_asha,tao:hyperband,ours:bayesian,tao:bayesian")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--combine", nargs="+", default=None, help="print the tables of these --json reports as one run")
     args = ap.parse_args()
+    if args.combine:
+        combine(args.combine)
+        return 0
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     reports = []
