@@ -51,8 +51,9 @@ in one seed our tpe_asha spent the 12 trial-epochs on pruned rungs and had no fu
 trial, hence the mean ``inf``.)
 
 Sizes: the defaults (Hartmann 5 seeds x 20 x 27 trial-epochs; MAE 5 seeds x 4 x 3 trial-epochs,
-4 methods) finish in about 20 minutes on two idle cores (the MAE part costs about 1 CPU-second
-per trial-epoch, most of it the engine's per-call Lightning set-up).
+4 methods) are sized for about 20 minutes on two idle cores (an estimate: the MAE part costs
+about 1 CPU-second per trial-epoch, most of it the engine's per-call Lightning set-up; only
+measured under heavy load, see above).
 
 Usage: ``python scripts/bench_automl.py [--objective both] [--seeds 5] [--budget-trials 20]
 [--max-epochs 27] [--mae-seeds 5] [--mae-budget-trials 4] [--mae-max-epochs 3] [--json out.json]``.

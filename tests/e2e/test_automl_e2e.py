@@ -2,7 +2,8 @@
 the MAE classifier with no policy words starts AutoML; >= 6 trials, at least one pruned,
 best_rec written, and its checkpoint resolved and exported through the normal chain.
 
-Sized for speed (about a minute on two idle cores): ``convnextv2_atto`` (TAO's smallest MAE
+Sized for speed (about 160 CPU-seconds in all, so roughly 80-90 s on two idle cores; measured
+under heavy load only): ``convnextv2_atto`` (TAO's smallest MAE
 arch, 3.4M parameters) finetuned from scratch at 32 px on the shipped sample photographs
 (4 classes, 4 train / 2 val images each: two optimiser steps per epoch), one torch thread per
 job, two jobs at a time; most of each job is the engine's import of torch and Lightning. Earlier this test searched NVDINOv2 ViT-S (about 5 minutes: each
