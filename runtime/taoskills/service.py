@@ -52,6 +52,7 @@ from taoskills.service_models import (
     RunnerResult,
     SkillDetail,
     SkillSummary,
+    SpecReply,
     SpecRequest,
     SpecResult,
     ValidationResult,
@@ -354,6 +355,7 @@ __all__ = [
     "SkillDetail",
     "SkillSummary",
     "SpecRequest",
+    "SpecReply",
     "SpecResult",
     "ValidationResult",
 ]

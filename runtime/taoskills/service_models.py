@@ -77,6 +77,31 @@ class SpecResult(BaseModel):
     runs_here: Placement | None = Field(default=None, description="where this action can run here, or the one thing to do")
 
 
+class SpecReply(BaseModel):
+    """:class:`SpecResult` as the MCP ``build_spec`` tool returns it: without ``spec_yaml`` (the
+    same spec again as text; ``get_spec_template`` and ``render_runner`` show YAML) and, when the
+    action runs here, ``runs_here`` without the list of every (engine, platform) pair checked
+    (``get_skill`` has it). An agent pays for every byte of a reply, on every build."""
+
+    skill: str
+    action: str
+    spec: dict[str, Any]
+    inferred: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    staged: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    issues: list[dict[str, str]] = Field(default_factory=list)
+    valid: bool = True
+    runs_here: Placement | None = Field(default=None, description="where this action can run here, or the one thing to do")
+
+    @classmethod
+    def of(cls, result: SpecResult) -> SpecReply:
+        where = result.runs_here
+        if where is not None and where.runs_here:
+            where = where.model_copy(update={"options": []})
+        fields = {k: getattr(result, k) for k in cls.model_fields if k != "runs_here"}
+        return cls.model_construct(**fields, runs_here=where)
+
+
 class ValidationResult(BaseModel):
     skill: str
     action: str

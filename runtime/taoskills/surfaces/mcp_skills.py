@@ -20,7 +20,7 @@ from taoskills.service import (
     Service,
     SkillDetail,
     SkillSummary,
-    SpecResult,
+    SpecReply,
     ValidationResult,
     dump_yaml,
 )
@@ -160,12 +160,14 @@ def register(server: Any, svc: Service, call: ToolRunner) -> None:
         stage: Annotated[
             bool, Field(description="extract dataset archives into the staging cache (default true); false = pure preview")
         ] = True,
-    ) -> SpecResult:
+    ) -> SpecReply:
         """Build a complete spec for skill/action: template + parent-job carry + profile + data
-        sources + shorthand + overrides + TAO inference rules. Returns the spec (dict and YAML), what
+        sources + shorthand + overrides + TAO inference rules. Returns the spec (a dict; YAML text
+        comes from get_spec_template and render_runner), what
         was inferred or staged and why, notes, and validation issues (valid=false with issues listed;
-        nothing raised for those, so you see all problems at once), and runs_here: which runtime
-        engines/platforms can run this action on this host, or 'next', the one thing to do. Launches nothing.
+        nothing raised for those, so you see all problems at once), and runs_here: the runtime
+        engine/platform that runs this action on this host (get_skill lists every pair checked),
+        or 'next', the one thing to do. Launches nothing.
 
         Not read-only: with stage=true it may extract dataset archives into the runtime's staging
         cache (<TAO_SKILLS_HOME>/staging); the user's data is never modified and a repeat call reuses
@@ -177,18 +179,20 @@ def register(server: Any, svc: Service, call: ToolRunner) -> None:
         """
         return await call(
             "build_spec",
-            lambda: svc.build_spec(
-                skill,
-                action,
-                overrides=overrides,
-                shorthand=shorthand,
-                data_sources=data_sources,
-                parent_job_id=parent_job_id,
-                resume_job_id=resume_job_id,
-                pretrained_model=pretrained_model,
-                pretrained_backbone=pretrained_backbone,
-                profile=profile,
-                stage=stage,
+            lambda: SpecReply.of(
+                svc.build_spec(
+                    skill,
+                    action,
+                    overrides=overrides,
+                    shorthand=shorthand,
+                    data_sources=data_sources,
+                    parent_job_id=parent_job_id,
+                    resume_job_id=resume_job_id,
+                    pretrained_model=pretrained_model,
+                    pretrained_backbone=pretrained_backbone,
+                    profile=profile,
+                    stage=stage,
+                )
             ),
         )
 
