@@ -64,6 +64,7 @@ def test_run_that_exceeds_free_disk_is_refused_with_the_fix_and_nothing_launched
     assert not jobs.exists() or list(jobs.iterdir()) == []
 
 
+@pytest.mark.torch  # placement needs the built-in engine's libraries before the estimate is reached
 def test_networks_without_a_table_say_so(svc):
     with pytest.raises(NotSupported) as exc:
         svc.estimate("tao-train-dino", "train", data_sources={"train_datasets": "/nowhere"})

@@ -165,6 +165,7 @@ def _tiny_onnx(path: Path, *, qdq: bool) -> None:
 
 
 @no_trt
+@pytest.mark.torch  # the engine CLI imports the networks' action modules (torch)
 def test_without_tensorrt_gen_trt_engine_names_the_deploy_container(tmp_path, capsys):
     from taoskills.engine import cli
 
