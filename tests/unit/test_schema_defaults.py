@@ -33,3 +33,11 @@ def test_unknown_skill_or_section_is_a_clear_error():
     with pytest.raises(SkillError) as se:
         schema_defaults("tao-train-dino", "no_such_section")
     assert "no_such_section" in se.value.message
+
+
+def test_action_sections_come_from_their_action_schemas():
+    bank = paths.skills_dir() / "tao-train-dino" / "schemas"
+    export = json.loads((bank / "export.schema.json").read_text())["default"]["export"]
+    trt = json.loads((bank / "deploy_gen_trt_engine.schema.json").read_text())["default"]["gen_trt_engine"]
+    got = schema_defaults("tao-train-dino", "export", "gen_trt_engine")
+    assert got == {"export": export, "gen_trt_engine": trt}

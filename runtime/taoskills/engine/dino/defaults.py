@@ -11,8 +11,10 @@ from taoskills.engine.schema_defaults import schema_defaults
 
 SOURCE = "TAO Core 7.3.0 dino ExperimentConfig"
 
-#: TAO Core's wandb, dataset, train sections, read from the packaged train schema (taoskills.engine.schema_defaults).
-_SHARED = schema_defaults("tao-train-dino", "wandb", "dataset", "train")
+#: TAO Core's sections the engine uses unchanged, read from the packaged schemas (taoskills.engine.schema_defaults).
+_SHARED = schema_defaults(
+    "tao-train-dino", "wandb", "dataset", "train", "evaluate", "inference", "export", "gen_trt_engine", "quantize"
+)
 
 DEFAULTS: dict[str, Any] = {
     "model_name": None,
@@ -63,76 +65,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "dataset": _SHARED["dataset"],
     "train": _SHARED["train"],
-    "evaluate": {
-        "num_gpus": 1,
-        "gpu_ids": [0],
-        "num_nodes": 1,
-        "checkpoint": "???",
-        "trt_engine": None,
-        "results_dir": None,
-        "batch_size": -1,
-        "input_width": None,
-        "input_height": None,
-        "conf_threshold": 0.0,
-    },
-    "inference": {
-        "num_gpus": 1,
-        "gpu_ids": [0],
-        "num_nodes": 1,
-        "checkpoint": "???",
-        "trt_engine": None,
-        "results_dir": None,
-        "batch_size": -1,
-        "color_map": None,
-        "conf_threshold": 0.5,
-        "is_internal": False,
-        "input_width": None,
-        "input_height": None,
-        "outline_width": 3,
-    },
-    "export": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "checkpoint": "???",
-        "onnx_file": "???",
-        "on_cpu": False,
-        "input_channel": 3,
-        "input_width": 640,
-        "input_height": 640,
-        "opset_version": 17,
-        "batch_size": -1,
-        "verbose": False,
-        "format": "onnx",
-        "serialize_nvdsinfer": False,
-    },
-    "gen_trt_engine": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "onnx_file": "???",
-        "trt_engine": "???",
-        "timing_cache": None,
-        "batch_size": -1,
-        "verbose": False,
-        "tensorrt": {
-            "workspace_size": 1024,
-            "min_batch_size": 1,
-            "opt_batch_size": 1,
-            "max_batch_size": 1,
-            "layers_precision": [],
-            "data_type": "FP32",
-            "calibration": {"cal_image_dir": "???", "cal_cache_file": "???", "cal_batch_size": 1, "cal_batches": 1},
-        },
-    },
+    "evaluate": _SHARED["evaluate"],
+    "inference": _SHARED["inference"],
+    "export": _SHARED["export"],
+    "gen_trt_engine": _SHARED["gen_trt_engine"],
     "distill": None,
-    "quantize": {
-        "backend": "torchao",
-        "mode": "weight_only_ptq",
-        "algorithm": "minmax",
-        "layers": [],
-        "skip_names": [],
-        "model_path": "",
-        "results_dir": "",
-        "backend_kwargs": {},
-        "device": "cuda",
-    },
+    "quantize": _SHARED["quantize"],
 }

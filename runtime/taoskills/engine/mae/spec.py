@@ -48,10 +48,11 @@ PRECISIONS = {"fp32": "32-true", "fp16": "16-mixed", "bf16": "bf16-mixed"}
 ENGINE_SUFFIXES = (".engine", ".trt", ".plan", ".onnx")
 RAND_AUG = re.compile(r"^rand(-(m\d+(\.\d+)?|n\d+|mstd\d+(\.\d+)?|inc[01]|mmax\d+(\.\d+)?|w\d+|p\d+(\.\d+)?))*$")
 
-_RUN = {"num_gpus": 1, "gpu_ids": [0], "num_nodes": 1, "checkpoint": "???", "trt_engine": None, "results_dir": None}
 
-#: TAO Core's wandb, dataset, train sections, read from the packaged train schema (taoskills.engine.schema_defaults).
-_SHARED = schema_defaults("tao-train-mask-auto-encoder", "wandb", "dataset", "train")
+#: TAO Core's sections the engine uses unchanged, read from the packaged schemas (taoskills.engine.schema_defaults).
+_SHARED = schema_defaults(
+    "tao-train-mask-auto-encoder", "wandb", "dataset", "train", "gen_trt_engine", "export", "inference", "evaluate"
+)
 
 DEFAULTS: dict[str, Any] = {
     "model_name": None,
@@ -68,39 +69,10 @@ DEFAULTS: dict[str, Any] = {
         "decoder_depth": 1,
         "decoder_embed_dim": 512,
     },
-    "inference": {**_RUN, "batch_size": -1},
-    "evaluate": {**_RUN, "batch_size": -1},
-    "gen_trt_engine": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "onnx_file": "???",
-        "trt_engine": "???",
-        "timing_cache": None,
-        "batch_size": -1,
-        "verbose": False,
-        "tensorrt": {
-            "workspace_size": 1024,
-            "min_batch_size": 1,
-            "opt_batch_size": 1,
-            "max_batch_size": 1,
-            "layers_precision": [],
-            "data_type": "fp32",
-        },
-    },
-    "export": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "checkpoint": "???",
-        "onnx_file": "???",
-        "on_cpu": False,
-        "input_channel": 3,
-        "input_width": 960,
-        "input_height": 544,
-        "opset_version": 17,
-        "batch_size": -1,
-        "verbose": False,
-        "format": "onnx",
-    },
+    "inference": _SHARED["inference"],
+    "evaluate": _SHARED["evaluate"],
+    "gen_trt_engine": _SHARED["gen_trt_engine"],
+    "export": _SHARED["export"],
 }
 
 #: Keys that define the network's shape; a resumed run, evaluate, inference and export must agree

@@ -29,8 +29,8 @@ PRECISIONS = ("64-true", "64", "32-true", "32", "16-mixed", "16", "bf16-mixed", 
 
 _SCHED = {"val_base": 1e-8, "val_final": 1e-6, "val_start": 0.0, "warm_up_steps": 0, "max_decay_steps": 2500000}
 
-#: TAO Core's wandb, dataset, train sections, read from the packaged train schema (taoskills.engine.schema_defaults).
-_SHARED = schema_defaults("tao-train-nvdinov2", "wandb", "dataset", "train")
+#: TAO Core's sections the engine uses unchanged, read from the packaged schemas (taoskills.engine.schema_defaults).
+_SHARED = schema_defaults("tao-train-nvdinov2", "wandb", "dataset", "train", "inference", "export", "gen_trt_engine")
 
 DEFAULTS: dict[str, Any] = {
     "model_name": None,
@@ -51,46 +51,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "dataset": _SHARED["dataset"],
     "train": _SHARED["train"],
-    "inference": {
-        "num_gpus": 1,
-        "gpu_ids": [0],
-        "num_nodes": 1,
-        "checkpoint": "???",
-        "trt_engine": None,
-        "results_dir": None,
-        "batch_size": -1,
-        "vis_after_n_batches": 16,
-    },
-    "export": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "checkpoint": "???",
-        "onnx_file": "???",
-        "on_cpu": False,
-        "input_channel": 3,
-        "input_width": 518,
-        "input_height": 518,
-        "opset_version": 17,
-        "batch_size": -1,
-        "verbose": False,
-    },
-    "gen_trt_engine": {
-        "results_dir": None,
-        "gpu_id": 0,
-        "onnx_file": "???",
-        "trt_engine": "???",
-        "timing_cache": None,
-        "batch_size": -1,
-        "verbose": False,
-        "tensorrt": {
-            "workspace_size": 1024,
-            "min_batch_size": 1,
-            "opt_batch_size": 1,
-            "max_batch_size": 1,
-            "layers_precision": [],
-            "data_type": "fp32",
-        },
-    },
+    "inference": _SHARED["inference"],
+    "export": _SHARED["export"],
+    "gen_trt_engine": _SHARED["gen_trt_engine"],
 }
 
 #: Checkpoint suffixes that are TensorRT/ONNX artefacts, not PyTorch weights.
