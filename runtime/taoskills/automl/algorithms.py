@@ -114,9 +114,29 @@ def _nsga2(seed: int | None, n_startup: int) -> Any:
 
 
 def _hyperband(min_e: int, max_e: int, eta: int) -> Any:
+    """Optuna's ``HyperbandPruner``, with each trial's bracket chosen from its trial number alone.
+
+    Optuna assigns a trial to a bracket by ``crc32(f"{study_name}_{number}")``; our study names
+    carry the run's random job id, so the same seed gave a different bracket split (and a
+    different search) on every run. Hashing the trial number keeps the split deterministic
+    (trial numbers are unique within a study, so workers still share one split).
+    """
+    import binascii
+
     import optuna
 
-    return optuna.pruners.HyperbandPruner(min_resource=min_e, max_resource=max_e, reduction_factor=eta)
+    class _Hyperband(optuna.pruners.HyperbandPruner):
+        def _get_bracket_id(self, study: Any, trial: Any) -> int:  # Optuna 5 private hook
+            if len(self._pruners) == 0 or self._n_brackets is None:
+                return 0
+            n = binascii.crc32(f"trial_{trial.number}".encode()) % self._total_trial_allocation_budget
+            for bracket_id in range(self._n_brackets):
+                n -= self._trial_allocation_budgets[bracket_id]
+                if n < 0:
+                    return bracket_id
+            return self._n_brackets - 1
+
+    return _Hyperband(min_resource=min_e, max_resource=max_e, reduction_factor=eta)
 
 
 def _sha(min_e: int, max_e: int, eta: int) -> Any:
