@@ -56,8 +56,9 @@ from taoskills.service_models import (
     SpecRequest,
     SpecResult,
     ValidationResult,
+    dump_yaml,
 )
-from taoskills.service_prepare import Engine, PrepareMixin, dump_yaml
+from taoskills.service_prepare import Engine, PrepareMixin
 from taoskills.service_storage import StorageMixin
 from taoskills.specs import validator
 
@@ -160,7 +161,6 @@ class Service(PrepareMixin, JobsMixin, StorageMixin, EstimateMixin):
             skill=sk.name,
             action=action,
             spec=built.spec,
-            spec_yaml=dump_yaml(built.spec),
             inferred=built.inferred,
             staged=built.staged,
             notes=built.notes,
@@ -358,4 +358,5 @@ __all__ = [
     "SpecReply",
     "SpecResult",
     "ValidationResult",
+    "dump_yaml",
 ]

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
 from typing_extensions import Unpack
 
 from taoskills.bank import routing
@@ -29,7 +28,7 @@ from taoskills.platforms.registry import get_platform
 from taoskills.platforms.render import RunnerContext
 from taoskills.security import launch as launch_guard
 from taoskills.service_jobs import TERMINAL, JobsMixin
-from taoskills.service_models import PreparedJob, SpecRequest
+from taoskills.service_models import PreparedJob, SpecRequest, dump_yaml
 from taoskills.specs import validator
 from taoskills.specs.builder import BuiltSpec, ParentJob, build_spec
 
@@ -213,12 +212,6 @@ class PrepareMixin(JobsMixin):
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def dump_yaml(spec: dict[str, Any]) -> str:
-    """Spec -> YAML text (key order kept, block style); libyaml's emitter when PyYAML has it (~10x faster)."""
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(spec, Dumper=dumper, sort_keys=False, default_flow_style=False)
 
 
 def _get(spec: dict, key: str) -> Any:
