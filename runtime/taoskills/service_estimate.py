@@ -19,6 +19,7 @@ from typing_extensions import Unpack
 from taoskills import tao
 from taoskills.errors import NotSupported, PreflightError, SpecError
 from taoskills.jobs import estimate as E
+from taoskills.jobs import estimate_measured as EM
 from taoskills.platforms.engines import AUTO
 from taoskills.service_models import SpecRequest
 
@@ -30,8 +31,9 @@ class Estimate(BaseModel):
     """What a run will cost. Units: seconds, GB (1e9 bytes), MB (1e6 bytes).
 
     ``wall_time_s`` / ``memory`` are None when the throughput table has no row for ``device``
-    ("no measurement for this device" in ``notes``); ``disk`` is always given (it follows from
-    the spec). ``fits`` is false when ``issues`` (each {field, reason, fix}) would stop the run.
+    ("no measurement for this device" in ``notes``). ``disk`` is always given for NVDINOv2 (it
+    follows from the spec); for DINO, MAE and Grounding DINO its sizes are None when no measured
+    row covers the spec's structure or device. ``fits`` is false when ``issues`` (each {field, reason, fix}) would stop the run.
     """
 
     skill: str
@@ -108,9 +110,30 @@ def _lean(sk, profile: str | None) -> bool:
     return str(env.get("TAO_SKILLS_LEAN_CHECKPOINTS", os.environ.get("TAO_SKILLS_LEAN_CHECKPOINTS", ""))).lower() in truthy
 
 
+def _nvdinov2(sk, spec: dict[str, Any], profile: str | None, **host: Any) -> dict[str, Any]:
+    return E.estimate_nvdinov2_train(spec, images=_images(spec), lean=_lean(sk, profile), **host)
+
+
+def _measured(sk, spec: dict[str, Any], profile: str | None, **host: Any) -> dict[str, Any]:
+    network = sk.info.network_arch
+    try:
+        samples = EM.count_samples(network, spec)
+    except ValueError as exc:
+        raise SpecError(
+            f"{exc}, so the number of training samples is unknown.",
+            field="dataset.train_data_sources",
+            fix="pass data_sources with the training data (a folder or an archive to stage)",
+        ) from None
+    return EM.estimate_train(network, spec, samples=samples, **host)
+
+
+#: network_arch -> estimator of its built-in-engine train runs (rules in taoskills.jobs.estimate*).
+ESTIMATORS = {"nvdinov2": _nvdinov2, **{network: _measured for network in EM.NETWORKS}}
+
+
 def _check_supported(sk, action: str, engine: str) -> None:
     network = sk.info.network_arch
-    if network != "nvdinov2" or action != "train" or engine != "builtin":
+    if network not in ESTIMATORS or action != "train" or engine != "builtin":
         raise E.not_supported(network, action, engine)
 
 
@@ -158,9 +181,8 @@ class EstimateMixin:
     def _estimate(self, sk, action, engine, platform, spec, profile, results_dir: Path, speed_factor: float = 1.0) -> Estimate:
         _check_supported(sk, action, engine)
         device, gpus, gpu_mem = _host_device(platform, spec)
-        raw = E.estimate_nvdinov2_train(
-            spec, images=_images(spec), device=device, gpus=gpus, keep=_keep(), lean=_lean(sk, profile), speed_factor=speed_factor
-        )
+        estimator = ESTIMATORS[sk.info.network_arch]
+        raw = estimator(sk, spec, profile, device=device, gpus=gpus, keep=_keep(), speed_factor=speed_factor)
         free = _free_disk_gb(results_dir) if platform in LOCAL_PLATFORMS else None
         issues = E.fits(raw, free_disk_gb=free, gpu_memory_gb=gpu_mem)
         notes = list(raw["notes"])

@@ -65,10 +65,30 @@ def test_run_that_exceeds_free_disk_is_refused_with_the_fix_and_nothing_launched
 
 
 @pytest.mark.torch  # placement needs the built-in engine's libraries before the estimate is reached
-def test_networks_without_a_table_say_so(svc):
+def test_actions_without_a_table_say_so(svc):
     with pytest.raises(NotSupported) as exc:
-        svc.estimate("tao-train-dino", "train", data_sources={"train_datasets": "/nowhere"})
+        svc.estimate("tao-train-dino", "export", parent_job_id="job-none")
     assert "throughput table" in exc.value.message and exc.value.fix
+
+
+@pytest.mark.torch  # placement needs the built-in engine's libraries before the estimate is reached
+def test_dino_estimate_of_the_demo_config_counts_the_coco_images(svc, tmp_path):
+    from taoskills.data.sample_data import DETECTION_CLASSES, write_sample_detection
+    from taoskills.surfaces.demo import DINO_DEMO
+
+    root = tmp_path / "dino"
+    write_sample_detection(root, n=12, size=128)
+    overrides = {**DINO_DEMO, "dataset.num_classes": len(DETECTION_CLASSES) + 1, "train.num_epochs": 2}
+    est = svc.estimate("tao-train-dino", "train", data_sources={"train_datasets": str(root)}, overrides=overrides)
+    assert est.images == 12 and est.steps_per_epoch == 3 and est.steps == 6  # batch 4, COCO images
+    assert est.measured and est.wall_time_s and est.disk["per_save_mb"] > 100 and est.fits
+    other = svc.estimate(
+        "tao-train-dino",
+        "train",
+        data_sources={"train_datasets": str(root)},
+        overrides={**overrides, "model.backbone": "resnet_50"},
+    )
+    assert not other.measured and other.wall_time_s is None and any("resnet_50" in n for n in other.notes)
 
 
 def test_cli_estimate_prints_lines_and_json(svc, photos):
@@ -86,7 +106,7 @@ def test_mcp_estimate_tool(svc, photos):
     async def scenario():
         async with Client(build_server(svc)) as client:
             res = await client.call_tool("estimate", {"skill": SKILL, "action": "train", **_request(photos)})
-            bad = await client.call_tool("estimate", {"skill": "tao-train-dino", "action": "train"})
+            bad = await client.call_tool("estimate", {"skill": "tao-train-dino", "action": "export", "parent_job_id": "job-none"})
             return res, bad
 
     res, bad = asyncio.run(scenario())

@@ -26,8 +26,9 @@ filled by ``scripts/bench_engine.py``). Rules (each an approximation stated here
   + per-image growth x (batch x activation ratio - reference batch), activation ratio =
   tokens per image x depth x d over the reference's.
 
-Only NVDINOv2 ``train`` on the built-in engine has a table today; anything else is
-:class:`taoskills.errors.NotSupported` (the fix names what is missing).
+NVDINOv2 ``train`` on the built-in engine is estimated here; DINO, MAE and Grounding DINO
+``train`` by :mod:`taoskills.jobs.estimate_measured` (one measured reference job each); anything
+else is :class:`taoskills.errors.NotSupported` (the fix names what is missing).
 """
 
 from __future__ import annotations
@@ -150,7 +151,9 @@ def reference_shape(ref: dict[str, Any]) -> Shape:
     return Shape.from_spec(spec)
 
 
-def _saves(tr: dict[str, Any], epochs: int, total_steps: int) -> int:
+def saves(tr: dict[str, Any], epochs: int, total_steps: int) -> int:
+    """Checkpoint saves of a run: every ``train.checkpoint_interval`` epochs (and at the last
+    epoch) or, with ``checkpoint_interval_unit: step``, every that many steps."""
     interval = max(int(tr.get("checkpoint_interval", 1) or 1), 1)
     if (tr.get("checkpoint_interval_unit") or "epoch") == "step":
         return total_steps // interval
@@ -183,16 +186,16 @@ def estimate_nvdinov2_train(
     world = max(gpus, 1)
     per_epoch = images // max(shape.batch * world, 1)
     steps = epochs * per_epoch
-    saves = _saves(tr, epochs, steps) if steps else 0
+    n_saves = saves(tr, epochs, steps) if steps else 0
     if (tr.get("checkpointer") or {}).get("replace_periodic"):
         keep = 1
-    kept = saves if not keep else min(keep, saves)
+    kept = n_saves if not keep else min(keep, n_saves)
     state = shape.backbone + shape.head
     model_file = (2 * shape.head if lean else 2 * state + 2 * state) * BYTES_PER_PARAM
     companions = 2 * shape.backbone * BYTES_PER_PARAM
     per_save = model_file + companions
     final = kept * per_save + LOGS_MB * 1e6
-    peak = min(kept + 1, saves) * per_save + LOGS_MB * 1e6
+    peak = min(kept + 1, n_saves) * per_save + LOGS_MB * 1e6
     notes: list[str] = []
     if per_epoch == 0:
         notes.append(f"{images} images give no full batch of {shape.batch} x {world} device(s): no step would run")
@@ -203,7 +206,7 @@ def estimate_nvdinov2_train(
         "images": images,
         "steps_per_epoch": per_epoch,
         "steps": steps,
-        "saves": saves,
+        "saves": n_saves,
         "saves_kept": kept,
         "disk": {
             "per_save_mb": round(per_save / 1e6, 1),
@@ -225,7 +228,7 @@ def estimate_nvdinov2_train(
         return out
     ref = reference_shape(table["reference"])
     step_s = row["train_step_s"] * shape.work() / ref.work() / world
-    written_gb = saves * per_save / GB
+    written_gb = n_saves * per_save / GB
     wall = (row["fixed_s"] + steps * step_s + written_gb * row.get("save_s_per_gb", 0.0)) * speed_factor
     ref_state = ref.backbone + ref.head
     mem_kind = "ram" if device == "cpu" else "gpu"
@@ -266,8 +269,9 @@ def fits(est: dict[str, Any], *, free_disk_gb: float | None, gpu_memory_gb: floa
     file system. GPU memory: the estimate against ``gpu_memory_gb`` when both are known.
     """
     issues: list[dict[str, str]] = []
-    peak_gb = est["disk"]["peak_mb"] / 1e3
-    if free_disk_gb is not None and peak_gb > free_disk_gb:
+    peak_mb = est["disk"].get("peak_mb")
+    peak_gb = peak_mb / 1e3 if peak_mb is not None else 0.0
+    if free_disk_gb is not None and peak_mb is not None and peak_gb > free_disk_gb:
         issues.append(
             {
                 "field": "train.checkpoint_interval",
@@ -294,7 +298,8 @@ def not_supported(network: str | None, action: str, engine: str) -> NotSupported
     """The NotSupported error for what has no throughput table yet."""
     return NotSupported(
         f"no estimate for {network} {action} on the {engine} engine: the throughput table "
-        "(taoskills/engine/throughput.yaml) covers NVDINOv2 train on the built-in engine",
+        "(taoskills/engine/throughput.yaml) covers the train action of NVDINOv2, DINO, MAE and "
+        "Grounding DINO on the built-in engine",
         field="skill",
         fix="launch without an estimate, or add a row by running scripts/bench_engine.py for this network",
     )

@@ -47,7 +47,10 @@ def render(est: dict[str, Any]) -> list[str]:
     if mem:
         lines.append(f"  memory     ~{mem['peak_gb']:.1f} GB {'GPU memory' if mem['kind'] == 'gpu' else 'RAM'} (peak)")
     free = f", {est['free_disk_gb']:.1f} GB free" if est.get("free_disk_gb") is not None else ""
-    lines.append(f"  disk       ~{disk['final_mb']:.0f} MB at the end, {disk['peak_mb']:.0f} MB peak{free}")
+    if disk.get("final_mb") is not None:
+        lines.append(f"  disk       ~{disk['final_mb']:.0f} MB at the end, {disk['peak_mb']:.0f} MB peak{free}")
+    else:
+        lines.append(f"  disk       unknown{free}")
     lines += [f"  note: {n}" for n in est.get("notes") or []]
     if est.get("fits"):
         lines.append("✓ fits on this host")
