@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import yaml
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, WithJsonSchema, computed_field
 
 from taoskills.bank.routing import RouteResult
 from taoskills.platforms.placement import Placement
@@ -95,6 +95,13 @@ class SpecResult(BaseModel):
         return dump_yaml(self.spec)
 
 
+_PLACEMENT_FLAT = {
+    "type": ["object", "null"],
+    "description": "where this action can run here, or the one thing to do: {skill, action, runs_here: bool, "
+    "engine: str|null, platform: str|null, options: the (engine, platform) pairs checked when none runs here, else [] (get_skill lists them all), next: str|null}",
+}
+
+
 class SpecReply(BaseModel):
     """:class:`SpecResult` as the MCP ``build_spec`` tool returns it: without ``spec_yaml`` (the
     same spec again as text; ``get_spec_template`` and ``render_runner`` show YAML) and, when the
@@ -109,7 +116,9 @@ class SpecReply(BaseModel):
     notes: list[str] = Field(default_factory=list)
     issues: list[dict[str, str]] = Field(default_factory=list)
     valid: bool = True
-    runs_here: Placement | None = Field(default=None, description="where this action can run here, or the one thing to do")
+    #: A flat schema (no $ref/anyOf): every MCP client checks each reply against it, and the
+    #: nested Placement schema doubled that check's cost. get_skill's schema keeps the full one.
+    runs_here: Annotated[Placement | None, WithJsonSchema(_PLACEMENT_FLAT)] = None
 
     @classmethod
     def of(cls, result: SpecResult) -> SpecReply:

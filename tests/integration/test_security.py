@@ -57,6 +57,21 @@ def test_redact_scrubs_values_urls_key_ids_and_secret_keys():
     assert redact_text("short 1 true", ["1"]) == "short 1 true"  # values under 6 characters are not scrubbed
 
 
+def test_secret_values_follow_every_change_of_the_environment(monkeypatch):
+    """The remembered answer for os.environ is keyed on its raw items: set, change, delete."""
+    from taoskills.security.redact import secret_values
+
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "first-secret-value")
+    assert "first-secret-value" in secret_values()
+    assert redact_text("a first-secret-value b") == f"a {REDACTED} b"
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "second-secret-value")
+    now = secret_values()
+    assert "second-secret-value" in now and "first-secret-value" not in now
+    monkeypatch.delenv("MY_SERVICE_TOKEN")
+    assert "second-secret-value" not in secret_values()
+    assert secret_values({"MY_SERVICE_TOKEN": "explicit-mapping"}) == ("explicit-mapping",)
+
+
 # ----------------------------------------------------------------------------- input guards
 
 

@@ -64,10 +64,26 @@ def _secret_env_name(n: str) -> bool:
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Values of the secret variables in ``environ`` (default ``os.environ``), longest first."""
-    env = os.environ if environ is None else environ
+    """Values of the secret variables in ``environ`` (default ``os.environ``), longest first.
+
+    For ``os.environ`` the answer is remembered against a snapshot of its raw items (CPython's
+    ``os.environ._data``, bytes keys and values, so taking it decodes nothing): any change to
+    the environment makes a new snapshot and a fresh answer."""
+    raw = getattr(os.environ, "_data", None) if environ is None else None
+    if isinstance(raw, dict) and hasattr(os.environ, "decodevalue"):
+        return _os_secret_values(tuple(raw.items()))
+    return _secret_values(os.environ if environ is None else environ)
+
+
+def _secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
     vals = {v for k, v in env.items() if is_secret_env_name(k) and isinstance(v, str) and len(v) >= MIN_SECRET_LEN}
     return tuple(sorted(vals, key=lambda v: (-len(v), v)))
+
+
+@functools.lru_cache(maxsize=8)
+def _os_secret_values(snapshot: tuple[tuple[Any, Any], ...]) -> tuple[str, ...]:
+    key, value = os.environ.decodekey, os.environ.decodevalue  # type: ignore[attr-defined]
+    return _secret_values({key(k): value(v) for k, v in snapshot})
 
 
 @functools.lru_cache(maxsize=32)
