@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from taoskills.errors import NotSupported
 from taoskills.platforms import engines as engine_registry
 from taoskills.platforms import registry as platform_registry
+from taoskills.security.redact import environ_snapshot
 
 if TYPE_CHECKING:
     from taoskills.bank.skill_info import SkillInfo
@@ -151,7 +152,7 @@ def place(
     options: list[EngineOption] = []
     blockers: list[tuple[int, str]] = []  # (rank, fix): 0 = implemented but missing a tool here
     cached = not fresh and _cache_ttl_s > 0
-    env = tuple(os.environ.items()) if cached else None
+    env = (environ_snapshot() or tuple(os.environ.items())) if cached else None
     entries = platform_registry.entries() if cached else {}
     for eng in engs:
         for pname in plats:
