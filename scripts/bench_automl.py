@@ -254,6 +254,7 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
     import optuna
 
     from taoskills.automl.algorithms import get_algorithm, make_study_objects, rungs
+    from taoskills.automl.budget import FINISHES_ATTR, finish_instead, may_run
     from taoskills.automl.space import Param, SearchSpace
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -267,20 +268,42 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
     study = optuna.create_study(sampler=sampler, pruner=pruner, direction="minimize")
     plan = rungs(get_algorithm(algorithm), max_epochs, 1, eta)
     tr = Tracker(budget)
+
+    def trials() -> list:
+        return study.get_trials(deepcopy=False)
+
     obj.open()
     try:
         while tr.left > 0:
-            trial = study.ask()
-            x = space.sample(trial)
-            done, pruned, value = 0, False, math.inf
+            # the runtime's budget reserve (taoskills.automl.budget): never end without a full-budget trial
+            stopped = finish_instead(
+                study.get_trials(deepcopy=False), max_epochs=max_epochs, epochs_left=tr.left, first_rung=plan[0]
+            )
+            if stopped is not None:  # resume the best stopped trial from its own checkpoint, to max_epochs
+                study.enqueue_trial(study.trials[stopped.number].params, user_attrs={FINISHES_ATTR: stopped.number})
+                trial = study.ask()
+                x, tid, done = space.sample(trial), f"t{stopped.number}", stopped.epochs  # the same values
+            else:
+                trial = study.ask()
+                x, tid, done = space.sample(trial), f"t{trial.number}", 0
+            pruned, value = False, math.inf
             for end in plan:  # one "job" per rung, resumed from the previous rung (costs end - done)
+                if end <= done:
+                    continue
                 end = min(end, done + tr.left)
+                if (
+                    done
+                    and stopped is None
+                    and not may_run(trials(), max_epochs=max_epochs, epochs_left=tr.left, start=done, end=end)
+                ):
+                    pruned = True  # the rung would eat into the budget reserve: stop here
+                    break
                 tr.spend(end - done)
-                values = obj.train(f"t{trial.number}", x, done, end)
+                values = obj.train(tid, x, done, end)
                 for step, value in zip(range(done + 1, end + 1), values):  # per-epoch KPI -> intermediate value
                     trial.report(value, step)
                 done = end
-                if end < max_epochs and (tr.left <= 0 or trial.should_prune()):
+                if end < max_epochs and (tr.left <= 0 or (stopped is None and trial.should_prune())):
                     pruned = True
                     break
             if pruned:
