@@ -231,11 +231,17 @@ def test_multi_objective_nsga2_keeps_a_pareto_front(env):
     assert svc.resolve_checkpoint(handle.job_id, "inference").path.startswith(handle.results_dir)
 
 
-def test_the_last_trial_is_never_pruned_when_none_completed(env):
+def test_the_last_trial_finishes_the_stopped_one_when_none_completed(env):
     svc, photos = env
     # tpe_asha with eta 3 stops the first 2 trials at every rung: both would be pruned
     handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=2, max_epochs=3)
     assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
     trials = open_study(load_config(handle.results_dir)).get_trials()
     assert [t.state for t in trials] == [TS.PRUNED, TS.COMPLETE]
-    assert trials[1].user_attrs["promoted_as_last"] and trials[1].user_attrs["trial_epochs"] == 3
+    # budget reserve: the last slot resumes trial 0 from its rung-1 checkpoint (2 new epochs)
+    first, last = trials[0].user_attrs, trials[1].user_attrs
+    assert last["finishes_trial"] == 0 and last["values"] == first["values"]
+    assert last["trial_epochs"] == 2 and last["segments"][0]["job_id"] == first["segments"][0]["job_id"]
+    assert last["segments"][-1]["start"] == 1 and last["segments"][-1]["epochs"] == 3
+    best = json.loads((Path(handle.results_dir) / "best_rec.json").read_text())
+    assert best["best"]["rec_id"] == 1 and best["budget"]["trial_epochs_used"] == 3

@@ -13,8 +13,13 @@ trials RUNNING with its pid and heartbeat. The next controller on the study
 (``python -m taoskills.automl run <run_dir>`` again) takes those trials over and waits for
 their jobs (they run in their own sessions and survive the controller) or relaunches the
 lost segment from its checkpoint — no trial is lost, none is run twice. A trial job that
-fails is retried ``max_retries`` times from its own last checkpoint. The last trial of a
-run with no complete trial is never pruned, so a run always ends with a full-budget best.
+fails is retried ``max_retries`` times from its own last checkpoint.
+
+Budget reserve (:mod:`taoskills.automl.budget`): a run always ends with a full-budget best.
+While no trial is complete, stopped trials keep their checkpoints, and the last trial slot
+does not start a new configuration: it resumes the best stopped trial from its own last
+rung checkpoint to ``max_epochs`` (a new trial with user attribute ``finishes_trial``, never
+pruned). With no stopped trial to finish, the last trial is never pruned.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from taoskills.automl import results
+from taoskills.automl import budget, results
 from taoskills.automl.algorithms import get_algorithm, rungs
 from taoskills.automl.space import SearchSpace
 from taoskills.automl.study import RunConfig, load_config, open_study
@@ -112,12 +117,38 @@ class Controller:
         if trial is not None:
             return trial
         with self.lock:
-            if self.stop.is_set() or len(self.study.get_trials(deepcopy=False)) >= self.cfg.max_trials:
+            trials = self.study.get_trials(deepcopy=False)
+            if self.stop.is_set() or len(trials) >= self.cfg.max_trials:
                 return None
+            if not self.multi and self.algo.multi_fidelity:
+                self._enqueue_finish(trials)
             trial = self.study.ask()
             trial.set_user_attr("owner", self._owner())
             self.active[trial.number] = ""
             return trial
+
+    def _enqueue_finish(self, trials: list[Any]) -> None:
+        """Budget reserve: when the next trial takes the last slot and none is complete,
+        queue the best stopped trial's values and rung segments, so the next trial resumes it."""
+        stopped = budget.finish_instead(
+            trials,
+            max_epochs=self.cfg.max_epochs,
+            direction=self.cfg.objectives[0].direction,
+            trials_left=self.cfg.max_trials - len(trials),
+        )
+        if stopped is None:
+            return
+        old = next(t for t in trials if t.number == stopped.number)
+        segs = [
+            dict(s, copied_from=stopped.number)
+            for s in old.user_attrs.get("segments", [])
+            if s["state"] == "COMPLETE" and s["epochs"] <= stopped.epochs
+        ]
+        if not segs or "values" not in old.user_attrs:
+            return
+        attrs = {budget.FINISHES_ATTR: stopped.number, "values": old.user_attrs["values"], "segments": segs}
+        self.study.enqueue_trial(old.params, user_attrs=attrs)
+        self.status.event(f"budget reserve: the last trial resumes stopped trial {stopped.number} after {stopped.epochs} epochs")
 
     # -- one trial ------------------------------------------------------------------------
 
@@ -198,7 +229,8 @@ class Controller:
 
     def _save_segments(self, trial: Any, segments: list[dict[str, Any]]) -> None:
         trial.set_user_attr("segments", segments)
-        trial.set_user_attr("trial_epochs", sum(s["epochs"] - s["start"] for s in segments if s["state"] == "COMPLETE"))
+        new = [s for s in segments if s["state"] == "COMPLETE" and "copied_from" not in s]  # a resumed trial's own epochs
+        trial.set_user_attr("trial_epochs", sum(s["epochs"] - s["start"] for s in new))
 
     def run_trial(self, trial: Any) -> tuple[str, list[float] | None, str | None]:
         """Run (or finish) one trial. Returns (state COMPLETE|PRUNED|FAIL, values, reason)."""
@@ -213,7 +245,8 @@ class Controller:
         epochs_done = done[-1]["epochs"] if done else 0
         resume_job = done[-1]["job_id"] if done else None
         final = self._final_values(resume_job) if resume_job else None
-        if done and epochs_done < self.cfg.max_epochs and not self.multi and trial.should_prune():
+        finishing = budget.FINISHES_ATTR in ft.user_attrs
+        if done and epochs_done < self.cfg.max_epochs and not self.multi and not finishing and trial.should_prune():
             return "PRUNED", final, f"pruned after {epochs_done} epochs"
         for end in self.rungs:
             if end <= epochs_done:
@@ -254,11 +287,14 @@ class Controller:
         return "COMPLETE", final, None
 
     def _must_finish(self, trial: Any) -> bool:
-        """True for the last trial of a run that has no complete trial: it is never pruned,
-        so every run ends with a best_rec at the full epoch budget."""
+        """True for a trial that finishes a stopped one (budget reserve) and for the last trial
+        of a run that has no complete trial: it is never pruned, so every run ends with a
+        best_rec at the full epoch budget."""
         import optuna
 
         TS = optuna.trial.TrialState
+        if budget.FINISHES_ATTR in self.study._storage.get_trial(trial._trial_id).user_attrs:
+            return True
         with self.lock:
             trials = self.study.get_trials(deepcopy=False)
             if any(t.state == TS.COMPLETE for t in trials) or len(trials) < self.cfg.max_trials:
@@ -297,7 +333,7 @@ class Controller:
                 self.study.tell(trial, state=TS.FAIL, skip_if_finished=True)
             self.active.pop(trial.number, None)
         results.write_trial(self.run_dir, self.study, trial.number, self.service)
-        if state == "PRUNED" and not self.cfg.keep_checkpoints:
+        if state == "PRUNED" and not self.cfg.keep_checkpoints and budget.any_complete(self.study.get_trials(deepcopy=False)):
             results.remove_checkpoints(self.service, self.study.trials[trial.number])
         self.status.progress(self.cfg, self.study)
 
