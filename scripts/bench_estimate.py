@@ -39,25 +39,18 @@ from typing import Any
 import yaml
 
 #: The spec keys that fix each network's model size (and so its checkpoint size).
+_DETR_STRUCTURE = (
+    "model.backbone",
+    "model.hidden_dim",
+    "model.num_queries",
+    "model.enc_layers",
+    "model.dec_layers",
+    "model.num_feature_levels",
+    "model.dim_feedforward",
+)
 STRUCTURE: dict[str, tuple[str, ...]] = {
-    "dino": (
-        "model.backbone",
-        "model.hidden_dim",
-        "model.num_queries",
-        "model.enc_layers",
-        "model.dec_layers",
-        "model.num_feature_levels",
-        "model.dim_feedforward",
-    ),
-    "grounding_dino": (
-        "model.backbone",
-        "model.hidden_dim",
-        "model.num_queries",
-        "model.enc_layers",
-        "model.dec_layers",
-        "model.num_feature_levels",
-        "model.dim_feedforward",
-    ),
+    "dino": _DETR_STRUCTURE,
+    "grounding_dino": _DETR_STRUCTURE,
     "mae": ("model.arch", "train.stage"),
 }
 #: The summary key of the demo's train job.
