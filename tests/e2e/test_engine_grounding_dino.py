@@ -157,17 +157,29 @@ def _ap50_for(dets: list[dict], gt: dict, keep) -> float:
 
 
 def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp_path):
-    """Query "red" (a known word, never a label) on new scenes of the four classes: its detections must
-    match the red circles + red triangles clearly better than the blue / green squares (chance: the same
-    AP50 against both halves). "square" is measured too (printed). A two-word caption never used as a
-    label ("red square") is not asserted: measured AP50 0.12 on red squares vs 0.28 on red circles + blue
-    squares, i.e. not better than chance at this size (the phrase score is the mean over its tokens)."""
+    """Query "red" (a known word, never a label) on new scenes of the four classes plus red squares
+    (never drawn in training): its detections must match the red objects clearly better than the blue /
+    green ones (chance: the same AP50 against both). "square" and the two-word caption "red square"
+    (never a label, both words known) are measured and printed, not asserted: "red square" is not found
+    better than chance at this size (AP50 on red squares vs its neighbours, red circles + triangles and
+    blue + green squares: 0.15 vs 0.58 here, 2 runs; 0.30 vs 0.26 on scenes of all 9 colour x shape
+    pairs). "square" 0.45 vs 0.02 only looks good: every non-square here is red. Per-token scores show
+    why ("square" is learnt as "not red": every square in training is blue or green; circles and squares
+    are not told apart; a phrase's tokens score alike): engine README, "Why red square fails"."""
     tmp, _, _, model = work
-    scenes = Y.write_shapes(tmp_path / "scenes", n=32, size=64, seed=5, classes=CLASSES)
+    drawn = (*CLASSES, "red square")
+    scenes = Y.write_shapes(tmp_path / "scenes", n=32, size=64, seed=5, classes=drawn)
     gt = json.loads(scenes["coco"].read_text())
     ids = {im["file_name"]: im["id"] for im in gt["images"]}
+    cats = {i: set(c.split()) for i, c in enumerate(drawn)}
+    queries = {
+        "red": ({i for i, w in cats.items() if "red" in w}, {i for i, w in cats.items() if "red" not in w}),
+        "square": ({i for i, w in cats.items() if "square" in w}, {i for i, w in cats.items() if "square" not in w}),
+        # neighbours: one word shared (red circles / triangles, blue / green squares)
+        "red square": ({4}, {i for i, w in cats.items() if len(w & {"red", "square"}) == 1}),
+    }
     ap = {}
-    for caption, targets in (("red", {0, 2}), ("square", {1, 3})):
+    for caption, (targets, others) in queries.items():
         out = tmp_path / caption
         code = main(
             [
@@ -193,12 +205,12 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
             for d in im["detections"]
             for x1, y1, x2, y2 in [d["bbox"]]
         ]
-        ap[caption] = (_ap50_for(dets, gt, lambda c, t=targets: c in t), _ap50_for(dets, gt, lambda c, t=targets: c not in t))
+        ap[caption] = (_ap50_for(dets, gt, lambda c, t=targets: c in t), _ap50_for(dets, gt, lambda c, o=others: c in o))
         print(
             f"caption {caption!r} (never a label): AP50 {ap[caption][0]:.3f} on its objects vs {ap[caption][1]:.3f} on the others"
         )
-    target, others = ap["red"]
-    assert target > others + 0.1, ap  # measured: red 0.81 vs 0.04, square 0.69 vs 0.02
+    target, rest = ap["red"]
+    assert target > rest + 0.1, ap  # measured (2 runs, seeded: identical): red 0.79 vs 0.02
 
 
 def test_evaluate_inference_export(work, trained, tmp_path):
