@@ -9,7 +9,7 @@ spec) and read its train job:
 * ``fixed_s``: the job's wall time (``created_at`` to ``ended_at`` in its record) minus steps x
   ``train_step_s`` (runner script, interpreter, torch and Lightning start, model build, data
   loading, the end-of-run curves);
-* ``checkpoint_mb``: size of the newest ``model_epoch_*.pth`` (MB, 1e6 bytes);
+* ``reference.checkpoint_mb``: size of the newest ``model_epoch_*.pth`` (MB, 1e6 bytes);
 * ``save_s_per_gb``: not separable from the step times here; reported as 0 (saves are inside
   the measured wall time of the reference);
 * ``peak_rss_gb``: the peak resident set of the same spec run again by the engine alone
@@ -102,7 +102,6 @@ def measure(network: str, out: Path, *, rss: bool = True) -> dict[str, Any]:
         "train_step_s": round(step_s, 3),
         "fixed_s": round(wall - last["max_step"] * step_s, 1),
         "save_s_per_gb": 0.0,
-        "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 1) if ckpt else None,
         "peak_rss_gb": None,
     }
     if rss:
@@ -115,6 +114,7 @@ def measure(network: str, out: Path, *, rss: bool = True) -> dict[str, Any]:
         "batch_size": int(spec["dataset"]["batch_size"]),
         "side": _side(network, spec),
         "steps": int(last["max_step"]),
+        "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 1) if ckpt else None,
         "wall_s": round(wall, 1),
     }
     return {"reference": reference, "cpu": row}

@@ -15,14 +15,15 @@ approximation stated here):
   side)^2 / GPUs: cost linear in pixels per step (CNN and Swin backbones, deformable attention),
   validation and saves at the reference's share.
 * **wall time** = ``fixed_s`` + steps x time per step, x ``speed_factor``.
-* **disk**: the reference's measured checkpoint (``model_epoch_*`` file: weights and AdamW's two
-  moments) per save; saves as NVDINOv2 (:func:`taoskills.jobs.estimate.saves`), the newest
+* **disk**: the reference's measured checkpoint (``reference.checkpoint_mb``: its ``model_epoch_*``
+  file, weights and AdamW's two moments; the same on every device) per save; saves as NVDINOv2 (:func:`taoskills.jobs.estimate.saves`), the newest
   ``keep`` remain, one more while a save replaces the oldest.
 * **memory**: the row's ``peak_rss_gb`` (CPU) or ``peak_mem_gb`` (GPU) at the reference; it
   ignores batch and image size (a note says so when they differ).
 
 A spec whose structure differs from the reference (another backbone, width, depth or query
-count) gets no time, memory or disk figure: "no measurement for this structure", with the fix.
+count) gets no time, memory or disk figure: "no measurement for this structure", with the fix;
+a device without a row gets disk only.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def estimate_train(
     (:func:`count_samples`); ``device``, ``gpus``, ``keep``, ``speed_factor`` as
     :func:`taoskills.jobs.estimate.estimate_nvdinov2_train`.
 
-    Returns the same dict shape as that function; ``disk`` sizes are None (and ``measured``
-    False) when no row covers the spec's structure or the device.
+    Returns the same dict shape as that function; ``disk`` sizes are None when the spec's
+    structure is not the reference's; ``wall_time_s``/``memory`` are None (``measured`` False)
+    when, besides, the device has no row.
     """
     table = E.throughput_table().get(network) or {}
     ref = table.get("reference") or {}
@@ -147,10 +149,7 @@ def estimate_train(
             "scripts/bench_estimate.py measures rows)"
         )
         return out
-    if not row or not row.get("train_step_s"):
-        notes.append(f"no measurement for this device ({device}): wall time, memory and disk unknown")
-        return out
-    per_save = float(row["checkpoint_mb"]) * 1e6
+    per_save = float(ref["checkpoint_mb"]) * 1e6  # a property of the structure: the same on every device
     final = kept * per_save + E.LOGS_MB * 1e6
     peak = min(kept + 1, saves) * per_save + E.LOGS_MB * 1e6
     out["disk"] = {
@@ -160,6 +159,9 @@ def estimate_train(
         "model_file_mb": round(per_save / 1e6, 1),
         "lean_checkpoints": False,
     }
+    if not row or not row.get("train_step_s"):
+        notes.append(f"no measurement for this device ({device}): wall time and memory unknown; disk is from the reference job")
+        return out
     s, ref_side = side(network, spec), ref.get("side")
     pixels = (s / ref_side) ** 2 if s and ref_side else 1.0
     step_s = row["train_step_s"] * batch / ref["batch_size"] * pixels / world
