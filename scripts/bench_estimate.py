@@ -38,6 +38,9 @@ from typing import Any
 
 import yaml
 
+from taoskills.jobs.estimate_measured import side
+from taoskills.specs.dotted import get_dotted
+
 #: The spec keys that fix each network's model size (and so its checkpoint size).
 _DETR_STRUCTURE = (
     "model.backbone",
@@ -63,18 +66,6 @@ _PEAK = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)"
 )
-
-
-def _get(spec: dict[str, Any], key: str) -> Any:
-    node: Any = spec
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _side(network: str, spec: dict[str, Any]) -> int:
-    aug = spec["dataset"]["augmentation"]
-    return int(aug["input_size"]) if network == "mae" else int(max(aug["scales"]))
 
 
 def _seconds(record: dict[str, Any]) -> float:
@@ -110,9 +101,9 @@ def measure(network: str, out: Path, *, rss: bool = True) -> dict[str, Any]:
         done = subprocess.run([sys.executable, "-c", _PEAK, *cmd], check=True, stderr=subprocess.PIPE, text=True)
         row["peak_rss_gb"] = round(int(done.stderr.strip().splitlines()[-1]) * 1024 / 1e9, 2)
     reference = {
-        "structure": {k: _get(spec, k) for k in STRUCTURE[network]},
+        "structure": {k: get_dotted(spec, k, default=None) for k in STRUCTURE[network]},
         "batch_size": int(spec["dataset"]["batch_size"]),
-        "side": _side(network, spec),
+        "side": side(network, spec),
         "steps": int(last["max_step"]),
         "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 1) if ckpt else None,
         "wall_s": round(wall, 1),

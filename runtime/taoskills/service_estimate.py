@@ -16,12 +16,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 from typing_extensions import Unpack
 
-from taoskills import tao
 from taoskills.errors import NotSupported, PreflightError, SpecError
 from taoskills.jobs import estimate as E
 from taoskills.jobs import estimate_measured as EM
 from taoskills.platforms.engines import AUTO
 from taoskills.service_models import SpecRequest
+from taoskills.specs.schedules import count_images
 
 #: Platforms whose jobs run on this host's devices and file system (free disk is measured here).
 LOCAL_PLATFORMS = ("local", "docker")
@@ -32,8 +32,9 @@ class Estimate(BaseModel):
 
     ``wall_time_s`` / ``memory`` are None when the throughput table has no row for ``device``
     ("no measurement for this device" in ``notes``). ``disk`` is always given for NVDINOv2 (it
-    follows from the spec); for DINO, MAE and Grounding DINO its sizes are None when no measured
-    row covers the spec's structure or device. ``fits`` is false when ``issues`` (each {field, reason, fix}) would stop the run.
+    follows from the spec); for DINO, MAE and Grounding DINO its sizes are None when the spec's
+    model structure is not the measured reference's. ``fits`` is false when ``issues`` (each
+    {field, reason, fix}) would stop the run.
     """
 
     skill: str
@@ -85,13 +86,14 @@ def _host_device(platform: str, spec: dict[str, Any]) -> tuple[str, int, float |
 def _images(spec: dict[str, Any]) -> int:
     field = "dataset.train_dataset.images_dir"
     folder = Path(str(((spec.get("dataset") or {}).get("train_dataset") or {}).get("images_dir") or "")).expanduser()
-    if not folder.is_dir():
+    count = count_images(str(folder))  # remembered while the tree is unchanged (the builder counted it already)
+    if count is None:
         raise SpecError(
             f"{field}={folder} is not a folder of images here, so the image count is unknown.",
             field=field,
             fix="pass data_sources with the train images (a folder or an archive to stage)",
         )
-    return sum(1 for _ in tao.iter_image_files(folder))
+    return count
 
 
 def _keep() -> int | None:

@@ -160,6 +160,20 @@ def saves(tr: dict[str, Any], epochs: int, total_steps: int) -> int:
     return epochs // interval + (1 if epochs % interval else 0)
 
 
+def disk(per_save: float, model_file: float, *, kept: int, saves: int, lean: bool = False) -> dict[str, Any]:
+    """The ``disk`` figures of an estimate (MB, 1e6 bytes) from the bytes of one save and of its
+    ``model_epoch_*`` file: ``kept`` saves remain at the end, one more exists while a save
+    replaces the oldest (the peak, at most ``saves``), plus :data:`LOGS_MB` of logs."""
+    logs = LOGS_MB * 1e6
+    return {
+        "per_save_mb": round(per_save / 1e6, 1),
+        "final_mb": round((kept * per_save + logs) / 1e6, 1),
+        "peak_mb": round((min(kept + 1, saves) * per_save + logs) / 1e6, 1),
+        "model_file_mb": round(model_file / 1e6, 1),
+        "lean_checkpoints": lean,
+    }
+
+
 def estimate_nvdinov2_train(
     spec: dict[str, Any],
     *,
@@ -194,8 +208,6 @@ def estimate_nvdinov2_train(
     model_file = (2 * shape.head if lean else 2 * state + 2 * state) * BYTES_PER_PARAM
     companions = 2 * shape.backbone * BYTES_PER_PARAM
     per_save = model_file + companions
-    final = kept * per_save + LOGS_MB * 1e6
-    peak = min(kept + 1, n_saves) * per_save + LOGS_MB * 1e6
     notes: list[str] = []
     if per_epoch == 0:
         notes.append(f"{images} images give no full batch of {shape.batch} x {world} device(s): no step would run")
@@ -208,13 +220,7 @@ def estimate_nvdinov2_train(
         "steps": steps,
         "saves": n_saves,
         "saves_kept": kept,
-        "disk": {
-            "per_save_mb": round(per_save / 1e6, 1),
-            "final_mb": round(final / 1e6, 1),
-            "peak_mb": round(peak / 1e6, 1),
-            "model_file_mb": round(model_file / 1e6, 1),
-            "lean_checkpoints": lean,
-        },
+        "disk": disk(per_save, model_file, kept=kept, saves=n_saves, lean=lean),
         "params_M": round(state / 1e6, 2),
         "wall_time_s": None,
         "memory": None,
@@ -269,9 +275,9 @@ def fits(est: dict[str, Any], *, free_disk_gb: float | None, gpu_memory_gb: floa
     file system. GPU memory: the estimate against ``gpu_memory_gb`` when both are known.
     """
     issues: list[dict[str, str]] = []
-    peak_mb = est["disk"].get("peak_mb")
-    peak_gb = peak_mb / 1e3 if peak_mb is not None else 0.0
-    if free_disk_gb is not None and peak_mb is not None and peak_gb > free_disk_gb:
+    peak_mb = est["disk"].get("peak_mb")  # None: disk unknown (no measured structure), nothing to refuse
+    peak_gb = (peak_mb or 0.0) / 1e3
+    if free_disk_gb is not None and peak_gb > free_disk_gb:
         issues.append(
             {
                 "field": "train.checkpoint_interval",
@@ -301,5 +307,5 @@ def not_supported(network: str | None, action: str, engine: str) -> NotSupported
         "(taoskills/engine/throughput.yaml) covers the train action of NVDINOv2, DINO, MAE and "
         "Grounding DINO on the built-in engine",
         field="skill",
-        fix="launch without an estimate, or add a row by running scripts/bench_engine.py for this network",
+        fix="launch without an estimate: only train runs on the built-in engine are estimated",
     )

@@ -15,9 +15,10 @@ approximation stated here):
   side)^2 / GPUs: cost linear in pixels per step (CNN and Swin backbones, deformable attention),
   validation and saves at the reference's share.
 * **wall time** = ``fixed_s`` + steps x time per step, x ``speed_factor``.
-* **disk**: the reference's measured checkpoint (``reference.checkpoint_mb``: its ``model_epoch_*``
-  file, weights and AdamW's two moments; the same on every device) per save; saves as NVDINOv2 (:func:`taoskills.jobs.estimate.saves`), the newest
-  ``keep`` remain, one more while a save replaces the oldest.
+* **disk**: the reference's measured checkpoint (``reference.checkpoint_mb``: its
+  ``model_epoch_*`` file, weights and AdamW's two moments; the same on every device) per save;
+  saves and the keep/peak rule as NVDINOv2 (:func:`taoskills.jobs.estimate.saves`,
+  :func:`taoskills.jobs.estimate.disk`).
 * **memory**: the row's ``peak_rss_gb`` (CPU) or ``peak_mem_gb`` (GPU) at the reference; it
   ignores batch and image size (a note says so when they differ).
 
@@ -28,6 +29,7 @@ a device without a row gets disk only.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -60,28 +62,42 @@ def _sources(spec: dict[str, Any]) -> list[Any]:
 
 def count_samples(network: str, spec: dict[str, Any]) -> int:
     """Training samples of ``spec`` (see the module rules). Raises ValueError naming the file or
-    folder that cannot be read."""
-    from taoskills import tao
+    folder that cannot be read. Folder counts are :func:`taoskills.specs.schedules.count_images`'s
+    (remembered while the tree is unchanged); annotation-file counts are remembered per
+    (path, size, mtime), so estimate-then-launch parses a large COCO file once."""
+    from taoskills.specs.schedules import count_images
 
     total = 0
     for src in _sources(spec):
         if network == "mae":
-            folder = Path(str(src)).expanduser()
-            if not folder.is_dir():
+            folder = str(Path(str(src)).expanduser())
+            n = count_images(folder)
+            if n is None:
                 raise ValueError(f"dataset.train_data_sources: {folder} is not a folder here")
-            total += sum(1 for _ in tao.iter_image_files(folder))
+            total += n
             continue
         path = Path(str((src or {}).get("json_file") or "")).expanduser()
-        if not path.is_file():
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        if st is None or not path.is_file():
             raise ValueError(f"dataset.train_data_sources[].json_file: {path} is not a file here")
-        if network == "grounding_dino":
-            with path.open("rb") as fh:
-                total += sum(1 for line in fh if line.strip())
-        else:
-            import orjson
-
-            total += len(orjson.loads(path.read_bytes()).get("images") or [])
+        total += _records(str(path), network == "grounding_dino", st.st_size, st.st_mtime_ns)
     return total
+
+
+@functools.lru_cache(maxsize=64)
+def _records(path: str, odvg: bool, size: int, mtime_ns: int) -> int:
+    """Lines of an ODVG file or images of a COCO file (``size``/``mtime_ns``: the cache key)."""
+    del size, mtime_ns
+    if odvg:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    import orjson
+
+    with open(path, "rb") as fh:
+        return len(orjson.loads(fh.read()).get("images") or [])
 
 
 def _structure_mismatch(spec: dict[str, Any], reference: dict[str, Any]) -> list[str]:
@@ -150,15 +166,7 @@ def estimate_train(
         )
         return out
     per_save = float(ref["checkpoint_mb"]) * 1e6  # a property of the structure: the same on every device
-    final = kept * per_save + E.LOGS_MB * 1e6
-    peak = min(kept + 1, saves) * per_save + E.LOGS_MB * 1e6
-    out["disk"] = {
-        "per_save_mb": round(per_save / 1e6, 1),
-        "final_mb": round(final / 1e6, 1),
-        "peak_mb": round(peak / 1e6, 1),
-        "model_file_mb": round(per_save / 1e6, 1),
-        "lean_checkpoints": False,
-    }
+    out["disk"] = E.disk(per_save, per_save, kept=kept, saves=saves)
     if not row or not row.get("train_step_s"):
         notes.append(f"no measurement for this device ({device}): wall time and memory unknown; disk is from the reference job")
         return out
