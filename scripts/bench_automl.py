@@ -256,9 +256,10 @@ class MaeFinetune:
 # ----------------------------------------------------------------------------- ours
 
 
-def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: int = 4) -> Tracker:
+def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: int = 4, baseline: bool = True) -> Tracker:
     import optuna
 
+    from taoskills.automl import baseline as first_trial
     from taoskills.automl.algorithms import get_algorithm, make_study_objects, rungs
     from taoskills.automl.budget import FINISHES_ATTR, finish_instead, may_run
     from taoskills.automl.space import Param, SearchSpace
@@ -269,7 +270,13 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
         "bench", [Param(k, "float", low=lo, high=hi, log=log, default=d) for k, lo, hi, log, d in obj.params], max_epochs
     )
     sampler, pruner = make_study_objects(
-        algorithm, seed=seed, n_startup=n_startup, min_epochs=1, max_epochs=max_epochs, eta=eta, n_objectives=1
+        algorithm,
+        seed=seed,
+        n_startup=first_trial.startup_trials(n_startup, baseline),
+        min_epochs=1,
+        max_epochs=max_epochs,
+        eta=eta,
+        n_objectives=1,
     )
     study = optuna.create_study(sampler=sampler, pruner=pruner, direction="minimize")
     plan = rungs(get_algorithm(algorithm), max_epochs, 1, eta)
@@ -278,6 +285,8 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
     def trials() -> list:
         return study.get_trials(deepcopy=False)
 
+    if baseline:  # as the controller does: trial 0 trains the objective's defaults, never pruned
+        first_trial.enqueue(study, space)
     obj.open()
     try:
         while tr.left > 0:
@@ -292,16 +301,14 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
             else:
                 trial = study.ask()
                 x, tid, done = space.sample(trial), f"t{trial.number}", 0
+            # a finishing trial and the baseline skip the reserve check and are never pruned
+            exempt = stopped is not None or first_trial.BASELINE_ATTR in trial.user_attrs
             pruned, value = False, math.inf
             for end in plan:  # one "job" per rung, resumed from the previous rung (costs end - done)
                 if end <= done:
                     continue
                 end = min(end, done + tr.left)
-                if (
-                    done
-                    and stopped is None
-                    and not may_run(trials(), max_epochs=max_epochs, epochs_left=tr.left, start=done, end=end)
-                ):
+                if done and not exempt and not may_run(trials(), max_epochs=max_epochs, epochs_left=tr.left, start=done, end=end):
                     pruned = True  # the rung would eat into the budget reserve: stop here
                     break
                 tr.spend(end - done)
@@ -309,7 +316,7 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
                 for step, value in zip(range(done + 1, end + 1), values):  # per-epoch KPI -> intermediate value
                     trial.report(value, step)
                 done = end
-                if end < max_epochs and (tr.left <= 0 or (stopped is None and trial.should_prune())):
+                if end < max_epochs and (tr.left <= 0 or (not exempt and trial.should_prune())):
                     pruned = True
                     break
             if pruned:
@@ -418,7 +425,7 @@ PAIRS = [
 ]
 
 
-def bench(obj, algos: list[str], seeds: int, budget_trials: int, eta: int, n_startup: int) -> dict:
+def bench(obj, algos: list[str], seeds: int, budget_trials: int, eta: int, n_startup: int, baseline: bool = True) -> dict:
     """Run every (ours or tao) algorithm in ``algos`` over ``seeds`` seeds on ``obj``; print the
     tables and return the JSON report."""
     budget = budget_trials * obj.max_epochs
@@ -428,7 +435,7 @@ def bench(obj, algos: list[str], seeds: int, budget_trials: int, eta: int, n_sta
         side, algo = name.split(":")
         t0 = time.time()
         if side == "ours":
-            results[name] = [run_ours(algo, seed, budget, obj, eta, n_startup) for seed in range(seeds)]
+            results[name] = [run_ours(algo, seed, budget, obj, eta, n_startup, baseline) for seed in range(seeds)]
         else:
             results[name] = [run_tao(algo, seed, budget, obj, eta) for seed in range(seeds)]
         timing[name] = time.time() - t0
@@ -521,6 +528,7 @@ def main() -> int:
         help="Hartmann methods (side:algorithm, comma-separated)",
     )
     ap.add_argument("--mae-algos", default="ours:tpe_asha,tao:hyperband,ours:bayesian,tao:bayesian")
+    ap.add_argument("--no-baseline", action="store_true", help="our side without the baseline trial (taoskills.automl.baseline)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--combine", nargs="+", default=None, help="print the tables of these --json reports as one run")
     args = ap.parse_args()
@@ -532,11 +540,21 @@ def main() -> int:
     reports = []
     if args.objective in ("hartmann", "both"):
         obj = Hartmann(args.max_epochs)
-        reports.append(bench(obj, args.algos.split(","), args.seeds, args.budget_trials, args.eta, args.n_startup))
+        reports.append(
+            bench(obj, args.algos.split(","), args.seeds, args.budget_trials, args.eta, args.n_startup, not args.no_baseline)
+        )
     if args.objective in ("mae", "both"):
         obj = MaeFinetune(args.mae_max_epochs)
         reports.append(
-            bench(obj, args.mae_algos.split(","), args.mae_seeds, args.mae_budget_trials, args.eta, args.mae_n_startup)
+            bench(
+                obj,
+                args.mae_algos.split(","),
+                args.mae_seeds,
+                args.mae_budget_trials,
+                args.eta,
+                args.mae_n_startup,
+                not args.no_baseline,
+            )
         )
     if args.json:
         with open(args.json, "w") as fh:

@@ -19,7 +19,7 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from automl_helpers import LR, SKILL, alive, install_fake_engine, request, settings, wait_for  # noqa: E402
+from automl_helpers import LR, SEARCH, SKILL, alive, install_fake_engine, request, settings, wait_for  # noqa: E402
 from taoskills.automl import ask_tell, query  # noqa: E402
 from taoskills.automl.service_hook import launch_automl, resume_automl  # noqa: E402
 from taoskills.automl.study import load_config, open_study  # noqa: E402
@@ -231,10 +231,27 @@ def test_multi_objective_nsga2_keeps_a_pareto_front(env):
     assert svc.resolve_checkpoint(handle.job_id, "inference").path.startswith(handle.results_dir)
 
 
+def test_trial_0_trains_the_base_spec_values_to_max_epochs_unpruned(env):
+    from taoskills.specs.dotted import get_dotted
+
+    svc, photos = env
+    # tpe_asha with eta 3 stops the first 2 trials to reach a rung: trial 0 completes only as the baseline
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=3, max_epochs=3)
+    assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
+    cfg = load_config(handle.results_dir)
+    trials = open_study(cfg).get_trials()
+    first = trials[0]
+    assert first.user_attrs["baseline"] is True and first.state == TS.COMPLETE
+    assert first.user_attrs["values"] == {k: get_dotted(cfg.base_spec, k) for k in SEARCH}
+    assert first.user_attrs["segments"][-1]["epochs"] == 3 and first.user_attrs["trial_epochs"] == 3
+    assert len(first.params) == len(cfg.space["params"])  # the sampler sees the point (Optuna parameters)
+    assert not any(t.user_attrs.get("baseline") for t in trials[1:])
+
+
 def test_the_last_trial_finishes_the_stopped_one_when_none_completed(env):
     svc, photos = env
     # tpe_asha with eta 3 stops the first 2 trials at every rung: both would be pruned
-    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=2, max_epochs=3)
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=2, max_epochs=3, baseline=False)
     assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
     trials = open_study(load_config(handle.results_dir)).get_trials()
     assert [t.state for t in trials] == [TS.PRUNED, TS.COMPLETE]

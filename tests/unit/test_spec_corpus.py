@@ -121,3 +121,45 @@ def test_values_outside_an_enum_are_refused_like_tao_core(network, key):
         ours = _errors(validate_spec(schema, m.spec()), m.key)
         assert [i.code for i in ours] == ["enum"], f"{m}: {ours}"
         assert "one of" in ours[0].fix or "did you mean" in ours[0].fix
+
+
+@pytest.mark.parametrize("network,key", CASES)
+def test_remembered_sections_give_the_answers_of_a_fresh_pass(network, key, monkeypatch):
+    """validate_spec remembers each top-level section's prepared form by its JSON text
+    (validator._prep_section); over the whole corpus (defaults, each Optional set to null, every
+    mutation, each twice) the answers must equal those of a pass that remembers nothing, and
+    sections must really be reused."""
+    from taoskills.specs import validator
+
+    schema = _schema(network, key)
+    base = corpus.default_spec(network, schema)
+    specs = [base]
+    for f in corpus.fields(network):
+        if f.optional and f.key.split(".")[0] in base:
+            spec = copy_tree(base)
+            set_dotted(spec, f.key, None)
+            specs.append(spec)
+    specs += [m.spec() for m in corpus.mutations(network) if m.section in schema["properties"]]
+    real = validator._prep_section
+    hits = []
+
+    def forgetful(index, section, value):
+        validator._SECTIONS.clear()
+        return real(index, section, value)
+
+    def counting(index, section, value):
+        hits.append(len(validator._SECTIONS))
+        out = real(index, section, value)
+        hits[-1] = len(validator._SECTIONS) == hits[-1]  # nothing added: the section was remembered
+        return out
+
+    def verdicts(remember: bool) -> list[list[tuple]]:
+        monkeypatch.setattr(validator, "_prep_section", counting if remember else forgetful)
+        out = []
+        for spec in specs + specs:
+            for complete in (False, True):
+                out.append([(i.field, i.reason, i.fix, i.code) for i in validate_spec(schema, spec, require_complete=complete)])
+        return out
+
+    assert verdicts(False) == verdicts(True)
+    assert sum(hits) > len(hits) // 2, (sum(hits), len(hits))

@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from taoskills.automl import budget, results
+from taoskills.automl import baseline, budget, results
 from taoskills.automl.algorithms import get_algorithm, rungs
 from taoskills.automl.space import SearchSpace
 from taoskills.automl.study import RunConfig, load_config, open_study
@@ -120,6 +120,8 @@ class Controller:
             trials = self.study.get_trials(deepcopy=False)
             if self.stop.is_set() or len(trials) >= self.cfg.max_trials:
                 return None
+            if not trials and self.cfg.baseline and not self.multi and baseline.enqueue(self.study, self.space):
+                self.status.event("baseline: trial 0 trains the base spec's values to max_epochs")
             if not self.multi and self.algo.multi_fidelity:
                 self._enqueue_finish(trials)
             trial = self.study.ask()
@@ -239,13 +241,15 @@ class Controller:
         if values is None:
             values = self.space.sample(trial)
             trial.set_user_attr("values", values)
+        elif baseline.BASELINE_ATTR in ft.user_attrs and not ft.params:
+            self.space.sample(trial)  # records the queued Optuna parameters, so the sampler sees the point
         segments: list[dict[str, Any]] = list(ft.user_attrs.get("segments", []))
         retries = int(ft.user_attrs.get("retries", 0))
         done = [s for s in segments if s["state"] == "COMPLETE"]
         epochs_done = done[-1]["epochs"] if done else 0
         resume_job = done[-1]["job_id"] if done else None
         final = self._final_values(resume_job) if resume_job else None
-        finishing = budget.FINISHES_ATTR in ft.user_attrs
+        finishing = budget.FINISHES_ATTR in ft.user_attrs or baseline.BASELINE_ATTR in ft.user_attrs
         if done and epochs_done < self.cfg.max_epochs and not self.multi and not finishing and trial.should_prune():
             return "PRUNED", final, f"pruned after {epochs_done} epochs"
         for end in self.rungs:
@@ -287,13 +291,14 @@ class Controller:
         return "COMPLETE", final, None
 
     def _must_finish(self, trial: Any) -> bool:
-        """True for a trial that finishes a stopped one (budget reserve) and for the last trial
-        of a run that has no complete trial: it is never pruned, so every run ends with a
-        best_rec at the full epoch budget."""
+        """True for the baseline trial (:mod:`taoskills.automl.baseline`), a trial that finishes a
+        stopped one (budget reserve) and the last trial of a run that has no complete trial: it is
+        never pruned, so every run ends with a best_rec at the full epoch budget."""
         import optuna
 
         TS = optuna.trial.TrialState
-        if budget.FINISHES_ATTR in self.study._storage.get_trial(trial._trial_id).user_attrs:
+        attrs = self.study._storage.get_trial(trial._trial_id).user_attrs
+        if budget.FINISHES_ATTR in attrs or baseline.BASELINE_ATTR in attrs:
             return True
         with self.lock:
             trials = self.study.get_trials(deepcopy=False)

@@ -44,7 +44,8 @@ class AutoMLSettings(BaseModel):
     space. ``metric``: ``[{name, direction}]`` (default: the skill's contract). ``storage``:
     a SQLAlchemy URL or ``journal://<path>`` (default SQLite in the run folder).
     ``keep_checkpoints``: keep losing trials' checkpoints (automl_delete_intermediate_ckpt
-    False). ``poll_s``: seconds between job polls.
+    False). ``poll_s``: seconds between job polls. ``baseline`` (default true): trial 0 trains
+    the base spec's values to max_epochs, never pruned (:mod:`taoskills.automl.baseline`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -65,6 +66,7 @@ class AutoMLSettings(BaseModel):
     keep_checkpoints: bool = False
     poll_s: float = Field(default=2.0, gt=0)
     max_retries: int = Field(default=1, ge=0)
+    baseline: bool = True
 
 
 def parse_settings(settings: dict[str, Any] | None) -> AutoMLSettings:
@@ -203,6 +205,7 @@ def prepare_run(
         checkpoint_action=ckpt_action,
         poll_s=settings.poll_s,
         max_retries=settings.max_retries,
+        baseline=settings.baseline,
     )
 
 

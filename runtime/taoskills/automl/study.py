@@ -68,6 +68,7 @@ class RunConfig(BaseModel):
     max_retries: int = 1
     heartbeat_s: float = 15.0
     stale_after_s: float = 120.0
+    baseline: bool = True  # trial 0 trains the base spec's values (taoskills.automl.baseline)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -121,13 +122,14 @@ def open_study(cfg: RunConfig, *, create: bool = False) -> Any:
     """The run's study with its sampler and pruner (created when ``create``)."""
     import optuna
 
+    from taoskills.automl import baseline
     from taoskills.automl.algorithms import make_study_objects
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler, pruner = make_study_objects(
         cfg.algorithm,
         seed=cfg.seed,
-        n_startup=cfg.n_startup_trials,
+        n_startup=baseline.startup_trials(cfg.n_startup_trials, cfg.baseline and len(cfg.objectives) == 1),
         min_epochs=cfg.min_epochs,
         max_epochs=cfg.max_epochs,
         eta=cfg.reduction_factor,

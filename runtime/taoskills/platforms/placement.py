@@ -68,10 +68,11 @@ class Placement(BaseModel):
 
     ``runs_here``: at least one option is ok. ``engine``/``platform``: the first ok option
     (what ``engine='auto'`` picks). ``options``: every (engine, platform) pair checked.
-    ``next``: when nothing runs here, the one thing to do (else None).
+    ``next``: when nothing runs here, the one thing to do (else None). Frozen: a cached answer
+    is handed to every caller (:func:`place`).
     """
 
-    model_config = ConfigDict(json_schema_extra=_type_lists)
+    model_config = ConfigDict(json_schema_extra=_type_lists, frozen=True)
 
     skill: str
     action: str
@@ -89,6 +90,8 @@ _cache_ttl_s = 0.0
 #: The TTL the MCP server sets: an image pulled or a tool installed shows within this many seconds.
 SERVER_CACHE_TTL_S = 10.0
 _cache: dict[tuple, tuple[float, dict[str, Any], tuple[int, str] | None]] = {}
+#: Whole answers of :func:`place` (same TTL, key of every pair it checked): (time, Placement).
+_placed: dict[tuple, tuple[float, Placement]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -102,6 +105,7 @@ def set_cache_ttl(seconds: float) -> None:
     with _cache_lock:
         _cache_ttl_s = max(0.0, float(seconds))
         _cache.clear()
+        _placed.clear()
 
 
 def _check_pair(eng, pname: str, info: SkillInfo, action: str) -> tuple[dict[str, Any], tuple[int, str] | None]:
@@ -120,21 +124,22 @@ def _check_pair(eng, pname: str, info: SkillInfo, action: str) -> tuple[dict[str
 
 def _cached_pair(
     eng, pname: str, info: SkillInfo, action: str, env: tuple | None, entries: dict[str, Any]
-) -> tuple[dict[str, Any], tuple[int, str] | None]:
+) -> tuple[float, dict[str, Any], tuple[int, str] | None]:
+    """(when it was checked, EngineOption fields, blocker) for one pair, from the cache when fresh."""
     ttl = _cache_ttl_s
-    if env is None or ttl <= 0:
-        return _check_pair(eng, pname, info, action)
-    key = (eng.name, id(eng), pname, id(entries.get(pname)), info.name, id(info), action, env)
     now = time.monotonic()
+    if env is None or ttl <= 0:
+        return (now, *_check_pair(eng, pname, info, action))
+    key = (eng.name, id(eng), pname, id(entries.get(pname)), info.name, id(info), action, env)
     hit = _cache.get(key)
     if hit is not None and now - hit[0] < ttl:
-        return hit[1], hit[2]
+        return hit
     option, blocker = _check_pair(eng, pname, info, action)
     with _cache_lock:
         if len(_cache) > 512:  # environments or registrations churned: start over
             _cache.clear()
         _cache[key] = (now, option, blocker)
-    return option, blocker
+    return now, option, blocker
 
 
 def place(
@@ -154,14 +159,23 @@ def place(
     cached = not fresh and _cache_ttl_s > 0
     env = (environ_snapshot() or tuple(os.environ.items())) if cached else None
     entries = platform_registry.entries() if cached else {}
+    key = None
+    if cached:
+        regs = (tuple((e.name, id(e)) for e in engs), tuple((p, id(entries.get(p))) for p in plats))
+        key = (regs, info.name, id(info), action, env)
+        hit = _placed.get(key)
+        if hit is not None and time.monotonic() - hit[0] < _cache_ttl_s:
+            return hit[1]
+    oldest = time.monotonic()
     for eng in engs:
         for pname in plats:
-            option, blocker = _cached_pair(eng, pname, info, action, env, entries)
+            checked, option, blocker = _cached_pair(eng, pname, info, action, env, entries)
+            oldest = min(oldest, checked)
             options.append(EngineOption(**option))
             if blocker is not None:
                 blockers.append(blocker)
     first = next((o for o in options if o.ok), None)
-    return Placement(
+    answer = Placement(
         skill=info.name,
         action=action,
         runs_here=first is not None,
@@ -170,6 +184,12 @@ def place(
         options=options,
         next=None if first else (min(blockers, key=lambda b: b[0])[1] if blockers else "no engine is registered"),
     )
+    if key is not None:
+        with _cache_lock:
+            if len(_placed) > 512:
+                _placed.clear()
+            _placed[key] = (oldest, answer)  # as old as its oldest pair answer
+    return answer
 
 
 def skill_placement(info: SkillInfo) -> dict[str, Placement]:

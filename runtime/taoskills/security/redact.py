@@ -23,6 +23,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import orjson
+
 #: Environment-variable name patterns (fnmatch, upper-case) whose values are secrets.
 SECRET_ENV_PATTERNS: tuple[str, ...] = (
     "AWS_*",
@@ -184,6 +186,69 @@ def _needs_redaction(obj: Any, rx: re.Pattern[str] | None, is_env_reference: Cal
             stack.append(dict(o.__dict__))
             if o.__pydantic_extra__:
                 stack.append(dict(o.__pydantic_extra__))
+    return False
+
+
+# The URL and key-id patterns over JSON text (bytes). Each matches wherever its text pattern
+# matches a string of the document (and sometimes more, which only costs the full pass): JSON
+# escapes (``\\n``, ``\\"``) sit where the text had non-word, non-userinfo characters.
+_URL_CRED_JSON = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s'\"]+@")
+_AWS_KEY_ID_JSON = re.compile(rb"(?:AKIA|ASIA)[A-Z0-9]{16}\b")
+#: Every rule of :func:`taoskills.jobs.store.is_secret_key` needs one of these words in the key.
+_KEY_WORDS = (b"pass", b"pwd", b"secret", b"key", b"token")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+@functools.lru_cache(maxsize=32)
+def _values_rx_json(values: tuple[str, ...]) -> re.Pattern[bytes] | None:
+    if not values:
+        return None
+    return re.compile(b"|".join(re.escape(orjson.dumps(v)[1:-1]) for v in values))
+
+
+def json_needs_redaction(text: bytes, values: Iterable[str] | None = None) -> bool:
+    """True when :func:`redact` could change something in the JSON document ``text`` (compact
+    JSON as ``pydantic_core.to_json`` or orjson write it): a secret value (default: the current
+    environment's, :func:`secret_values`) in any string, a URL credential, an AWS key id, or a
+    literal value under a secret-named key. A few substring searches and patterns over the
+    bytes, no walk of the document; it may say True where :func:`redact` would change nothing
+    (the caller then runs :func:`redact`), never False where it would change something."""
+    vals = secret_values() if values is None else tuple(sorted(set(values), key=lambda v: (-len(v), v)))
+    rx = _values_rx_json(tuple(v for v in vals if len(v) >= MIN_SECRET_LEN))
+    if rx is not None and rx.search(text):
+        return True
+    if b"://" in text and b"@" in text and _URL_CRED_JSON.search(text):
+        return True
+    if (b"AKIA" in text or b"ASIA" in text) and _AWS_KEY_ID_JSON.search(text):
+        return True
+    lower = text.lower()
+    return any(word in lower and _secret_key_with_literal(text, lower, word) for word in _KEY_WORDS)
+
+
+def _secret_key_with_literal(text: bytes, lower: bytes, word: bytes) -> bool:
+    """True when some key holding ``word`` (case-insensitively) is secret-named and holds a
+    literal value (not null, a boolean, "", an env-var reference or a container, whose own keys
+    are searched on their own). Letters outside strings occur only in true/false/null and
+    exponents, so every ``word`` lies inside a string; a string with an escape in it is not
+    parsed here (True: the caller takes the full pass)."""
+    from taoskills.jobs.store import is_env_reference
+
+    at = lower.find(word)
+    while at >= 0:
+        start = text.rfind(b'"', 0, at)
+        end = text.find(b'"', at)
+        if start < 0 or end < 0 or b"\\" in text[start:end]:
+            return True
+        if text[end + 1 : end + 2] == b":" and _secret_key(text[start + 1 : end].decode()):
+            head = text[end + 2 : end + 3]
+            if head not in (b"{", b"[", b"n", b"t", b"f"):
+                if head != b'"':
+                    return True  # a number under a secret-named key
+                token = _JSON_STRING.match(text, end + 2)
+                value = orjson.loads(token.group(0)) if token else None
+                if not (value == "" or value == PUBLIC_DEFAULT_KEY or is_env_reference(value)):
+                    return True
+        at = lower.find(word, end + 1)
     return False
 
 

@@ -48,7 +48,7 @@ from taoskills.errors import Issue, SpecError
 from taoskills.jobs import checkpoints
 from taoskills.specs import parent as parent_rules
 from taoskills.specs import schedules
-from taoskills.specs.dotted import copy_tree, delete_dotted, get_dotted, set_dotted, split_dotted
+from taoskills.specs.dotted import copy_shared, delete_dotted, get_dotted, set_dotted, split_dotted
 from taoskills.specs.parent import ParentJob
 
 ENCRYPTION_KEY_ENV = "TAO_ENCRYPTION_KEY"
@@ -143,7 +143,7 @@ def build_spec(
     """
     info = skill.info
     act = skill.action(action)
-    spec = copy_tree(skill.template(action))  # the cached template is shared: copy its containers only
+    spec = copy_shared(skill.template(action))  # the cached template is shared and never changed
     out = BuiltSpec(spec=spec)
     explicit: set[str] = set()
 

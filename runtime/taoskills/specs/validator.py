@@ -52,6 +52,7 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
+import orjson
 from jsonschema import Draft202012Validator
 
 from taoskills.errors import Issue, SpecError
@@ -313,10 +314,50 @@ def _coerce(node: dict, value: Any) -> tuple[bool, Any]:
 
 
 def _prepare(tao_schema: dict, spec: Any, parts: list[Any], missing: list[str], notes: list[Issue]) -> Any:
-    """Copy of ``spec`` without MISSING/interpolated leaves and with OmegaConf's silent conversions."""
-    return _prep(
-        _entry(tao_schema)[2], spec, tuple(parts), tuple("[]" if isinstance(p, int) else p for p in parts), missing, notes
-    )
+    """Copy of ``spec`` without MISSING/interpolated leaves and with OmegaConf's silent conversions.
+
+    For a whole spec, each top-level section's answer is remembered by its JSON text
+    (:func:`_prep_section`): a built spec differs from its template in a few sections, so the
+    rest are not walked again. The answer is read-only (the gate and the validator only read it)."""
+    index = _entry(tao_schema)[2]
+    if parts or not isinstance(spec, dict):
+        return _prep(index, spec, tuple(parts), tuple("[]" if isinstance(p, int) else p for p in parts), missing, notes)
+    out = {}
+    for k, v in spec.items():
+        if isinstance(k, str) and isinstance(v, (dict, list, tuple)):
+            prepared, sec_missing, sec_notes = _prep_section(index, k, v)
+            out[k] = prepared
+            missing.extend(sec_missing)
+            notes.extend(copy.copy(n) for n in sec_notes)  # callers own their issues
+        else:
+            out.update(_prep(index, {k: v}, (), (), missing, notes))
+    return out
+
+
+#: (id(node index), section, its JSON text) -> (the index, prepared section, missing, notes).
+_SECTIONS: dict[tuple[int, str, bytes], tuple[dict, Any, tuple[str, ...], tuple[Issue, ...]]] = {}
+
+
+def _prep_section(index: dict[tuple, dict], key: str, value: Any) -> tuple[Any, tuple[str, ...], tuple[Issue, ...]]:
+    """:func:`_prep` of one top-level section, remembered by its JSON text (orjson: the text
+    tells apart every value :func:`_prep` tells apart, as tuples are read as lists); a section JSON
+    cannot carry (non-string keys, huge ints) is prepared each time."""
+    try:
+        text: bytes | None = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        text = None
+    if text is not None:
+        hit = _SECTIONS.get((id(index), key, text))
+        if hit is not None and hit[0] is index:
+            return hit[1], hit[2], hit[3]
+    missing: list[str] = []
+    notes: list[Issue] = []
+    prepared = _prep(index, value, (key,), (key,), missing, notes)
+    if text is not None:
+        if len(_SECTIONS) > 2048:
+            _SECTIONS.clear()
+        _SECTIONS[(id(index), key, text)] = (index, prepared, tuple(missing), tuple(notes))
+    return prepared, tuple(missing), tuple(notes)
 
 
 def _prep(index: dict[tuple, dict], spec: Any, parts: tuple, norm: tuple, missing: list[str], notes: list[Issue]) -> Any:
@@ -330,17 +371,17 @@ def _prep(index: dict[tuple, dict], spec: Any, parts: tuple, norm: tuple, missin
             if isinstance(v, str) and _INTERPOLATION.search(v):
                 continue
             nsub = norm + (k,)
-            if isinstance(v, (dict, list)):
+            if isinstance(v, (dict, list, tuple)):
                 out[k] = _prep(index, v, parts + (k,), nsub, missing, notes)
             else:
                 out[k] = _leaf(index.get(nsub), parts + (k,), v, notes, missing)
         return out
-    if isinstance(spec, list):
+    if isinstance(spec, (list, tuple)):  # OmegaConf reads a tuple as a list
         nsub = norm + ("[]",)
         node = index.get(nsub)
         return [
             _prep(index, v, parts + (i,), nsub, missing, notes)
-            if isinstance(v, (dict, list))
+            if isinstance(v, (dict, list, tuple))
             else _leaf(node, parts + (i,), v, notes, missing)
             for i, v in enumerate(spec)
         ]

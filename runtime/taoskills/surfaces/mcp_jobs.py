@@ -29,6 +29,7 @@ from taoskills.surfaces.mcp_runtime import (
     ToolRunner,
     hints,
     registry_enums,
+    reply,
 )
 
 log = logging.getLogger("taoskills.mcp")
@@ -158,7 +159,7 @@ def register(server: Any, svc: Service, call: ToolRunner) -> None:
         """
         deadline = anyio.current_time() + timeout_s
         while True:
-            status = await call("wait_job", lambda: svc.job_status(job_id))
+            status = await call.value("wait_job", lambda: svc.job_status(job_id))
             if not isinstance(status, JobStatus):
                 return status  # an error reply
             msg = f"{status.status} epoch {status.epoch}/{status.max_epoch}" + (f", ETA {status.eta}" if status.eta else "")
@@ -169,7 +170,7 @@ def register(server: Any, svc: Service, call: ToolRunner) -> None:
             except Exception:  # progress is best effort: a client that went away must not fail the wait
                 log.debug("wait_job: progress notification failed", exc_info=True)
             if status.status in ("COMPLETE", "ERROR", "CANCELED") or anyio.current_time() >= deadline:
-                return status
+                return reply(status)
             await anyio.sleep(min(poll_s, max(0.0, deadline - anyio.current_time())))
 
     @server.tool(annotations=hints(**RO, title="Job logs"))

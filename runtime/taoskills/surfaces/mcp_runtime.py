@@ -16,13 +16,16 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
-from mcp.types import ToolAnnotations
+import orjson
+import pydantic_core
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
 
 from taoskills.errors import TaoSkillsError
 from taoskills.platforms import engines as engine_registry
 from taoskills.platforms import registry as platform_registry
 from taoskills.security.guard import error_result, internal_error
-from taoskills.security.redact import redact
+from taoskills.security.redact import json_needs_redaction, redact
 
 log = logging.getLogger("taoskills.mcp")
 
@@ -43,7 +46,7 @@ PROFILE = Literal["smoke"]
 
 class ToolRunner:
     """``await runner(tool, fn)``: run ``fn()`` on a worker thread and return its redacted
-    result, or a tool-error reply (``CallToolResult`` with ``isError``) in the JSON error shape.
+    result (:func:`reply`), or a tool-error reply (``CallToolResult`` with ``isError``) in the JSON error shape.
 
     ``max_concurrent``: worker threads at once (an ``anyio.CapacityLimiter``). ``timeout_s``:
     seconds one call may take; the thread is then abandoned and the reply is a ``timeout``
@@ -63,9 +66,16 @@ class ToolRunner:
         sys.setswitchinterval(min(sys.getswitchinterval(), gil_switch_s))
 
     async def __call__(self, tool: str, fn: Callable[[], Any]) -> Any:
+        """The tool's reply as it goes on the wire (:func:`reply`), or a tool error."""
+        result = await self.value(tool, fn)
+        return result if isinstance(result, CallToolResult) else reply(result)
+
+    async def value(self, tool: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``'s result itself (not redacted: pass it through :func:`reply` before it leaves),
+        or a tool-error ``CallToolResult``; for tools that read the result before replying."""
         try:
             with anyio.fail_after(self.timeout_s):
-                return redact(await anyio.to_thread.run_sync(fn, limiter=self.limiter, abandon_on_cancel=True))
+                return await anyio.to_thread.run_sync(fn, limiter=self.limiter, abandon_on_cancel=True)
         except TimeoutError:
             log.warning("tool %s: no answer within %.0f s", tool, self.timeout_s)
             return error_result(
@@ -81,6 +91,20 @@ class ToolRunner:
         except Exception:  # never leak a traceback (paths, env) to the client
             log.exception("tool %s raised an unexpected exception", tool)
             return error_result(internal_error(tool))
+
+
+def reply(result: Any) -> Any:
+    """A tool's redacted reply. A pydantic model becomes the ``CallToolResult`` the SDK would
+    make of it (``structuredContent`` = the model's JSON by alias; one text content = the same
+    JSON, compact), written once: the redaction check reads that JSON text
+    (:func:`taoskills.security.redact.json_needs_redaction`) and only a reply it flags is
+    redacted field by field and written again. Anything else passes :func:`redact`."""
+    if not isinstance(result, BaseModel) or isinstance(result, CallToolResult):
+        return redact(result)
+    text = pydantic_core.to_json(result, by_alias=True)
+    if json_needs_redaction(text):
+        text = pydantic_core.to_json(redact(result), by_alias=True)
+    return CallToolResult(content=[TextContent(type="text", text=text.decode())], structured_content=orjson.loads(text))
 
 
 def hints(
@@ -121,4 +145,5 @@ __all__ = [
     "ToolRunner",
     "hints",
     "registry_enums",
+    "reply",
 ]
