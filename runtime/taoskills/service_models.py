@@ -102,6 +102,16 @@ _PLACEMENT_FLAT = {
 }
 
 
+#: Object schemas without ``additionalProperties`` (its default is true, so they accept the same
+#: replies): a client's check then does not descend into every key of the spec.
+_SPEC_OBJECT = {"type": "object", "description": "the spec: nested TAO keys"}
+_INFERRED_OBJECT = {"type": "object", "description": "dotted key -> {fn, value, reason}: values filled by TAO's rules"}
+_STAGED_OBJECT = {
+    "type": "object",
+    "description": "dotted key -> {source, path, extracted}: dataset archives staged for this spec",
+}
+
+
 class SpecReply(BaseModel):
     """:class:`SpecResult` as the MCP ``build_spec`` tool returns it: without ``spec_yaml`` (the
     same spec again as text; ``get_spec_template`` and ``render_runner`` show YAML) and, when the
@@ -110,9 +120,9 @@ class SpecReply(BaseModel):
 
     skill: str
     action: str
-    spec: dict[str, Any]
-    inferred: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    staged: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    spec: Annotated[dict[str, Any], WithJsonSchema(_SPEC_OBJECT)]
+    inferred: Annotated[dict[str, dict[str, Any]], WithJsonSchema(_INFERRED_OBJECT)] = Field(default_factory=dict)
+    staged: Annotated[dict[str, dict[str, Any]], WithJsonSchema(_STAGED_OBJECT)] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     issues: list[dict[str, str]] = Field(default_factory=list)
     valid: bool = True
