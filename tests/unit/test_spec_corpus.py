@@ -126,10 +126,11 @@ def test_values_outside_an_enum_are_refused_like_tao_core(network, key):
 @pytest.mark.parametrize("network,key", CASES)
 def test_remembered_sections_give_the_answers_of_a_fresh_pass(network, key, monkeypatch):
     """validate_spec remembers each top-level section's prepared form by its JSON text
-    (validator._prep_section); over the whole corpus (defaults, each Optional set to null, every
+    (validator._prep_section), the gate its verdict per section and check_constraints its merge with
+    the schema defaults (constraints._effective); over the whole corpus (defaults, each Optional set to null, every
     mutation, each twice) the answers must equal those of a pass that remembers nothing, and
     sections must really be reused."""
-    from taoskills.specs import validator
+    from taoskills.specs import constraints, validator
 
     schema = _schema(network, key)
     base = corpus.default_spec(network, schema)
@@ -145,6 +146,7 @@ def test_remembered_sections_give_the_answers_of_a_fresh_pass(network, key, monk
 
     def forgetful(index, section, value):
         validator._SECTIONS.clear()
+        validator._compiled(schema)[2].seen.clear()  # the gate's verdicts per section too
         return real(index, section, value)
 
     def counting(index, section, value):
@@ -153,8 +155,15 @@ def test_remembered_sections_give_the_answers_of_a_fresh_pass(network, key, monk
         hits[-1] = len(validator._SECTIONS) == hits[-1]  # nothing added: the section was remembered
         return out
 
+    real_effective = constraints._effective
+
+    def forgetful_effective(default, given):
+        constraints._MERGED.clear()
+        return real_effective(default, given)
+
     def verdicts(remember: bool) -> list[list[tuple]]:
         monkeypatch.setattr(validator, "_prep_section", counting if remember else forgetful)
+        monkeypatch.setattr(constraints, "_effective", real_effective if remember else forgetful_effective)
         out = []
         for spec in specs + specs:
             for complete in (False, True):

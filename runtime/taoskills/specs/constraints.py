@@ -79,6 +79,37 @@ def _deep_merge(base: Any, over: Any) -> Any:
     return over  # rules only read the effective spec: sharing the caller's values is safe
 
 
+#: (id(schema default), section, the section's JSON text) -> (the default, merged section).
+_MERGED: dict[tuple[int, str, bytes], tuple[dict, Any]] = {}
+
+
+def _effective(default: dict, given: dict) -> dict:
+    """``_deep_merge(default, given)``, each top-level section's merge remembered by the
+    section's JSON text: a built spec repeats its template's sections, so most are not merged
+    again. The merged values may be another call's equal ones; rules only read them."""
+    out = dict(default)
+    for k, v in given.items():
+        if k not in default:
+            out[k] = v
+            continue
+        base = default[k]
+        if not (isinstance(k, str) and isinstance(base, dict) and isinstance(v, dict)):
+            out[k] = _deep_merge(base, v)
+            continue
+        try:
+            text = orjson.dumps(v)
+        except (TypeError, orjson.JSONEncodeError):
+            out[k] = _deep_merge(base, v)
+            continue
+        hit = _MERGED.get((id(default), k, text))
+        if hit is None or hit[0] is not default:
+            if len(_MERGED) > 2048:
+                _MERGED.clear()
+            hit = _MERGED[(id(default), k, text)] = (default, _deep_merge(base, v))
+        out[k] = hit[1]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # rules. Signature: rule(ctx) -> list[Issue]; ctx has network_arch, action, container, spec
 # (effective), given (caller's spec), schema.
@@ -208,19 +239,11 @@ def c8_math_cond(ctx: _Ctx) -> list[Issue]:
     if not ctx.schema:
         return []
     out = []
-    for key, node in _schema_nodes(ctx.schema):
-        cond = node.get("math_cond")
-        if not isinstance(cond, str):
-            continue
-        m = _NUMBER_COND.match(cond)
-        if not m:
-            continue
+    for key, cond, op, rhs, other in _math_conds(ctx.schema):
         v = _num(_get(ctx.spec, key))
         if v is None:
             continue
-        op, rhs = m.groups()
         if rhs == "depends_on":
-            other = node.get("depends_on")
             bound = _num(_get(ctx.spec, other)) if isinstance(other, str) else None
             if bound is None:
                 continue
@@ -611,6 +634,25 @@ RULES: tuple[Callable[[_Ctx], list[Issue]], ...] = (
 
 
 _NODES_BY_ID: dict[int, tuple[dict, list[tuple[str, dict]]]] = {}
+_CONDS_BY_ID: dict[int, tuple[dict, list[tuple[str, str, str, str, Any]]]] = {}
+
+
+def _math_conds(schema: dict) -> list[tuple[str, str, str, str, Any]]:
+    """(key, math_cond, op, right-hand side, depends_on) of every checkable ``math_cond`` of a
+    schema (:func:`c8_math_cond`); read once per schema object."""
+    hit = _CONDS_BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    conds = []
+    for key, node in _schema_nodes(schema):
+        cond = node.get("math_cond")
+        m = _NUMBER_COND.match(cond) if isinstance(cond, str) else None
+        if m:
+            conds.append((key, cond, m.group(1), m.group(2), node.get("depends_on")))
+    if len(_CONDS_BY_ID) > 128:
+        _CONDS_BY_ID.clear()
+    _CONDS_BY_ID[id(schema)] = (schema, conds)
+    return conds
 
 
 def _schema_nodes(schema: dict) -> list[tuple[str, dict]]:
@@ -682,7 +724,7 @@ def check_constraints(
         schema = packaged_schema(network_arch, action, container)
     given = spec if isinstance(spec, dict) else {}
     default = schema.get("default") if isinstance(schema, dict) else None
-    effective = _deep_merge(default, given) if isinstance(default, dict) else given
+    effective = _effective(default, given) if isinstance(default, dict) else given
     ctx = _Ctx(network_arch, action, container, effective, given, schema)
     issues: list[Issue] = []
     for rule in RULES:

@@ -213,6 +213,45 @@ def _index(tao_schema: dict) -> dict[tuple, dict]:
     return out
 
 
+class _SectionGate:
+    """The ``fastjsonschema`` gate of a root schema ``{type: object, properties: P,
+    additionalProperties: false}`` (what :func:`_compile` builds), one compiled gate per
+    top-level section (compiled on first use; the same keywords in draft 7), each section's
+    verdict remembered per section object: the prepared sections :func:`_prep_section` hands
+    out again are not checked again. Raises ``fastjsonschema.JsonSchemaException`` on the first
+    failing section, like a compiled gate."""
+
+    def __init__(self, properties: dict[str, dict]) -> None:
+        self.properties = properties
+        self.gates: dict[str, Any] = {}
+        self.seen: dict[tuple[str, int], tuple[Any, bool]] = {}  # (key, id(section)) -> (the section, passed)
+
+    def __call__(self, instance: Any) -> None:
+        if not isinstance(instance, dict):
+            raise fastjsonschema.JsonSchemaException("the spec must be an object")
+        for key, value in instance.items():
+            if key not in self.properties:
+                raise fastjsonschema.JsonSchemaException(f"unknown top-level key {key!r}")
+            hit = self.seen.get((key, id(value)))
+            if hit is None or hit[0] is not value:
+                hit = (value, self._passes(key, value))
+                if len(self.seen) > 4096:
+                    self.seen.clear()
+                self.seen[(key, id(value))] = hit  # the entry keeps the section alive, so its id stays its own
+            if not hit[1]:
+                raise fastjsonschema.JsonSchemaException(f"section {key!r} fails the schema")
+
+    def _passes(self, key: str, value: Any) -> bool:
+        gate = self.gates.get(key)
+        if gate is None:
+            gate = self.gates[key] = fastjsonschema.compile(self.properties[key])
+        try:
+            gate(value)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+
 def _compile(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
     key = _digest(tao_schema)
     hit = _CACHE.get(key)
@@ -223,8 +262,7 @@ def _compile(tao_schema: dict) -> tuple[dict, Draft202012Validator, Any]:
             "properties": {k: _convert(v) for k, v in _child_props(tao_schema).items()},
             "additionalProperties": False,
         }
-        gate = fastjsonschema.compile({k: v for k, v in root.items() if k != "$schema"})  # same keywords in draft 7
-        hit = (root, _TaoValidator(root), gate)
+        hit = (root, _TaoValidator(root), _SectionGate(root["properties"]))
         if len(_CACHE) > 128:
             _CACHE.clear()
         _CACHE[key] = hit
