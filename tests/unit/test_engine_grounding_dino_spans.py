@@ -205,3 +205,16 @@ def test_multi_span_box_is_trained_towards_both_words():
     assert (grad_one[0, :, 5] < 0).sum() == 0 and (grad_one[0, :, 1] < 0).sum() == 1
     q = (grad_both[0, :, 5] < 0).nonzero().flatten().tolist()
     assert len(q) == 1 and grad_both[0, q[0], 1] < 0
+
+
+def test_shape_word_rows_and_bars(tmp_path):
+    classes = Y.pairs(colours=("black",), shapes=("circle", "bar", "triangle"))
+    paths = Y.write_shapes(tmp_path, n=8, size=48, classes=classes, spans="shapes", max_objects=2)
+    records, vocab = D.read_odvg(_cfg(paths))
+    assert vocab == ["bar", "circle", "triangle"]  # the colour is drawn, never named
+    assert all(len(ps) == 1 and ps[0] == D.whole(ps[0][0])[0] for r in records for ps in r["names"])
+    gt = json.loads(paths["coco"].read_text())
+    bar = next(i for i, c in enumerate(classes) if c.endswith("bar"))
+    for a in gt["annotations"]:
+        w, h = a["bbox"][2:]
+        assert h == (max(3, round(w * Y.BAR_ASPECT)) if a["category_id"] == bar else w)

@@ -10,12 +10,15 @@ and a prompt such as ``"red"`` (never a label) can be tested for open-vocabulary
 ``annotations_odvg_labelmap.json`` (``{"0": "red circle", ...}``) and ``annotations.json``
 (COCO, category ids from 0, ``bbox`` ``[x, y, w, h]``).
 
-``spans`` (``"words"`` / ``"pairs"``) writes attribute-level ODVG grounding rows instead (TAO
-Grounding DINO's ODVG ``grounding`` format, :func:`span_caption`): every region carries
+Shapes: ``circle``, ``square``, ``triangle`` and ``bar`` (a wide rectangle, height
+:data:`BAR_ASPECT` x width); colours: :data:`COLOURS`.
+
+``spans`` (``"words"`` / ``"pairs"`` / ``"shapes"``) writes attribute-level ODVG grounding rows
+instead (TAO Grounding DINO's ODVG ``grounding`` format, :func:`span_caption`): every region carries
 ``tokens_positive`` = the spans of every occurrence of its colour word and of its shape word in the
-caption, so a red circle is positive for "red" and for "circle" wherever they appear (in
-``"pairs"`` also for the "red" of ``red triangle`` and the "circle" of ``blue circle``) and is
-trained as no two-word phrase. With :func:`pairs` (colours x shapes minus held-out pairs) colour
+caption (``"shapes"``: shape words only, the colour is drawn but never named), so a red circle is
+positive for "red" and for "circle" wherever they appear (in ``"pairs"`` also for the "red" of
+``red triangle`` and the "circle" of ``blue circle``) and is trained as no two-word phrase. With :func:`pairs` (colours x shapes minus held-out pairs) colour
 and shape are decorrelated and a held-out pair such as "red square" is never drawn, never in a
 caption, and made of known words only.
 """
@@ -27,8 +30,10 @@ import random
 import re
 from pathlib import Path
 
-COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 235), "yellow": (230, 210, 40)}
+COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 80, 235), "yellow": (230, 210, 40), "black": (30, 30, 30)}
 CLASSES = ("red circle", "green square", "blue triangle")
+#: Height / width of a "bar" (a wide rectangle: told from the other shapes by its box alone).
+BAR_ASPECT = 0.4
 
 
 def pairs(
@@ -46,14 +51,17 @@ def span_caption(classes: tuple[str, ...], spans: str = "words") -> tuple[str, d
 
     ``spans="words"``: the colour words then the shape words of ``classes``, sorted, one per phrase
     (``"blue . green . red . circle . square . triangle ."``); ``"pairs"``: the class phrases
-    themselves (``"red circle . red triangle . ..."``), so each word also appears inside two-word phrases.
+    themselves (``"red circle . red triangle . ..."``), so each word also appears inside two-word phrases;
+    ``"shapes"``: the shape words only (the colour is drawn but never named, e.g. black shapes).
     """
     if spans == "words":
         parts = [*sorted({c.split(" ", 1)[0] for c in classes}), *sorted({c.split(" ", 1)[1] for c in classes})]
     elif spans == "pairs":
         parts = list(classes)
+    elif spans == "shapes":
+        parts = sorted({c.split(" ", 1)[1] for c in classes})
     else:
-        raise ValueError(f"spans={spans!r}: use words or pairs")
+        raise ValueError(f"spans={spans!r}: use words, pairs or shapes")
     where: dict[str, list[list[int]]] = {}
     start = 0
     for part in parts:
@@ -67,7 +75,7 @@ def _draw(draw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int
     x1, y1, x2, y2 = box
     if shape == "circle":
         draw.ellipse(box, fill=fill)
-    elif shape == "square":
+    elif shape in ("square", "bar"):
         draw.rectangle(box, fill=fill)
     elif shape == "triangle":
         draw.polygon([((x1 + x2) / 2, y1), (x2, y2), (x1, y2)], fill=fill)
@@ -90,8 +98,9 @@ def write_shapes(
 
     Objects are ``scale`` (fraction of ``size``, default 30-55 %) wide, placed at random (IoU with
     the others < 0.1 when 20 tries allow it).
-    ``spans`` ("words" / "pairs"): ODVG grounding rows with colour / shape ``tokens_positive`` (module
-    docstring) instead of detection rows. Same arguments -> same files. Returns ``{"images", "odvg", "label_map",
+    ``spans`` ("words" / "pairs" / "shapes"): ODVG grounding rows with colour / shape
+    ``tokens_positive`` (module docstring) instead of detection rows. Boxes are ``[x1, y1, x2, y2]``
+    (ODVG) / ``[x, y, w, h]`` (COCO) pixels. Same arguments -> same files. Returns ``{"images", "odvg", "label_map",
     "coco"}`` -> paths.
     """
     import numpy as np
@@ -115,19 +124,20 @@ def write_shapes(
             colour, shape = classes[label].split(" ", 1)
             for _try in range(20):
                 w = rng.randint(int(size * scale[0]), int(size * scale[1]))
-                x, y = rng.randint(0, size - w), rng.randint(0, size - w)
-                box = (x, y, x + w - 1, y + w - 1)
+                h = max(3, round(w * BAR_ASPECT)) if shape == "bar" else w
+                x, y = rng.randint(0, size - w), rng.randint(0, size - h)
+                box = (x, y, x + w - 1, y + h - 1)
                 if all(_iou(box, tuple(o["bbox"])) < 0.1 for o in instances):
                     break
             _draw(draw, shape, box, COLOURS[colour])
-            instances.append({"bbox": [x, y, x + w, y + w], "label": label, "category": classes[label]})
+            instances.append({"bbox": [x, y, x + w, y + h], "label": label, "category": classes[label]})
             anns.append(
                 {
                     "id": len(anns) + 1,
                     "image_id": i,
                     "category_id": label,
-                    "bbox": [x, y, w, w],
-                    "area": w * w,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
                     "iscrowd": 0,
                 }
             )
@@ -141,7 +151,7 @@ def write_shapes(
                 {
                     "bbox": o["bbox"],
                     "phrase": o["category"],
-                    "tokens_positive": [sp for w in o["category"].split() for sp in where[w]],
+                    "tokens_positive": [sp for w in o["category"].split() if w in where for sp in where[w]],
                 }
                 for o in instances
             ]
