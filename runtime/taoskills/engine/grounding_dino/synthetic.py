@@ -10,8 +10,8 @@ and a prompt such as ``"red"`` (never a label) can be tested for open-vocabulary
 ``annotations_odvg_labelmap.json`` (``{"0": "red circle", ...}``) and ``annotations.json``
 (COCO, category ids from 0, ``bbox`` ``[x, y, w, h]``).
 
-Shapes: ``circle``, ``square``, ``triangle`` and ``bar`` (a wide rectangle, height
-:data:`BAR_ASPECT` x width); colours: :data:`COLOURS`.
+Shapes: ``circle``, ``square``, ``triangle``, ``ring`` (a thick circle outline) and ``bar`` (a
+wide rectangle, height :data:`BAR_ASPECT` x width); colours: :data:`COLOURS`.
 
 ``spans`` (``"words"`` / ``"pairs"`` / ``"shapes"``) writes attribute-level ODVG grounding rows
 instead (TAO Grounding DINO's ODVG ``grounding`` format, :func:`span_caption`): every region carries
@@ -75,6 +75,8 @@ def _draw(draw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int
     x1, y1, x2, y2 = box
     if shape == "circle":
         draw.ellipse(box, fill=fill)
+    elif shape == "ring":  # a circle outline a quarter of the width thick: the centre shows the background
+        draw.ellipse(box, outline=fill, width=max(2, (x2 - x1) // 4))
     elif shape in ("square", "bar"):
         draw.rectangle(box, fill=fill)
     elif shape == "triangle":
