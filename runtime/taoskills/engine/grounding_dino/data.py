@@ -362,7 +362,7 @@ class TrainSet(torch.utils.data.Dataset):
         cxcywh = torch.stack(
             [(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], -1
         )
-        at = {p: sum(len(q) + 3 for q in phrases[:k]) for k, p in enumerate(phrases)}  # offsets in caption_of
+        at = {p: sum(len(q.strip()) + 3 for q in phrases[:k]) for k, p in enumerate(phrases)}  # offsets in caption_of
         # a box stays when one of its phrases is in the caption; it is positive for its spans there
         present = [[(p, s, e) for p, s, e in ps if p in at] for ps in names]
         keep = [bool(ps) for ps in present]
