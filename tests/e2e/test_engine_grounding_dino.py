@@ -142,7 +142,7 @@ def test_train_learns_and_writes_tao_results(trained):
     assert len(val) == 7 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
     losses = [ln["kpi"]["train_loss"] for ln in epochs]
     print(f"Grounding DINO tiny: train_loss {losses[0]:.2f} -> {losses[-1]:.2f}, val_mAP50 {[round(v, 3) for v in val]}")
-    assert losses[-1] < 0.9 * losses[0]  # measured 21.1-21.3 -> 14.9-15.6 (the class head starts at prior 0.01)
+    assert losses[-1] < 0.9 * losses[0]  # measured 21.1-22.0 -> 14.1-15.3 (the class head starts at prior 0.01)
     # real learning: validation mAP50 on 32 unseen images (4 classes) reaches 0.5
     assert val[-1] >= 0.5 and val[-1] > val[0], val
     assert lines[-1]["status"] == "SUCCESS"
@@ -166,8 +166,8 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
     green ones (chance: the same AP50 against both). "square" and the two-word caption "red square"
     (never a label, both words known) are measured and printed, not asserted: "red square" is not found
     better than chance at this size (AP50 on red squares vs its neighbours, red circles + triangles and
-    blue + green squares: 0.14-0.16 vs 0.44-0.53 here, 2 runs). "square" (0.43 vs 0.03 in one run, 0.07
-    vs 0.08 in the other) is no test of shape: every non-square here is red, so "not red" scores as well. Per-token scores show why ("square" is learnt as "not red": every square in training is
+    blue + green squares: 0.10-0.16 vs 0.44-0.58 here, 3 runs). "square" (0.43 vs 0.03 in one run, 0.07
+    vs 0.08 in another) is no test of shape: every non-square here is red, so "not red" scores as well. Per-token scores show why ("square" is learnt as "not red": every square in training is
     blue or green; circles and squares are not told apart; a phrase's tokens score alike): engine README,
     "Why red square fails". Attribute-level ODVG spans (``tokens_positive``, ``write_shapes(spans=...)``)
     fix the last point but not the first two at this budget: README, "Multi-span positives"."""
@@ -215,7 +215,7 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
             f"caption {caption!r} (never a label): AP50 {ap[caption][0]:.3f} on its objects vs {ap[caption][1]:.3f} on the others"
         )
     target, rest = ap["red"]
-    assert target > rest + 0.1, ap  # measured (2 runs): red 0.60-0.66 vs 0.01-0.03
+    assert target > rest + 0.1, ap  # measured (3 runs): red 0.60-0.71 vs 0.01-0.03
 
 
 def test_evaluate_inference_export(work, trained, tmp_path):
