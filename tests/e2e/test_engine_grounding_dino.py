@@ -167,8 +167,9 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
     (never a label, both words known) are measured and printed, not asserted: "red square" is not found
     better than chance at this size (AP50 on red squares vs its neighbours, red circles + triangles and
     blue + green squares: 0.10-0.16 vs 0.44-0.58 here, 3 runs). "square" (0.43 vs 0.03 in one run, 0.07
-    vs 0.08 in another) is no test of shape: every non-square here is red, so "not red" scores as well. Per-token scores show why ("square" is learnt as "not red": every square in training is
-    blue or green; circles and squares are not told apart; a phrase's tokens score alike): engine README,
+    vs 0.08 in another) is no test of shape: every non-square here is red, so "not red" scores as well.
+    Per-token scores show why ("square" is learnt as "not red": every square in training is blue or
+    green; circles and squares are not told apart; a phrase's tokens score alike): engine README,
     "Why red square fails". Attribute-level ODVG spans (``tokens_positive``, ``write_shapes(spans=...)``)
     fix the last point but not the first two at this budget: README, "Multi-span positives"."""
     tmp, _, _, model = work
