@@ -36,6 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 #: "red" with two shapes and "square" with two colours, so both are learnt as words (never as labels).
 CLASSES = ("red circle", "blue square", "red triangle", "green square")
 TEMPLATES = REPO / "skills" / "tao-train-grounding-dino" / "references"
+#: Validation images: 32 (about 48 objects). With 16, val mAP50 and the INT8 drop moved by ~0.1 between
+#: runs that differ in nothing that matters (final val 0.51, INT8 drop 0.12 > 0.1 once the loss read every
+#: image's own targets; engine README, "Multi-span positives").
+VAL_IMAGES = 32
 
 
 def _status(path: Path) -> list[dict]:
@@ -59,7 +63,7 @@ def _spec(tmp: Path, action: str) -> Path:
 def work(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gdino")
     train = Y.write_shapes(tmp / "train", n=192, size=64, seed=0, classes=CLASSES)
-    val = Y.write_shapes(tmp / "val", n=16, size=64, seed=1, classes=CLASSES)
+    val = Y.write_shapes(tmp / "val", n=VAL_IMAGES, size=64, seed=1, classes=CLASSES)
     bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts(CLASSES))
     backbone = M.write_backbone(tmp / "resnet", kind="resnet")
     model = [
@@ -138,8 +142,8 @@ def test_train_learns_and_writes_tao_results(trained):
     assert len(val) == 7 and all("val_mAP" in ln["kpi"] for ln in epochs if "val_mAP50" in ln["kpi"])
     losses = [ln["kpi"]["train_loss"] for ln in epochs]
     print(f"Grounding DINO tiny: train_loss {losses[0]:.2f} -> {losses[-1]:.2f}, val_mAP50 {[round(v, 3) for v in val]}")
-    assert losses[-1] < 0.9 * losses[0]  # measured 21.3 -> 16-18 (the class head starts at prior 0.01)
-    # real learning: validation mAP50 on 16 unseen images (4 classes) reaches 0.5
+    assert losses[-1] < 0.9 * losses[0]  # measured 21.1-22.0 -> 14.1-15.3 (the class head starts at prior 0.01)
+    # real learning: validation mAP50 on 32 unseen images (4 classes) reaches 0.5
     assert val[-1] >= 0.5 and val[-1] > val[0], val
     assert lines[-1]["status"] == "SUCCESS"
 
@@ -162,10 +166,12 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
     green ones (chance: the same AP50 against both). "square" and the two-word caption "red square"
     (never a label, both words known) are measured and printed, not asserted: "red square" is not found
     better than chance at this size (AP50 on red squares vs its neighbours, red circles + triangles and
-    blue + green squares: 0.15 vs 0.58 here, 2 runs; 0.30 vs 0.26 on scenes of all 9 colour x shape
-    pairs). "square" 0.45 vs 0.02 only looks good: every non-square here is red. Per-token scores show
-    why ("square" is learnt as "not red": every square in training is blue or green; circles and squares
-    are not told apart; a phrase's tokens score alike): engine README, "Why red square fails"."""
+    blue + green squares: 0.10-0.16 vs 0.44-0.58 here, 3 runs). "square" (0.43 vs 0.03 in one run, 0.07
+    vs 0.08 in another) is no test of shape: every non-square here is red, so "not red" scores as well.
+    Per-token scores show why ("square" is learnt as "not red": every square in training is blue or
+    green; circles and squares are not told apart; a phrase's tokens score alike): engine README,
+    "Why red square fails". Attribute-level ODVG spans (``tokens_positive``, ``write_shapes(spans=...)``)
+    fix the last point but not the first two at this budget: README, "Multi-span positives"."""
     tmp, _, _, model = work
     drawn = (*CLASSES, "red square")
     scenes = Y.write_shapes(tmp_path / "scenes", n=32, size=64, seed=5, classes=drawn)
@@ -210,7 +216,7 @@ def test_unseen_caption_made_of_known_words_finds_its_objects(work, trained, tmp
             f"caption {caption!r} (never a label): AP50 {ap[caption][0]:.3f} on its objects vs {ap[caption][1]:.3f} on the others"
         )
     target, rest = ap["red"]
-    assert target > rest + 0.1, ap  # measured (2 runs, seeded: identical): red 0.79 vs 0.02
+    assert target > rest + 0.1, ap  # measured (3 runs): red 0.60-0.71 vs 0.01-0.03
 
 
 def test_evaluate_inference_export(work, trained, tmp_path):
@@ -253,10 +259,13 @@ def test_evaluate_inference_export(work, trained, tmp_path):
     assert code == 0
     inf = out / "inference"
     report = json.loads((inf / "detections.json").read_text())
-    assert report["captions"] == ["red circle", "red"] and len(report["images"]) == 16
+    assert report["captions"] == ["red circle", "red"] and len(report["images"]) == VAL_IMAGES
     dets = [d for im in report["images"] for d in im["detections"]]
     assert dets and all(d["score"] >= 0.05 and d["caption"] in ("red circle", "red") for d in dets)
-    assert len(list((inf / "images_annotated").glob("*.jpg"))) == 16 and len(list((inf / "labels").glob("*.json"))) == 16
+    assert (
+        len(list((inf / "images_annotated").glob("*.jpg"))) == VAL_IMAGES
+        and len(list((inf / "labels").glob("*.json"))) == VAL_IMAGES
+    )
 
     onnx_file = tmp_path / "gdino.onnx"
     code = main(

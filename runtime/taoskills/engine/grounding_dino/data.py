@@ -3,7 +3,9 @@ augmentation, batching with padding masks and tokenisation.
 
 * ODVG (``json_file`` JSON Lines + ``label_map``): detection rows
   ``{"filename", "height", "width", "detection": {"instances": [{"bbox": [x1, y1, x2, y2], "label": int, "category"}]}}``;
-  grounding rows (``"grounding": {"caption", "regions": [{"bbox", "phrase"}]}``) use their phrases as labels.
+  grounding rows (``"grounding": {"caption", "regions": [{"bbox", "phrase"}]}``) use their phrases as labels;
+  a region with ``tokens_positive`` (``[[start, end], ...]`` character spans into the caption, TAO's
+  ODVG grounding format) is positive for every span text at once (:func:`grounding_targets`).
 * Caption per training image (TAO ODVG detection dataset): the image's categories plus negatives
   drawn from the label map until ``dataset.max_labels`` names, sorted (``deterministic_label_order``)
   then shuffled, joined as ``"a . b . c ."``; targets index the phrase position.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +74,9 @@ def load_label_map(path: Any, field: str) -> dict[int, str]:
 def read_odvg(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """All training records of ``dataset.train_data_sources`` and the sorted label vocabulary.
 
-    Record: ``{"path", "boxes": float [N, 4] x1y1x2y2 pixels, "names": [N phrase], "pool": [label names]}``.
+    Record: ``{"path", "boxes": float [N, 4] x1y1x2y2 pixels, "names": [N tuples of (phrase, start, end)
+    positives: all of one phrase (:func:`whole`) unless a grounding region has ``tokens_positive``],
+    "pool": [label names]}`` (:func:`grounding_targets` for grounding rows).
     Raises PreflightError naming the source field for missing files, bad lines, labels outside
     the label map or images that do not exist.
     """
@@ -92,24 +97,21 @@ def read_odvg(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
                 continue
             try:
                 rec = json.loads(line)
-                boxes, names = [], []
+                boxes: list[list[float]] = []
+                names: list[tuple[Positive, ...]] = []
                 if "detection" in rec:
                     for inst in rec["detection"].get("instances", []):
                         label = int(inst["label"])
                         if lm is None or label not in lm:
                             raise KeyError(f"label {label} is not in the label map")
                         boxes.append([float(v) for v in inst["bbox"]])
-                        names.append(lm[label])
+                        names.append(whole(lm[label]))
                     rec_pool = pool
                 else:
-                    regions = rec["grounding"]["regions"]
-                    for reg in regions:
-                        b = reg["bbox"]
-                        b = b[0] if b and isinstance(b[0], list) else b
-                        boxes.append([float(v) for v in b])
-                        names.append(str(reg["phrase"]).strip())
-                    rec_pool = sorted(set(names))
+                    boxes, names, rec_pool = grounding_targets(rec["grounding"], f"{field}.json_file", n)
                 path = root / rec["filename"]
+            except PreflightError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise PreflightError(
                     f"{field}.json_file line {n}: not an ODVG record ({type(exc).__name__}: {exc}).",
@@ -129,6 +131,87 @@ def read_odvg(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
             "dataset.train_data_sources hold no ODVG records.", field="dataset.train_data_sources", fix="check json_file."
         )
     return records, sorted(vocab)
+
+
+def _spans(reg: dict[str, Any], caption: str, where: str) -> list[tuple[int, int]]:
+    spans = reg["tokens_positive"]
+    ok = isinstance(spans, list) and spans and all(isinstance(s, (list, tuple)) and len(s) == 2 for s in spans)
+    out = [(int(s[0]), int(s[1])) for s in spans] if ok else []
+
+    def fault(s: int, e: int) -> str:
+        if not 0 <= s < e <= len(caption):
+            return f"span [{s}, {e}] is outside the caption (0..{len(caption)})"
+        text = caption[s:e]
+        if not text.strip() or "." in text or "?" in text:  # '.' and '?' split phrases (transformers SPECIAL_TOKENS)
+            return f"span [{s}, {e}] = {text!r} is blank or holds '.'/'?', the phrase separators"
+        return ""
+
+    why = (
+        next((f for f in (fault(s, e) for s, e in out) if f), "")
+        if ok
+        else f"{spans!r} is not a non-empty list of [start, end] pairs"
+    )
+    if why:
+        raise PreflightError(
+            f"{where}: grounding region tokens_positive {why}.",
+            field=where.split(" line ")[0],
+            fix="give each region tokens_positive as [[start, end], ...]: character offsets into the record's "
+            "grounding.caption (end exclusive) covering words without '.', e.g. [[0, 3], [15, 21]] for 'red' and 'square' "
+            "in 'red . circle . square .'.",
+        )
+    return out
+
+
+#: A box's positives: (phrase, start, end) character spans inside caption phrases (end exclusive).
+Positive = tuple[str, int, int]
+
+
+def whole(phrase: str) -> tuple[Positive]:
+    """The positives of a box labelled with all of ``phrase`` (detection rows, ``phrase`` regions)."""
+    return ((phrase, 0, len(phrase)),)
+
+
+def grounding_targets(
+    g: dict[str, Any], field: str, line: int
+) -> tuple[list[list[float]], list[tuple[Positive, ...]], list[str]]:
+    """(boxes x1y1x2y2, positives per box, label pool) of an ODVG grounding row ``g = {"caption", "regions"}``.
+
+    A region with ``tokens_positive`` (list of [start, end] character spans into ``caption``, TAO
+    Grounding DINO's ODVG grounding format) is positive for exactly the tokens of its spans, which may
+    lie in several of the caption's '.'-separated phrases and cover part of one (e.g. "red" in
+    ``red triangle . blue circle .``): each span becomes (phrase, start, end) relative to its stripped
+    phrase, and every phrase of the caption joins the pool (the others are the row's negatives, as the
+    whole caption is in TAO). A region without ``tokens_positive`` is positive for all of its ``phrase``
+    and the pool is the row's phrases, as before. Bad spans raise PreflightError naming ``field``.
+    """
+    caption = str(g.get("caption", ""))
+    chunks = []  # (stripped phrase, its start in the caption)
+    for m in re.finditer(r"[^.?]+", caption):
+        text = m.group()
+        if text.strip():
+            chunks.append((text.strip(), m.start() + len(text) - len(text.lstrip())))
+    boxes: list[list[float]] = []
+    names: list[tuple[Positive, ...]] = []
+    spans_seen = False
+    for reg in g["regions"]:
+        b = reg["bbox"]
+        b = b[0] if b and isinstance(b[0], list) else b
+        boxes.append([float(v) for v in b])
+        if "tokens_positive" not in reg:
+            names.append(whole(str(reg["phrase"]).strip()))
+            continue
+        spans_seen = True
+        pos: list[Positive] = []
+        for s, e in _spans(reg, caption, f"{field} line {line}"):
+            text = caption[s:e]
+            s, e = s + len(text) - len(text.lstrip()), e - len(text) + len(text.rstrip())
+            phrase, start = next((c, c0) for c, c0 in chunks if c0 <= s and e <= c0 + len(c))
+            pos.append((phrase, s - start, e - start))
+        names.append(tuple(dict.fromkeys(pos)))
+    pool = {p for ps in names for p, _, _ in ps}
+    if spans_seen:
+        pool.update(c for c, _ in chunks)
+    return boxes, names, sorted(pool)
 
 
 def read_coco(src: dict[str, Any], field: str, *, ids_from_zero: bool = True) -> tuple[dict[str, Any], Path, list[str]]:
@@ -239,7 +322,12 @@ def pad_size(aug: dict[str, Any], train: bool) -> int | None:
 
 
 class TrainSet(torch.utils.data.Dataset):
-    """ODVG records -> (image tensor, target, caption); see the module docstring."""
+    """ODVG records -> (image tensor, target, caption); see the module docstring.
+
+    target: ``class_labels`` long [N] (caption phrase index of each box's first positive), ``boxes``
+    float [N, 4] cx,cy,w,h relative, ``positive_spans``: per box the [start, end) character spans of the
+    caption it is positive for, or [] when that is exactly the phrase of ``class_labels`` (detection data).
+    """
 
     def __init__(self, records: list[dict[str, Any]], cfg: dict[str, Any]) -> None:
         self.records, self.aug = records, cfg["dataset"]["augmentation"]
@@ -268,16 +356,24 @@ class TrainSet(torch.utils.data.Dataset):
         with Image.open(rec["path"]) as im:
             img = im.convert("RGB")
         img, boxes, names = train_transform(img, rec["boxes"].copy(), list(rec["names"]), self.aug, rng)
-        phrases = self.labels_for(names, rec["pool"], rng)
+        phrases = self.labels_for([p for ps in names for p, _, _ in ps], rec["pool"], rng)
         w, h = img.size
         b = torch.from_numpy(boxes).reshape(-1, 4)
         cxcywh = torch.stack(
             [(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], -1
         )
-        keep = [n in phrases for n in names]
+        at = {p: sum(len(q.strip()) + 3 for q in phrases[:k]) for k, p in enumerate(phrases)}  # offsets in caption_of
+        # a box stays when one of its phrases is in the caption; it is positive for its spans there
+        present = [[(p, s, e) for p, s, e in ps if p in at] for ps in names]
+        keep = [bool(ps) for ps in present]
+        present = [ps for ps in present if ps]
         target = {
-            "class_labels": torch.tensor([phrases.index(n) for n, k in zip(names, keep) if k], dtype=torch.long),
+            "class_labels": torch.tensor([phrases.index(ps[0][0]) for ps in present], dtype=torch.long),
             "boxes": cxcywh[torch.tensor(keep, dtype=torch.bool)] if len(keep) else cxcywh,
+            # character spans in the caption; [] = the whole phrase of class_labels (one row of the label map)
+            "positive_spans": [
+                [] if ps == list(whole(ps[0][0])) else [(at[p] + s, at[p] + e) for p, s, e in ps] for ps in present
+            ],
         }
         return to_tensor(img, self.aug), target, caption_of(phrases)
 
@@ -313,13 +409,14 @@ def pad_batch(images: list[torch.Tensor], side: int | None) -> tuple[torch.Tenso
     return out, mask
 
 
-def tokenize(tokenizer: Any, captions: list[str], max_text_len: int) -> dict[str, torch.Tensor]:
-    """``input_ids``/``attention_mask``/``token_type_ids`` padded to the longest caption.
+def tokenize(tokenizer: Any, captions: list[str], max_text_len: int, offsets: bool = False) -> dict[str, torch.Tensor]:
+    """``input_ids``/``attention_mask``/``token_type_ids`` padded to the longest caption (and
+    ``offset_mapping`` [B, L, 2], each token's character span, (0, 0) for special tokens, when ``offsets``).
 
     A caption longer than ``max_text_len`` tokens raises SpecError with the skill's cause and fix
     (TAO fails later with "mat1 and mat2 shapes cannot be multiplied").
     """
-    enc = tokenizer(captions, padding="longest", return_tensors="pt")
+    enc = tokenizer(captions, padding="longest", return_tensors="pt", return_offsets_mapping=offsets)
     n = enc["input_ids"].shape[1]
     if n > max_text_len:
         raise SpecError(
@@ -328,7 +425,19 @@ def tokenize(tokenizer: Any, captions: list[str], max_text_len: int) -> dict[str
             field="model.max_text_len",
             fix=f"restore model.max_text_len (256) or at least {n}, or lower dataset.max_labels / shorten the captions.",
         )
-    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids", *(("offset_mapping",) if offsets else ()))}
+
+
+def token_map(offsets: torch.Tensor, spans: list[list[tuple[int, int]]], width: int) -> torch.Tensor:
+    """long [N, width]: 1 on the tokens whose character span (``offsets`` [L, 2], one caption) overlaps
+    one of box n's ``spans`` (all zero for a box with none). Grounding DINO's positive map from
+    ``tokens_positive`` (TAO / GLIP: character spans -> tokens through the tokenizer's offsets)."""
+    out = torch.zeros(len(spans), width, dtype=torch.long)
+    lo, hi = offsets[:width, 0], offsets[:width, 1]
+    for n, box in enumerate(spans):
+        for s, e in box:
+            out[n, : len(lo)] |= ((lo < e) & (s < hi) & (hi > lo)).long()
+    return out
 
 
 class TrainCollate:
@@ -341,14 +450,18 @@ class TrainCollate:
     def __call__(self, items):
         images, targets, captions = zip(*items)
         pixel_values, pixel_mask = pad_batch(list(images), self.side)
+        text = tokenize(self.tok, list(captions), self.max_len, offsets=True)
+        offsets = text.pop("offset_mapping")
         # boxes stay relative to each unpadded image: the model scales by the valid ratios
-        labels = [{"class_labels": t["class_labels"], "boxes": t["boxes"]} for t in targets]
-        return {
-            "pixel_values": pixel_values,
-            "pixel_mask": pixel_mask,
-            **tokenize(self.tok, list(captions), self.max_len),
-            "labels": labels,
-        }
+        labels = [
+            {
+                "class_labels": t["class_labels"],
+                "boxes": t["boxes"],
+                "token_map": token_map(offsets[i], t["positive_spans"], self.max_len),  # see loss.py
+            }
+            for i, t in enumerate(targets)
+        ]
+        return {"pixel_values": pixel_values, "pixel_mask": pixel_mask, **text, "labels": labels}
 
 
 class EvalCollate:

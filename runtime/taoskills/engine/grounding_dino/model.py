@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from taoskills.engine.grounding_dino import contrastive as C
+from taoskills.engine.grounding_dino import loss as GL
 from taoskills.engine.grounding_dino import text_encoder as T
 from taoskills.engine.grounding_dino.spec import BACKBONES
 from taoskills.errors import SpecError
@@ -142,6 +143,7 @@ def build_model(cfg: dict[str, Any], *, load_text_weights: bool = True) -> torch
             fix=f"set model.max_text_len <= {text_cfg.max_position_embeddings} (256 is TAO's default).",
         )
     model = GroundingDinoForObjectDetection(gdino_config(cfg, text_cfg))
+    GL.install(model)  # multi-span positives + per-image focal targets (loss.py)
     C.apply(model, cfg["model"])  # model.log_scale / model.class_embed_bias
     if load_text_weights and T.has_weights(name):
         missing, unexpected = model.model.text_backbone.load_state_dict(T.load_text_weights(name), strict=False)
