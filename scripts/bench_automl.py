@@ -20,7 +20,9 @@ algorithm says it is done). The best of a run is the best value *at full fidelit
 side follows the runtime's budget reserve (:mod:`taoskills.automl.budget`, as the AutoML
 controller does): while no trial is complete, a rung that would leave less than finishing
 the furthest stopped trial costs is not run, and when a new trial's first rung would, the
-best stopped trial is resumed from its own checkpoint to max_epochs instead.
+best stopped trial is resumed from its own checkpoint to max_epochs instead. Trial 0 is the
+baseline (:mod:`taoskills.automl.baseline`): the objective's defaults trained to max_epochs,
+never pruned (``--no-baseline`` leaves it out). TAO's brains get the same defaults in their schema.
 
 Output, per objective (one block each; ``--json`` writes the same numbers and traces)::
 
@@ -36,33 +38,30 @@ its best-so-far was at least as good as the other side's final best (median over
 "never" when no seed did; "(k/N seeds)" when only some did). The aim: our best >= theirs on
 every objective, and their best reached in <= 50% of their trial-epochs.
 
-Measured with the budget reserve (2 shared cores, lightly loaded; the MAE methods ran as
-three processes, at most two at once, joined with ``--combine``; Hartmann, 10 seeds, in the
-skill's references/algorithms.md: tpe_asha -3.09 vs hyperband -1.37, 10/10, their best
-reached at 32% of their trial-epochs)::
+Measured (one process, 2 cores with one other process running; Hartmann, 10 seeds, and the
+run without the baseline are in the skill's references/algorithms.md)::
 
-    MAE finetune val_loss (built-in engine, convnextv2_atto, minimize): budget 12 trial-epochs, max_epochs 3, eta 3, 5 seeds
+    MAE finetune val_loss (built-in engine, convnextv2_atto, minimize): budget 54 trial-epochs, max_epochs 9, eta 3, 5 seeds
     method            median best  mean best  trial-epochs used  wall s
-    ours:tpe_asha          1.0180     1.0563                 12    43.9
-    tao:hyperband          3.5263     2.9041                  5    27.6
-    tao:bayesian           2.0912     3.0163                 12    78.8
-    ours:bayesian          0.9633     1.0188                 12    84.2
+    ours:tpe_asha          0.8318     0.8509                 54   206.7
+    ours:bayesian          0.7680     0.7767                 54    73.9
+    tao:hyperband          0.8717     0.9275                 36    74.0
+    tao:bayesian           1.3583     1.2583                 54    77.4
     pair (ours vs theirs): wins | ours reaches their best at | theirs reaches our best at (trial-epochs, median)
-    bayesian  vs bayesian : 5/5 |          3 (25% of theirs) |      never
-    tpe_asha  vs hyperband: 4/5 | 10 (4/5 seeds) (190 (4/5 seeds)% of theirs) | 5 (1/5 seeds)
-    tpe_asha  vs bayesian : 5/5 |         11 (92% of theirs) |      never
+    bayesian  vs bayesian : 5/5 |          9 (17% of theirs) |      never
+    bayesian  vs hyperband: 4/5 | 14 (4/5 seeds) (38 (4/5 seeds)% of theirs) | 21 (1/5 seeds)
+    tpe_asha  vs hyperband: 3/5 | 9 (3/5 seeds) (25 (3/5 seeds)% of theirs) | 21 (2/5 seeds)
+    tpe_asha  vs bayesian : 5/5 |          9 (17% of theirs) |      never
 
-(TAO's hyperband ends after 5 trial-epochs at max_epochs 3, so "% of theirs" exceeds 100;
-half of 5 is less than one full trial. Before the reserve, one tpe_asha seed spent the 12
-trial-epochs on stopped rungs and had no full-budget trial: median 1.1362, mean inf.)
+(TAO's hyperband ends after one Hyperband iteration, 36 trial-epochs at max_epochs 9. TAO's
+side is not fully seeded: its hyperband median was 1.12, 1.43 and 0.87 in three runs.)
 
-Sizes: the defaults (Hartmann 5 seeds x 20 x 27 trial-epochs; MAE 5 seeds x 4 x 3 trial-epochs,
-4 methods) are sized for about 20 minutes on two idle cores (an estimate: the MAE part costs
-about 1 CPU-second per trial-epoch, most of it the engine's per-call Lightning set-up; only
-measured under heavy load, see above).
+Sizes: the defaults (Hartmann 5 seeds x 20 x 27 trial-epochs; MAE 5 seeds x 6 x 9 trial-epochs,
+4 methods) take about 3 and 8 minutes on two cores (the MAE part about 0.8 s per trial-epoch,
+most of it the engine's per-call Lightning set-up).
 
 Usage: ``python scripts/bench_automl.py [--objective both] [--seeds 5] [--budget-trials 20]
-[--max-epochs 27] [--mae-seeds 5] [--mae-budget-trials 4] [--mae-max-epochs 3] [--json out.json]``.
+[--max-epochs 27] [--mae-seeds 5] [--mae-budget-trials 6] [--mae-max-epochs 9] [--no-baseline] [--json out.json]``.
 Needs ``optuna``, the engine extra (torch, Lightning) for ``mae`` and, for the baseline,
 ``pip install --no-deps nvidia-tao-automl==7.2.0`` plus its imports (``pip install
 'tao-skills[bench]'``: scikit-learn, pandas, requests).
@@ -416,6 +415,7 @@ def _median(xs: list[float | None]) -> str:
 
 PAIRS = [
     ("bayesian", "bayesian"),
+    ("bayesian", "hyperband"),  # the skill's default algorithm against TAO's other brain
     ("tpe", "bayesian"),
     ("hyperband", "hyperband"),
     ("asha", "hyperband"),
@@ -519,8 +519,8 @@ def main() -> int:
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--n-startup", type=int, default=4, help="our samplers' random start-up trials (Hartmann)")
     ap.add_argument("--mae-seeds", type=int, default=5)
-    ap.add_argument("--mae-budget-trials", type=int, default=4)
-    ap.add_argument("--mae-max-epochs", type=int, default=3)
+    ap.add_argument("--mae-budget-trials", type=int, default=6)
+    ap.add_argument("--mae-max-epochs", type=int, default=9)
     ap.add_argument("--mae-n-startup", type=int, default=2)
     ap.add_argument(
         "--algos",

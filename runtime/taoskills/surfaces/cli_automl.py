@@ -119,6 +119,7 @@ def automl_run(
     metric: list[str] = typer.Option(None, "--metric", help="NAME=minimize|maximize (repeatable; default the skill's)"),
     storage: str | None = typer.Option(None, help="study storage URL (SQLAlchemy or journal://PATH)"),
     keep_checkpoints: bool = typer.Option(False, help="keep losing trials' checkpoints"),
+    baseline: bool = typer.Option(True, help="trial 0 trains the base spec's values to max_epochs, never pruned"),
     seed: int | None = typer.Option(None, help="sampler seed"),
     engine: str = typer.Option("builtin", help="'builtin' or 'tao'"),
     platform: str = typer.Option("local", help="where trials run"),
@@ -139,6 +140,7 @@ def automl_run(
         "metric": [{"name": k, "direction": v} for k, v in _pairs(metric, "--metric").items()] or None,
         "storage": storage,
         "keep_checkpoints": keep_checkpoints,
+        "baseline": baseline,
         "seed": seed,
     }
     svc = _service()

@@ -111,6 +111,9 @@ def register(server: Any, service: Any) -> None:
         ] = None,
         storage: Annotated[str | None, Field(description="study storage: SQLAlchemy URL or journal://PATH")] = None,
         keep_checkpoints: Annotated[bool, Field(description="keep losing trials' checkpoints")] = False,
+        baseline: Annotated[
+            bool, Field(description="trial 0 trains the base spec's values to max_epochs, never pruned (best_rec never worse)")
+        ] = True,
         seed: Annotated[int | None, Field(description="sampler seed")] = None,
         agent_driven: Annotated[
             bool, Field(description="prepare the study only; you drive it with automl_suggest/automl_tell")
@@ -138,6 +141,7 @@ def register(server: Any, service: Any) -> None:
             "metric": metric,
             "storage": storage,
             "keep_checkpoints": keep_checkpoints,
+            "baseline": baseline,
             "seed": seed,
         }
         return await _call(
