@@ -25,6 +25,14 @@ from taoskills.errors import SpecError
 BASELINE_ATTR = "baseline"
 
 
+def never_pruned(user_attrs: dict[str, Any]) -> bool:
+    """True for the baseline trial and for a trial that finishes a stopped one (budget reserve:
+    :data:`taoskills.automl.budget.FINISHES_ATTR`), by their user attributes."""
+    from taoskills.automl.budget import FINISHES_ATTR
+
+    return BASELINE_ATTR in user_attrs or FINISHES_ATTR in user_attrs
+
+
 def startup_trials(n_startup: int, enabled: bool) -> int:
     """The sampler's start-up trial count with the baseline on: ``n_startup`` random trials
     plus the baseline, which is not a random sample (Optuna's samplers count every trial

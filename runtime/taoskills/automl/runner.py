@@ -249,7 +249,7 @@ class Controller:
         epochs_done = done[-1]["epochs"] if done else 0
         resume_job = done[-1]["job_id"] if done else None
         final = self._final_values(resume_job) if resume_job else None
-        finishing = budget.FINISHES_ATTR in ft.user_attrs or baseline.BASELINE_ATTR in ft.user_attrs
+        finishing = baseline.never_pruned(ft.user_attrs)
         if done and epochs_done < self.cfg.max_epochs and not self.multi and not finishing and trial.should_prune():
             return "PRUNED", final, f"pruned after {epochs_done} epochs"
         for end in self.rungs:
@@ -297,8 +297,7 @@ class Controller:
         import optuna
 
         TS = optuna.trial.TrialState
-        attrs = self.study._storage.get_trial(trial._trial_id).user_attrs
-        if budget.FINISHES_ATTR in attrs or baseline.BASELINE_ATTR in attrs:
+        if baseline.never_pruned(self.study._storage.get_trial(trial._trial_id).user_attrs):
             return True
         with self.lock:
             trials = self.study.get_trials(deepcopy=False)

@@ -23,10 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from taoskills.errors import Issue
-from taoskills.specs.dotted import get_dotted
+from taoskills.specs.dotted import get_dotted, json_text
 
 MISSING = "???"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -96,9 +94,8 @@ def _effective(default: dict, given: dict) -> dict:
         if not (isinstance(k, str) and isinstance(base, dict) and isinstance(v, dict)):
             out[k] = _deep_merge(base, v)
             continue
-        try:
-            text = orjson.dumps(v)
-        except (TypeError, orjson.JSONEncodeError):
+        text = json_text(v)
+        if text is None:
             out[k] = _deep_merge(base, v)
             continue
         hit = _MERGED.get((id(default), k, text))
@@ -431,11 +428,8 @@ def _find_keys(tree: Any, keys: frozenset[str] | set[str] | tuple[str, ...], pre
 def _may_name_an_archive(tree: Any) -> bool:
     """False when no string under ``tree`` can end with an archive suffix: none of them occurs
     in its JSON text (one orjson dump and three substring searches instead of a walk)."""
-    try:
-        low = orjson.dumps(tree).lower()
-    except (TypeError, orjson.JSONEncodeError):
-        return True
-    return any(suffix in low for suffix in _ARCHIVE_NEEDLES)
+    text = json_text(tree)
+    return text is None or any(suffix in text.lower() for suffix in _ARCHIVE_NEEDLES)
 
 
 def c13_archives(ctx: _Ctx) -> list[Issue]:
@@ -637,34 +631,35 @@ _NODES_BY_ID: dict[int, tuple[dict, list[tuple[str, dict]]]] = {}
 _CONDS_BY_ID: dict[int, tuple[dict, list[tuple[str, str, str, str, Any]]]] = {}
 
 
+def _per_schema(cache: dict[int, tuple[dict, Any]], schema: dict, build: Callable[[dict], Any]) -> Any:
+    """``build(schema)``, remembered per schema object (schemas are read-only)."""
+    hit = cache.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        if len(cache) > 128:
+            cache.clear()
+        hit = cache[id(schema)] = (schema, build(schema))
+    return hit[1]
+
+
 def _math_conds(schema: dict) -> list[tuple[str, str, str, str, Any]]:
     """(key, math_cond, op, right-hand side, depends_on) of every checkable ``math_cond`` of a
     schema (:func:`c8_math_cond`); read once per schema object."""
-    hit = _CONDS_BY_ID.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    conds = []
-    for key, node in _schema_nodes(schema):
-        cond = node.get("math_cond")
-        m = _NUMBER_COND.match(cond) if isinstance(cond, str) else None
-        if m:
-            conds.append((key, cond, m.group(1), m.group(2), node.get("depends_on")))
-    if len(_CONDS_BY_ID) > 128:
-        _CONDS_BY_ID.clear()
-    _CONDS_BY_ID[id(schema)] = (schema, conds)
-    return conds
+
+    def build(s: dict) -> list[tuple[str, str, str, str, Any]]:
+        conds = []
+        for key, node in _schema_nodes(s):
+            cond = node.get("math_cond")
+            m = _NUMBER_COND.match(cond) if isinstance(cond, str) else None
+            if m:
+                conds.append((key, cond, m.group(1), m.group(2), node.get("depends_on")))
+        return conds
+
+    return _per_schema(_CONDS_BY_ID, schema, build)
 
 
 def _schema_nodes(schema: dict) -> list[tuple[str, dict]]:
     """(dotted key, node) for every node of a schema; cached per schema object (schemas are read-only)."""
-    hit = _NODES_BY_ID.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
-    nodes = list(_walk_schema(schema))
-    if len(_NODES_BY_ID) > 128:
-        _NODES_BY_ID.clear()
-    _NODES_BY_ID[id(schema)] = (schema, nodes)
-    return nodes
+    return _per_schema(_NODES_BY_ID, schema, lambda s: list(_walk_schema(s)))
 
 
 def _walk_schema(schema: dict, prefix: str = ""):

@@ -143,6 +143,15 @@ def copy_tree(tree: Any) -> Any:
     return tree
 
 
+def json_text(value: Any) -> bytes | None:
+    """``value`` as compact JSON (orjson), the key the spec memos remember sections by; None for a
+    value JSON cannot carry (non-string keys, ints beyond 64 bits, other objects)."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
 #: id(shared tree) -> (the tree, its JSON text or None): see :func:`copy_shared`.
 _JSON_TEXT: dict[int, tuple[Any, bytes | None]] = {}
 
@@ -154,11 +163,8 @@ def copy_shared(tree: Any) -> Any:
     keys, tuples, non-finite floats, ints beyond 64 bits) is copied by :func:`copy_tree`."""
     hit = _JSON_TEXT.get(id(tree))
     if hit is None or hit[0] is not tree:
-        text: bytes | None
-        try:
-            text = orjson.dumps(tree)
-            text = text if orjson.loads(text) == tree else None
-        except (TypeError, orjson.JSONEncodeError):
+        text = json_text(tree)
+        if text is not None and orjson.loads(text) != tree:
             text = None
         if len(_JSON_TEXT) > 256:
             _JSON_TEXT.clear()

@@ -52,11 +52,10 @@ from typing import Any
 
 import fastjsonschema
 import jsonschema
-import orjson
 from jsonschema import Draft202012Validator
 
 from taoskills.errors import Issue, SpecError
-from taoskills.specs.dotted import delete_dotted, get_dotted
+from taoskills.specs.dotted import delete_dotted, get_dotted, json_text
 
 MISSING = "???"
 _INTERPOLATION = re.compile(r"\$\{[^}]*\}")
@@ -380,10 +379,7 @@ def _prep_section(index: dict[tuple, dict], key: str, value: Any) -> tuple[Any, 
     """:func:`_prep` of one top-level section, remembered by its JSON text (orjson: the text
     tells apart every value :func:`_prep` tells apart, as tuples are read as lists); a section JSON
     cannot carry (non-string keys, huge ints) is prepared each time."""
-    try:
-        text: bytes | None = orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        text = None
+    text = json_text(value)
     if text is not None:
         hit = _SECTIONS.get((id(index), key, text))
         if hit is not None and hit[0] is index:
