@@ -73,12 +73,12 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -261,6 +261,7 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
     from taoskills.automl import baseline as first_trial
     from taoskills.automl.algorithms import get_algorithm, make_study_objects, rungs
     from taoskills.automl.budget import FINISHES_ATTR, finish_instead, may_run
+    from taoskills.automl.promote import PROMOTES_ATTR, promotion
     from taoskills.automl.space import Param, SearchSpace
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -278,7 +279,8 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
         n_objectives=1,
     )
     study = optuna.create_study(sampler=sampler, pruner=pruner, direction="minimize")
-    plan = rungs(get_algorithm(algorithm), max_epochs, 1, eta)
+    algo = get_algorithm(algorithm)
+    plan = rungs(algo, max_epochs, 1, eta)
     tr = Tracker(budget)
 
     def trials() -> list:
@@ -293,13 +295,18 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
             stopped = finish_instead(
                 study.get_trials(deepcopy=False), max_epochs=max_epochs, epochs_left=tr.left, first_rung=plan[0]
             )
-            if stopped is not None:  # resume the best stopped trial from its own checkpoint, to max_epochs
-                study.enqueue_trial(study.trials[stopped.number].params, user_attrs={FINISHES_ATTR: stopped.number})
+            # ASHA's late promotion (taoskills.automl.promote): a stopped trial now in the top 1/eta goes on
+            promo = promotion(trials(), rungs=plan, eta=eta) if stopped is None and algo.promotes else None
+            resumed, attr = (stopped, FINISHES_ATTR) if stopped is not None else (promo, PROMOTES_ATTR)
+            if resumed is not None:  # resume the stopped trial from its own checkpoint, with the same values
+                old = study.trials[resumed.number]
+                study.enqueue_trial(old.params, user_attrs={attr: resumed.number, "tid": old.user_attrs["tid"]})
                 trial = study.ask()
-                x, tid, done = space.sample(trial), f"t{stopped.number}", stopped.epochs  # the same values
+                x, tid, done = space.sample(trial), old.user_attrs["tid"], resumed.epochs
             else:
                 trial = study.ask()
                 x, tid, done = space.sample(trial), f"t{trial.number}", 0
+                trial.set_user_attr("tid", tid)  # the folder of its checkpoints
             # a finishing trial and the baseline skip the reserve check and are never pruned
             exempt = stopped is not None or first_trial.BASELINE_ATTR in trial.user_attrs
             pruned, value = False, math.inf
@@ -365,7 +372,7 @@ def run_tao(algorithm: str, seed: int, budget: int, obj, eta: int) -> Tracker:
         "automl_max_recommendations": max(1, budget // max_epochs),
         "automl_max_epochs": max_epochs,
         "automl_reduction_factor": eta,
-        "session_id": f"s{seed}-{uuid.uuid4().hex[:6]}",
+        "session_id": f"bench-seed-{seed}",  # TAO seeds its brain from hash(session id): see main()
     }
     np.random.seed(seed)
     aml = AutoML(
@@ -532,6 +539,10 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--combine", nargs="+", default=None, help="print the tables of these --json reports as one run")
     args = ap.parse_args()
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # TAO AutoML 7.2.0 seeds numpy and random with hash(session id) (brain/base.py), and Python
+        # randomizes str hashes per process: with the hash fixed, seed k gives the same TAO run each time.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})
     if args.combine:
         combine(args.combine)
         return 0

@@ -262,3 +262,24 @@ def test_the_last_trial_finishes_the_stopped_one_when_none_completed(env):
     assert last["segments"][-1]["start"] == 1 and last["segments"][-1]["epochs"] == 3
     best = json.loads((Path(handle.results_dir) / "best_rec.json").read_text())
     assert best["best"]["rec_id"] == 1 and best["budget"]["trial_epochs_used"] == 3
+
+
+def test_a_stopped_trial_in_the_top_third_of_its_rung_is_promoted_later(env):
+    svc, photos = env
+    # tpe_asha with eta 3: trials 0 and 1 stop at rung 1 (bootstrap); once 3 trials have a rung-1
+    # value the best of them is in the top 1/3, and the next trial resumes it (ASHA's promotion)
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=5, max_epochs=3, baseline=False)
+    assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
+    trials = open_study(load_config(handle.results_dir)).get_trials()
+    promoted = [t for t in trials if "promotes_trial" in t.user_attrs]
+    assert promoted, [(t.number, t.state, t.intermediate_values) for t in trials]
+    for t in promoted:
+        old = trials[t.user_attrs["promotes_trial"]]
+        assert old.state == TS.PRUNED and max(old.intermediate_values) == 1 and old.number < t.number
+        earlier = [u for u in trials[: t.number] if 1 in u.intermediate_values and "promotes_trial" not in u.user_attrs]
+        assert sorted(u.intermediate_values[1] for u in earlier)[: len(earlier) // 3][-1] >= old.intermediate_values[1]
+        # resumed from its own rung-1 checkpoint with the same values: only the 2 new epochs are spent
+        assert t.user_attrs["values"] == old.user_attrs["values"] and t.params == old.params
+        assert t.user_attrs["segments"][0]["job_id"] == old.user_attrs["segments"][0]["job_id"]
+        assert t.user_attrs["segments"][-1]["start"] == 1 and t.user_attrs["trial_epochs"] == 2
+    assert sum(t.user_attrs.get("trial_epochs", 0) for t in trials) < 3 * len(trials)

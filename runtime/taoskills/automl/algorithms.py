@@ -16,13 +16,16 @@ cmaes          ``CmaEsSampler`` (numeric parameters; categoricals fall    full b
 hyperband (h)  ``RandomSampler`` + ``HyperbandPruner(min, max, eta)``      rungs min*eta^k
                (TAO's hyperband draws configurations at random)
 asha           ``RandomSampler`` + ``SuccessiveHalvingPruner(min, eta)``   rungs min*eta^k
-               (Optuna's successive halving is asynchronous: ASHA)
+               (Optuna's successive halving is asynchronous: ASHA), with
+               ASHA's late promotions (:mod:`taoskills.automl.promote`)
 bohb           ``TPESampler(multivariate, constant_liar)`` +              rungs min*eta^k
                ``HyperbandPruner`` (BOHB: a density model + Hyperband)
 tpe_asha       ``TPESampler`` + ``SuccessiveHalvingPruner(min, eta,       rungs min*eta^k
                bootstrap_count=eta-1)``: the first eta-1 trials to reach
                a rung stop there, later ones are promoted when in the top
-               1/eta (best on scripts/bench_automl.py)
+               1/eta; a stopped trial that later ranks in the top 1/eta of
+               its rung is resumed (late promotion, as asha)
+               (best on scripts/bench_automl.py)
 nsga2          ``NSGAIISampler`` (multi-objective, e.g. mAP vs latency);  full budget
                no pruning (Optuna does not prune multi-objective studies)
 =============  =========================================================  ==================
@@ -68,6 +71,7 @@ class Algorithm:
     pruner: Callable[[int, int, int], Any] | None = None
     multi_fidelity: bool = False
     multi_objective: bool = False
+    promotes: bool = False
 
 
 def _gp(seed: int | None, n_startup: int) -> Any:
@@ -160,7 +164,14 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("random", "Random search", _random),
         Algorithm("cmaes", "CMA-ES on numeric parameters", _cmaes),
         Algorithm("hyperband", "Random sampling + Hyperband over epochs", _random, _hyperband, multi_fidelity=True),
-        Algorithm("asha", "Random sampling + asynchronous successive halving over epochs", _random, _sha, multi_fidelity=True),
+        Algorithm(
+            "asha",
+            "Random sampling + asynchronous successive halving over epochs",
+            _random,
+            _sha,
+            multi_fidelity=True,
+            promotes=True,
+        ),
         Algorithm("bohb", "TPE + Hyperband over epochs (BOHB)", _tpe, _hyperband, multi_fidelity=True),
         Algorithm(
             "tpe_asha",
@@ -168,6 +179,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             _tpe,
             _sha_bootstrap,
             multi_fidelity=True,
+            promotes=True,
         ),
         Algorithm("nsga2", "NSGA-II multi-objective search (Pareto front)", _nsga2, multi_objective=True),
     )

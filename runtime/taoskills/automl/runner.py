@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from taoskills.automl import baseline, budget, results
+from taoskills.automl import baseline, budget, promote, results
 from taoskills.automl.algorithms import get_algorithm, rungs
 from taoskills.automl.space import SearchSpace
 from taoskills.automl.study import RunConfig, load_config, open_study
@@ -122,14 +122,14 @@ class Controller:
                 return None
             if not trials and self.cfg.baseline and not self.multi and baseline.enqueue(self.study, self.space):
                 self.status.event("baseline: trial 0 trains the base spec's values to max_epochs")
-            if not self.multi and self.algo.multi_fidelity:
-                self._enqueue_finish(trials)
+            if not self.multi and self.algo.multi_fidelity and not self._enqueue_finish(trials) and self.algo.promotes:
+                self._enqueue_promotion(trials)
             trial = self.study.ask()
             trial.set_user_attr("owner", self._owner())
             self.active[trial.number] = ""
             return trial
 
-    def _enqueue_finish(self, trials: list[Any]) -> None:
+    def _enqueue_finish(self, trials: list[Any]) -> bool:
         """Budget reserve: when the next trial takes the last slot and none is complete,
         queue the best stopped trial's values and rung segments, so the next trial resumes it."""
         stopped = budget.finish_instead(
@@ -139,18 +139,36 @@ class Controller:
             trials_left=self.cfg.max_trials - len(trials),
         )
         if stopped is None:
-            return
-        old = next(t for t in trials if t.number == stopped.number)
+            return False
+        event = f"budget reserve: the last trial resumes stopped trial {stopped.number} after {stopped.epochs} epochs"
+        return self._enqueue_resume(trials, stopped.number, stopped.epochs, budget.FINISHES_ATTR, event)
+
+    def _enqueue_promotion(self, trials: list[Any]) -> bool:
+        """ASHA's late promotion (:mod:`taoskills.automl.promote`): queue a stopped trial that is
+        now in the top 1/eta of its rung, so the next trial resumes it (the pruner judges it at
+        the next rungs)."""
+        promo = promote.promotion(
+            trials, rungs=self.rungs, eta=self.cfg.reduction_factor, direction=self.cfg.objectives[0].direction
+        )
+        if promo is None:
+            return False
+        event = f"promotion: stopped trial {promo.number} is in the top 1/{self.cfg.reduction_factor} after {promo.epochs} epochs"
+        return self._enqueue_resume(trials, promo.number, promo.epochs, promote.PROMOTES_ATTR, event)
+
+    def _enqueue_resume(self, trials: list[Any], number: int, epochs: int, attr: str, event: str) -> bool:
+        """Queue trial ``number``'s values and its rung segments up to ``epochs``, marked with
+        user attribute ``attr``, so the next trial resumes it from its own checkpoint."""
+        old = next(t for t in trials if t.number == number)
         segs = [
-            dict(s, copied_from=stopped.number)
+            dict(s, copied_from=number)
             for s in old.user_attrs.get("segments", [])
-            if s["state"] == "COMPLETE" and s["epochs"] <= stopped.epochs
+            if s["state"] == "COMPLETE" and s["epochs"] <= epochs
         ]
         if not segs or "values" not in old.user_attrs:
-            return
-        attrs = {budget.FINISHES_ATTR: stopped.number, "values": old.user_attrs["values"], "segments": segs}
-        self.study.enqueue_trial(old.params, user_attrs=attrs)
-        self.status.event(f"budget reserve: the last trial resumes stopped trial {stopped.number} after {stopped.epochs} epochs")
+            return False
+        self.study.enqueue_trial(old.params, user_attrs={attr: number, "values": old.user_attrs["values"], "segments": segs})
+        self.status.event(event)
+        return True
 
     # -- one trial ------------------------------------------------------------------------
 
@@ -241,8 +259,8 @@ class Controller:
         if values is None:
             values = self.space.sample(trial)
             trial.set_user_attr("values", values)
-        elif baseline.BASELINE_ATTR in ft.user_attrs and not ft.params:
-            self.space.sample(trial)  # records the queued Optuna parameters, so the sampler sees the point
+        elif not ft.params:  # a queued trial (baseline, promotion, finish): record its Optuna parameters
+            self.space.sample(trial)  # so the sampler sees the point
         segments: list[dict[str, Any]] = list(ft.user_attrs.get("segments", []))
         retries = int(ft.user_attrs.get("retries", 0))
         done = [s for s in segments if s["state"] == "COMPLETE"]
