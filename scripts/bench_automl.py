@@ -38,23 +38,25 @@ its best-so-far was at least as good as the other side's final best (median over
 "never" when no seed did; "(k/N seeds)" when only some did). The aim: our best >= theirs on
 every objective, and their best reached in <= 50% of their trial-epochs.
 
-Measured (one process, 2 cores with one other process running; Hartmann, 10 seeds, and the
-run without the baseline are in the skill's references/algorithms.md)::
+Measured (2 cores shared with another training; Hartmann, 20 seeds, is in the skill's
+references/algorithms.md)::
 
     MAE finetune val_loss (built-in engine, convnextv2_atto, minimize): budget 54 trial-epochs, max_epochs 9, eta 3, 5 seeds
     method            median best  mean best  trial-epochs used  wall s
-    ours:tpe_asha          0.8318     0.8509                 54   206.7
-    ours:bayesian          0.7680     0.7767                 54    73.9
-    tao:hyperband          0.8717     0.9275                 36    74.0
-    tao:bayesian           1.3583     1.2583                 54    77.4
+    ours:tpe_asha          0.7793     0.7757                 54    84.8
+    tao:hyperband          1.2419     1.2772                 36    39.5
+    ours:bayesian          0.7680     0.7767                 54    39.9
+    tao:bayesian           1.3583     1.3586                 54    40.7
     pair (ours vs theirs): wins | ours reaches their best at | theirs reaches our best at (trial-epochs, median)
     bayesian  vs bayesian : 5/5 |          9 (17% of theirs) |      never
-    bayesian  vs hyperband: 4/5 | 14 (4/5 seeds) (38 (4/5 seeds)% of theirs) | 21 (1/5 seeds)
-    tpe_asha  vs hyperband: 3/5 | 9 (3/5 seeds) (25 (3/5 seeds)% of theirs) | 21 (2/5 seeds)
+    bayesian  vs hyperband: 5/5 |          9 (25% of theirs) |      never
+    tpe_asha  vs hyperband: 5/5 |          9 (25% of theirs) |      never
     tpe_asha  vs bayesian : 5/5 |          9 (17% of theirs) |      never
 
-(TAO's hyperband ends after one Hyperband iteration, 36 trial-epochs at max_epochs 9. TAO's
-side is not fully seeded: its hyperband median was 1.12, 1.43 and 0.87 in three runs.)
+(TAO's hyperband ends after one Hyperband iteration, 36 trial-epochs at max_epochs 9. TAO
+seeds its brain from ``hash(session id)``: :func:`main` fixes ``PYTHONHASHSEED`` and sessions
+are named by seed, so TAO's side repeats run for run; before, its hyperband median moved
+between 0.87 and 1.43 over three runs of the same command.)
 
 Sizes: the defaults (Hartmann 5 seeds x 20 x 27 trial-epochs; MAE 5 seeds x 6 x 9 trial-epochs,
 4 methods) take about 3 and 8 minutes on two cores (the MAE part about 0.8 s per trial-epoch,
