@@ -14,23 +14,14 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from automl_trials import make_trial  # noqa: E402
+
 from taoskills.automl import budget  # noqa: E402
 
 TS = optuna.trial.TrialState
-DIST = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 
 
-def _trial(number: int, state, curve: dict[int, float], **attrs):
-    t = optuna.trial.create_trial(
-        state=state,
-        params={"x": 0.5},
-        distributions=DIST,
-        value=curve[max(curve)] if state == TS.COMPLETE else None,
-        intermediate_values=curve,
-        user_attrs=attrs,
-    )
-    t.number = number
-    return t
+_trial = make_trial
 
 
 def test_best_stopped_is_the_furthest_then_the_best_value():

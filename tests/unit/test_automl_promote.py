@@ -6,25 +6,16 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
+from automl_trials import make_trial  # noqa: E402
+
 from taoskills.automl import promote  # noqa: E402
 from taoskills.automl.budget import FINISHES_ATTR  # noqa: E402
 
 TS = optuna.trial.TrialState
-DIST = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 RUNGS = [1, 3, 9]
 
 
-def _trial(number: int, state, curve: dict[int, float], **attrs):
-    t = optuna.trial.create_trial(
-        state=state,
-        params={"x": 0.5},
-        distributions=DIST,
-        value=curve[max(curve)] if state == TS.COMPLETE else None,
-        intermediate_values=curve,
-        user_attrs=attrs,
-    )
-    t.number = number
-    return t
+_trial = make_trial
 
 
 def test_the_best_stopped_trial_in_the_top_third_of_its_rung_is_promoted():

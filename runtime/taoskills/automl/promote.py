@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from taoskills.automl.budget import FINISHES_ATTR
+
 #: Trial user attribute naming the stopped trial a promoted trial resumes.
 PROMOTES_ATTR = "promotes_trial"
 
@@ -37,8 +39,6 @@ class Promotion:
 
 
 def _parent(t: Any) -> int | None:
-    from taoskills.automl.budget import FINISHES_ATTR
-
     for key in (PROMOTES_ATTR, FINISHES_ATTR):
         if key in t.user_attrs:
             return int(t.user_attrs[key])
