@@ -155,7 +155,7 @@ def test_two_worker_processes_share_one_study(env):
     owners = {t.user_attrs["owner"]["pid"] for t in trials}
     assert len(owners) == 2  # both processes ran trials
     for t in trials:
-        assert t.state in (TS.COMPLETE, TS.PRUNED)
+        assert t.state in (TS.COMPLETE, TS.PRUNED), (t.number, t.user_attrs.get("reason"), t.user_attrs.get("promotes_trial"))
         last = t.user_attrs["segments"][-1]
         kpis = svc.job_status(last["job_id"]).kpis
         assert kpis["train_loss"] == pytest.approx(last["value"])  # no result lost
@@ -236,7 +236,7 @@ def test_trial_0_trains_the_base_spec_values_to_max_epochs_unpruned(env):
 
     svc, photos = env
     # tpe_asha with eta 3 stops the first 2 trials to reach a rung: trial 0 completes only as the baseline
-    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=3, max_epochs=3)
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=9, max_epochs=3)
     assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
     cfg = load_config(handle.results_dir)
     trials = open_study(cfg).get_trials()
@@ -283,3 +283,24 @@ def test_a_stopped_trial_in_the_top_third_of_its_rung_is_promoted_later(env):
         assert t.user_attrs["segments"][0]["job_id"] == old.user_attrs["segments"][0]["job_id"]
         assert t.user_attrs["segments"][-1]["start"] == 1 and t.user_attrs["trial_epochs"] == 2
     assert sum(t.user_attrs.get("trial_epochs", 0) for t in trials) < 3 * len(trials)
+
+
+def test_promotion_after_a_complete_trial_resumes_a_kept_checkpoint(env):
+    svc, photos = env
+    # the baseline completes first; a trial pruned after that keeps its rung checkpoint (it may be
+    # promoted later), so its promotion resumes instead of failing on a removed checkpoint
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=9, max_epochs=3)
+    assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
+    trials = open_study(load_config(handle.results_dir)).get_trials()
+    assert trials[0].state == TS.COMPLETE
+    assert [t.number for t in trials if t.state not in (TS.COMPLETE, TS.PRUNED)] == []
+    promoted = [t for t in trials if "promotes_trial" in t.user_attrs]
+    assert promoted and all(t.user_attrs["promotes_trial"] > 0 for t in promoted), [
+        (t.number, t.state, t.intermediate_values) for t in trials
+    ]
+    # at the end the losers' checkpoints are removed, the best one's kept
+    best = json.loads((Path(handle.results_dir) / "best_rec.json").read_text())["best"]
+    for t in trials:
+        job = svc.store.get(t.user_attrs["segments"][-1]["job_id"])
+        left = checkpoints.list_checkpoints(Path(job.results_dir))
+        assert bool(left) == (t.number == best["rec_id"]), (t.number, best["rec_id"])

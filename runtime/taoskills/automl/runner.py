@@ -164,7 +164,7 @@ class Controller:
             for s in old.user_attrs.get("segments", [])
             if s["state"] == "COMPLETE" and s["epochs"] <= epochs
         ]
-        if not segs or "values" not in old.user_attrs:
+        if not segs or "values" not in old.user_attrs or self._resumable(segs[-1]["job_id"]) is None:
             return False
         self.study.enqueue_trial(old.params, user_attrs={attr: number, "values": old.user_attrs["values"], "segments": segs})
         self.status.event(event)
@@ -355,11 +355,20 @@ class Controller:
                 self.study.tell(trial, state=TS.FAIL, skip_if_finished=True)
             self.active.pop(trial.number, None)
         results.write_trial(self.run_dir, self.study, trial.number, self.service)
-        if state == "PRUNED" and not self.cfg.keep_checkpoints and budget.any_complete(self.study.get_trials(deepcopy=False)):
+        if state == "PRUNED" and self._drop_checkpoints():
             results.remove_checkpoints(self.service, self.study.trials[trial.number])
         self.status.progress(self.cfg, self.study)
 
     # -- loop -----------------------------------------------------------------------------
+
+    def _drop_checkpoints(self) -> bool:
+        """Whether a trial pruned now loses its checkpoints at once: not when they are kept, not
+        before a trial is complete (the budget reserve may finish it) and not when the algorithm
+        promotes late (:mod:`taoskills.automl.promote` may resume any stopped trial, so its rung
+        checkpoints stay until :func:`taoskills.automl.results.finalize` removes the losers')."""
+        if self.cfg.keep_checkpoints or self.algo.promotes:
+            return False
+        return budget.any_complete(self.study.get_trials(deepcopy=False))
 
     def _worker(self) -> None:
         while not self.stop.is_set():
