@@ -258,6 +258,7 @@ class Service(PrepareMixin, JobsMixin, StorageMixin, EstimateMixin):
         engine: Engine = AUTO,
         platform: str = "local",
         automl: dict[str, Any] | None = None,
+        labels: dict[str, Any] | None = None,
         **request: Unpack[SpecRequest],
     ) -> JobHandle:
         """Place, build (from a :class:`SpecRequest`), validate, preflight, render
@@ -271,7 +272,8 @@ class Service(PrepareMixin, JobsMixin, StorageMixin, EstimateMixin):
         in request_text) trains directly. The reply's ``estimate`` is :meth:`estimate`'s (None
         where no throughput table covers the run); a run that would exceed the free disk (or the
         GPU memory, where measured) is refused with PreflightError naming the fix. Nothing is
-        launched and no record is written when any check fails.
+        launched and no record is written when any check fails. ``labels``: extra labels
+        written with the job record of a direct training (the AutoML controller's trial jobs).
         """
         sk = self.catalog.get(skill)
         sk.action(action)
@@ -310,7 +312,7 @@ class Service(PrepareMixin, JobsMixin, StorageMixin, EstimateMixin):
             script_path=str(workdir / "run.sh"),
             log_path=str(workdir / "log.txt"),
             automl_policy=decision.policy,
-            labels={"resume_job_id": request["resume_job_id"]} if request.get("resume_job_id") else {},
+            labels={**(labels or {}), **({"resume_job_id": request["resume_job_id"]} if request.get("resume_job_id") else {})},
         )
         self.store.create(record)
         try:  # submit

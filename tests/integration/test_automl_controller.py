@@ -107,7 +107,7 @@ def test_hyperband_prunes_resumes_rungs_and_chains_the_best_checkpoint(env):
 
 def test_killed_controller_resumes_without_losing_or_duplicating_trials(env, monkeypatch):
     svc, photos = env
-    monkeypatch.setenv("TAO_SKILLS_FAKE_EPOCH_S", "0.15")
+    monkeypatch.setenv("TAO_SKILLS_FAKE_EPOCH_S", "0.25")
     handle = _launch(svc, photos, algorithm="tpe", max_trials=5, max_epochs=4, parallel=2, n_startup_trials=2)
     run_dir = Path(handle.results_dir)
     cfg = load_config(run_dir)
@@ -115,8 +115,11 @@ def test_killed_controller_resumes_without_losing_or_duplicating_trials(env, mon
     def mid_study():
         trials = open_study(cfg).get_trials()
         done = [t for t in trials if t.state == TS.COMPLETE]
-        running = [t for t in trials if t.state == TS.RUNNING and t.user_attrs.get("segments")]
-        return len(done) >= 1 and running
+        # a trial with epochs still to train: the kill lands mid-trial under load too
+        running = [
+            t for t in trials if t.state == TS.RUNNING and t.user_attrs.get("segments") and len(t.intermediate_values) <= 1
+        ]
+        return done and running
 
     wait_for(mid_study, timeout=120)
     pid = int(svc.store.get(handle.job_id).backend_id)
@@ -135,7 +138,8 @@ def test_killed_controller_resumes_without_losing_or_duplicating_trials(env, mon
     for n in orphans:
         assert trials[n].user_attrs.get("recovered_by")
     # no segment ran twice: one job per (trial, epochs), all recorded
-    jobs = _trial_jobs(svc, handle.job_id)
+    # (a record the killed controller wrote before its platform submitted anything is marked ERROR)
+    jobs = [j for j in _trial_jobs(svc, handle.job_id) if "never submitted" not in (j.failure or {}).get("summary", "")]
     per_trial = Counter(j.labels["trial"] for j in jobs)
     assert all(per_trial[t.number] == len(t.user_attrs["segments"]) == 1 for t in trials), per_trial
     assert svc.resolve_checkpoint(again.job_id, "inference").path.startswith(str(run_dir))
@@ -304,3 +308,53 @@ def test_promotion_after_a_complete_trial_resumes_a_kept_checkpoint(env):
         job = svc.store.get(t.user_attrs["segments"][-1]["job_id"])
         left = checkpoints.list_checkpoints(Path(job.results_dir))
         assert bool(left) == (t.number == best["rec_id"]), (t.number, best["rec_id"])
+
+
+def test_a_job_launched_but_not_recorded_by_a_killed_controller_is_adopted(env, tmp_path):
+    from taoskills.automl.runner import Controller
+
+    svc, photos = env
+    handle = launch_automl(
+        svc,
+        SKILL,
+        engine="tao",
+        settings=settings(algorithm="random", max_trials=2, max_epochs=2),
+        launch=False,
+        **request(photos),
+    )
+    ctl = Controller(handle.results_dir)
+    trial = ctl._next_trial()
+    values = ctl.space.sample(trial)
+    trial.set_user_attr("values", values)
+    # a controller killed between launch_job and recording the segment: the job runs, the trial
+    # holds only the launch intent
+    orphan = ctl._launch(trial, values, 2, None)
+    assert "segments" not in ctl.study._storage.get_trial(trial._trial_id).user_attrs
+    state, final, _ = ctl.run_trial(trial)
+    assert state == "COMPLETE" and final is not None
+    segs = ctl.study._storage.get_trial(trial._trial_id).user_attrs["segments"]
+    assert [s["job_id"] for s in segs] == [orphan]
+    assert [j.job_id for j in _trial_jobs(svc, ctl.cfg.run_id)] == [orphan]  # not launched twice
+    # killed after the job record and before the platform submitted it: that record is marked
+    # ERROR (never lost) and the trial launches its own job
+    trial = ctl._next_trial()
+    values = ctl.space.sample(trial)
+    trial.set_user_attr("values", values)
+    rec = svc.store.get(orphan)
+    stale = rec.model_copy(
+        update={
+            "job_id": "job-00000000abcd",
+            "status": "PENDING",
+            "backend_id": None,
+            "workdir": str(tmp_path / "stale"),
+            "results_dir": str(tmp_path / "stale" / "results"),
+            "labels": {**rec.labels, "trial": trial.number, "automl_launch": "f" * 32},
+        }
+    )
+    svc.store.create(stale)
+    trial.set_user_attr("launching", {"token": "f" * 32, "epochs": 2})
+    assert ctl.run_trial(trial)[0] == "COMPLETE"
+    after = svc.store.get(stale.job_id)
+    assert after.status == "ERROR" and "never submitted" in after.failure["summary"]
+    segs = ctl.study._storage.get_trial(trial._trial_id).user_attrs["segments"]
+    assert len(segs) == 1 and segs[0]["job_id"] not in (stale.job_id, orphan)

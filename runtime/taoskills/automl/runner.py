@@ -173,6 +173,14 @@ class Controller:
     # -- one trial ------------------------------------------------------------------------
 
     def _launch(self, trial: Any, values: dict[str, Any], epochs: int, resume_job: str | None) -> str:
+        """Launch the train job of ``trial`` to ``epochs``, or adopt the one an earlier (killed)
+        controller launched for it and did not record: the trial's ``launching`` user attribute
+        (written before each launch) names the token in that job's labels."""
+        adopted = self._launched_before(trial, epochs)
+        if adopted is not None:
+            return adopted
+        token = uuid.uuid4().hex
+        trial.set_user_attr("launching", {"token": token, "epochs": epochs})
         req = dict(self.cfg.request)
         req.pop("resume_job_id", None)
         overrides = dict(req.pop("overrides", None) or {})
@@ -191,13 +199,39 @@ class Controller:
             platform=self.cfg.platform,
             overrides=overrides,
             resume_job_id=resume_job,
+            labels={
+                "automl_run": self.cfg.run_id,
+                "automl_job_id": self.cfg.automl_job_id,
+                "trial": trial.number,
+                "automl_launch": token,
+            },
             **req,
         )
-        self.service.store.update_fields(
-            handle.job_id,
-            labels={"automl_run": self.cfg.run_id, "automl_job_id": self.cfg.automl_job_id, "trial": trial.number},
-        )
         return handle.job_id
+
+    def _launched_before(self, trial: Any, epochs: int) -> str | None:
+        """The job an earlier controller launched for ``trial`` to ``epochs`` and did not record
+        (it died between the job record and the segment), or None. A record it left before its
+        platform submitted anything (still PENDING, no backend id) is marked ERROR, never lost."""
+        seen = self.study._storage.get_trial(trial._trial_id).user_attrs
+        intent = seen.get("launching") or {}
+        if intent.get("epochs") != epochs:
+            return None
+        recorded = {s["job_id"] for s in seen.get("segments", [])}
+        for rec in self.service.store.list(skill=self.cfg.skill, action="train", limit=None):
+            if rec.labels.get("automl_launch") != intent["token"] or rec.job_id in recorded:
+                continue
+            if rec.backend_id or self.service.job_status(rec.job_id).status != "PENDING":
+                return rec.job_id
+            self.service.store.update_status(
+                rec.job_id,
+                "ERROR",
+                failure={
+                    "summary": "never submitted: the AutoML controller stopped while launching it",
+                    "fault": "infrastructure",
+                },
+            )
+        return None
 
     def _base(self, key: str) -> Any:
         from taoskills.specs.dotted import get_dotted
