@@ -36,6 +36,9 @@ def test_best_stopped_is_the_furthest_then_the_best_value():
     # a stopped trial already finished by another is not picked twice
     taken = [*trials, _trial(4, TS.RUNNING, {}, **{budget.FINISHES_ATTR: 2})]
     assert budget.best_stopped(taken, 9).number == 1
+    # nor one a late promotion resumes (the same configuration would train twice)
+    promoted = [*trials, _trial(4, TS.RUNNING, {}, promotes_trial=2)]
+    assert budget.best_stopped(promoted, 9).number == 1
     assert budget.best_stopped([_trial(0, TS.COMPLETE, {9: 0.1})], 9) is None
 
 

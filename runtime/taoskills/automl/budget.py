@@ -47,13 +47,16 @@ def any_complete(trials: Iterable[Any]) -> bool:
 
 
 def best_stopped(trials: Iterable[Any], max_epochs: int, direction: str = "minimize") -> Stopped | None:
-    """The stopped trial to finish: PRUNED, below ``max_epochs``, not already finished by
-    another trial; highest rung first, then the best intermediate value there
-    (``direction`` minimize|maximize). None when there is none."""
+    """The stopped trial to finish: PRUNED, below ``max_epochs``, not already resumed by
+    another trial (finished, or promoted: :mod:`taoskills.automl.promote`); highest rung first,
+    then the best intermediate value there (``direction`` minimize|maximize). None when there
+    is none."""
     import optuna
 
+    from taoskills.automl.promote import PROMOTES_ATTR
+
     trials = list(trials)
-    taken = {t.user_attrs.get(FINISHES_ATTR) for t in trials}
+    taken = {t.user_attrs.get(key) for t in trials for key in (FINISHES_ATTR, PROMOTES_ATTR)}
     sign = 1.0 if str(direction).lower().startswith("min") else -1.0
     best: tuple[tuple[float, float], Stopped] | None = None
     for t in trials:
