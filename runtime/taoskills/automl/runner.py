@@ -113,17 +113,23 @@ class Controller:
 
     def _next_trial(self) -> Any | None:
         """An orphaned trial to finish, else a new one while the trial budget allows."""
+        import optuna
+
         trial = self._claim_orphan()
         if trial is not None:
             return trial
         with self.lock:
             trials = self.study.get_trials(deepcopy=False)
-            if self.stop.is_set() or len(trials) >= self.cfg.max_trials:
+            # a queued trial another process's ask missed (Optuna's ask tries the queued trials it
+            # listed, and starts a new one when another process took them) is taken first
+            queued = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+            if self.stop.is_set() or (len(trials) >= self.cfg.max_trials and not queued):
                 return None
-            if not trials and self.cfg.baseline and not self.multi and baseline.enqueue(self.study, self.space):
-                self.status.event("baseline: trial 0 trains the base spec's values to max_epochs")
-            if not self.multi and self.algo.multi_fidelity and not self._enqueue_finish(trials) and self.algo.promotes:
-                self._enqueue_promotion(trials)
+            if not queued:
+                if not trials and self.cfg.baseline and not self.multi and baseline.enqueue(self.study, self.space):
+                    self.status.event("baseline: trial 0 trains the base spec's values to max_epochs")
+                if not self.multi and self.algo.multi_fidelity and not self._enqueue_finish(trials) and self.algo.promotes:
+                    self._enqueue_promotion(trials)
             trial = self.study.ask()
             trial.set_user_attr("owner", self._owner())
             self.active[trial.number] = ""

@@ -114,8 +114,34 @@ def open_storage(url: str) -> Any:
 
         path = url[len("journal://") :]
         return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if not url.startswith("sqlite"):
+        return optuna.storages.RDBStorage(url)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    _serialize_sqlite(storage.engine)
+    return storage
+
+
+def _serialize_sqlite(engine: Any) -> None:
+    """Make every transaction on ``engine`` (SQLAlchemy, SQLite) start with ``BEGIN IMMEDIATE``.
+
+    Python's sqlite3 driver opens a transaction only at the first write, so Optuna's
+    read-check-write steps are not atomic across processes: two workers can both move one
+    WAITING trial (a queued promotion) to RUNNING and run it twice (seen with two worker
+    processes, tests/integration/test_automl_controller.py). With the driver's own transaction
+    handling off and ``BEGIN IMMEDIATE`` at each begin, SQLite serializes them (SQLAlchemy's
+    documented recipe, "Serializable isolation / Savepoints / Transactional DDL" in its
+    SQLite dialect notes). Connections pooled before the hooks are dropped."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
 
 
 def open_study(cfg: RunConfig, *, create: bool = False) -> Any:
