@@ -104,24 +104,30 @@ def test_budget_is_moved_out_of_the_best_spec():
     assert spec["train"]["num_epochs"] == 9  # input untouched
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_two_processes_on_one_storage_url(tmp_path, kind):
+def _two_processes(tmp_path, kind: str, loop: str) -> list:
+    """Run ``loop`` (Python, with ``study`` and ``os`` bound) in two processes on one new study
+    of storage ``kind`` (sqlite|journal); both must exit 0. Returns the study's trials."""
     url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else f"journal://{tmp_path / 'study.log'}"
     optuna.create_study(storage=open_storage(url), study_name="s", direction="minimize")
-    code = textwrap.dedent(
-        f"""
-        import optuna
-        from taoskills.automl.study import open_storage
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        study = optuna.load_study(storage=open_storage({url!r}), study_name="s")
-        for _ in range(15):
-            t = study.ask()
-            study.tell(t, t.suggest_float("x", 0, 1) ** 2)
-        """
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    head = f"""
+import optuna, os
+from taoskills.automl.study import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.load_study(storage=open_storage({url!r}), study_name="s")
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", head + textwrap.dedent(loop)]) for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    trials = optuna.load_study(storage=open_storage(url), study_name="s").get_trials()
+    return optuna.load_study(storage=open_storage(url), study_name="s").get_trials()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_processes_on_one_storage_url(tmp_path, kind):
+    loop = """
+    for _ in range(15):
+        t = study.ask()
+        study.tell(t, t.suggest_float("x", 0, 1) ** 2)
+    """
+    trials = _two_processes(tmp_path, kind, loop)
     assert sorted(t.number for t in trials) == list(range(30))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
 
@@ -130,24 +136,14 @@ def test_two_processes_on_one_storage_url(tmp_path, kind):
 def test_queued_trials_are_taken_once_by_two_processes(tmp_path, kind):
     # as the controller queues a promotion then asks: a queued trial runs in one process only
     # (Python's sqlite3 driver alone lets both processes take it: see study._serialize_sqlite)
-    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else f"journal://{tmp_path / 'study.log'}"
-    optuna.create_study(storage=open_storage(url), study_name="s", direction="minimize")
-    code = textwrap.dedent(
-        f"""
-        import optuna, os
-        from taoskills.automl.study import open_storage
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        study = optuna.load_study(storage=open_storage({url!r}), study_name="s")
-        for i in range(25):
-            study.enqueue_trial({{"x": 0.5}}, user_attrs={{"queued_by": os.getpid()}})
-            t = study.ask()
-            t.set_user_attr("owner", os.getpid())
-            study.tell(t, t.suggest_float("x", 0, 1) ** 2)
-        """
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    trials = optuna.load_study(storage=open_storage(url), study_name="s").get_trials()
+    loop = """
+    for i in range(25):
+        study.enqueue_trial({"x": 0.5}, user_attrs={"queued_by": os.getpid()})
+        t = study.ask()
+        t.set_user_attr("owner", os.getpid())
+        study.tell(t, t.suggest_float("x", 0, 1) ** 2)
+    """
+    trials = _two_processes(tmp_path, kind, loop)
     waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials if t not in waiting)  # none told twice (exit 0)
     # Optuna's ask tries the queued trials it listed; when the other process took them all, it
