@@ -240,7 +240,7 @@ def test_trial_0_trains_the_base_spec_values_to_max_epochs_unpruned(env):
 
     svc, photos = env
     # tpe_asha with eta 3 stops the first 2 trials to reach a rung: trial 0 completes only as the baseline
-    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=9, max_epochs=3)
+    handle = _launch(svc, photos, algorithm="tpe_asha", max_trials=3, max_epochs=3)
     assert svc.wait_job(handle.job_id, timeout_s=120, poll_s=0.5).status == "COMPLETE"
     cfg = load_config(handle.results_dir)
     trials = open_study(cfg).get_trials()

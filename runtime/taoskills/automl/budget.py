@@ -28,6 +28,9 @@ from typing import Any
 
 #: Trial user attribute naming the stopped trial a resumed trial finishes.
 FINISHES_ATTR = "finishes_trial"
+#: Trial user attribute naming the stopped trial a late promotion resumes
+#: (:mod:`taoskills.automl.promote`, which imports it from here).
+PROMOTES_ATTR = "promotes_trial"
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,6 @@ def best_stopped(trials: Iterable[Any], max_epochs: int, direction: str = "minim
     then the best intermediate value there (``direction`` minimize|maximize). None when there
     is none."""
     import optuna
-
-    from taoskills.automl.promote import PROMOTES_ATTR
 
     trials = list(trials)
     taken = {t.user_attrs.get(key) for t in trials for key in (FINISHES_ATTR, PROMOTES_ATTR)}

@@ -23,10 +23,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from taoskills.automl.budget import FINISHES_ATTR
+from taoskills.automl.budget import FINISHES_ATTR, PROMOTES_ATTR
 
-#: Trial user attribute naming the stopped trial a promoted trial resumes.
-PROMOTES_ATTR = "promotes_trial"
+__all__ = ["PROMOTES_ATTR", "Promotion", "chains", "promotion"]
 
 
 @dataclass(frozen=True)
