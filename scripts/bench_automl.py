@@ -35,23 +35,25 @@ Output, per objective (one block each; ``--json`` writes the same numbers and tr
 
 ``wins``: seeds where our best <= theirs; "reaches": the trial-epochs each side used until
 its best-so-far was at least as good as the other side's final best (median over seeds;
-"never" when no seed did; "(k/N seeds)" when only some did). The aim: our best >= theirs on
+"never" when no seed did; "(k/N seeds)" when only some did); "% of theirs": the median over all
+seeds of (ours reaches their best at) / (their trial-epochs used), a seed that never reached
+counting as never, with a 95% bootstrap interval of that median (:func:`_median_ci`). The aim: our best >= theirs on
 every objective, and their best reached in <= 50% of their trial-epochs.
 
-Measured (2 cores shared with another training; Hartmann, 20 seeds, is in the skill's
+Measured (2 cores shared with another training; Hartmann, 20 and 50 seeds, is in the skill's
 references/algorithms.md)::
 
     MAE finetune val_loss (built-in engine, convnextv2_atto, minimize): budget 54 trial-epochs, max_epochs 9, eta 3, 5 seeds
     method            median best  mean best  trial-epochs used  wall s
-    ours:tpe_asha          0.7793     0.7757                 54    84.8
-    tao:hyperband          1.2419     1.2772                 36    39.5
-    ours:bayesian          0.7680     0.7767                 54    39.9
-    tao:bayesian           1.3583     1.3586                 54    40.7
+    ours:tpe_asha          0.7793     0.7763                 54    83.8
+    tao:hyperband          1.0141     1.2430                 36    48.2
+    ours:bayesian          0.7680     0.7779                 54    48.4
+    tao:bayesian           1.3583     1.3010                 54    49.3
     pair (ours vs theirs): wins | ours reaches their best at | theirs reaches our best at (trial-epochs, median)
-    bayesian  vs bayesian : 5/5 |          9 (17% of theirs) |      never
-    bayesian  vs hyperband: 5/5 |          9 (25% of theirs) |      never
-    tpe_asha  vs hyperband: 5/5 |          9 (25% of theirs) |      never
-    tpe_asha  vs bayesian : 5/5 |          9 (17% of theirs) |      never
+    bayesian  vs bayesian : 5/5 |          9 (17% of theirs, 95% CI 17-17) |      never
+    bayesian  vs hyperband: 5/5 |          9 (25% of theirs, 95% CI 25-150) |      never
+    tpe_asha  vs hyperband: 5/5 |          9 (25% of theirs, 95% CI 25-69) |      never
+    tpe_asha  vs bayesian : 5/5 |          9 (17% of theirs, 95% CI 17-17) |      never
 
 (TAO's hyperband ends after one Hyperband iteration, 36 trial-epochs at max_epochs 9. TAO
 seeds its brain from ``hash(session id)``: :func:`main` fixes ``PYTHONHASHSEED`` and sessions
@@ -279,6 +281,7 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
         max_epochs=max_epochs,
         eta=eta,
         n_objectives=1,
+        baseline=baseline,
     )
     study = optuna.create_study(sampler=sampler, pruner=pruner, direction="minimize")
     algo = get_algorithm(algorithm)
@@ -324,7 +327,9 @@ def run_ours(algorithm: str, seed: int, budget: int, obj, eta: int, n_startup: i
                 for step, value in zip(range(done + 1, end + 1), values):  # per-epoch KPI -> intermediate value
                     trial.report(value, step)
                 done = end
-                if end < max_epochs and (tr.left <= 0 or (not exempt and trial.should_prune())):
+                # the pruner is asked for every trial (an exempt one's value still counts at the
+                # rung, as in the controller's Runner.run_trial) and obeyed for the others
+                if end < max_epochs and (tr.left <= 0 or (trial.should_prune() and not exempt)):
                     pruned = True
                     break
             if pruned:
@@ -414,12 +419,28 @@ def run_tao(algorithm: str, seed: int, budget: int, obj, eta: int) -> Tracker:
 # ----------------------------------------------------------------------------- report
 
 
-def _median(xs: list[float | None]) -> str:
+def _median(xs: list[float | None], seeds: bool = True) -> str:
+    """Median of the seeds that got a value ("never" when none did); with ``seeds``, "(k/N seeds)"
+    when only k of N did."""
     vals = [x for x in xs if x is not None]
     if not vals:
         return "never"
     med = statistics.median(vals)
-    return f"{med:.0f}" + ("" if len(vals) == len(xs) else f" ({len(vals)}/{len(xs)} seeds)")
+    return f"{med:.0f}" + ("" if len(vals) == len(xs) or not seeds else f" ({len(vals)}/{len(xs)} seeds)")
+
+
+def _median_ci(fracs: list[float | None], n: int = 4000) -> tuple[float, float]:
+    """95% bootstrap interval (percentile method, ``n`` resamples of the seeds, numpy seed 0) of
+    the median of ``fracs``; a seed that never reached counts as infinitely late."""
+    vals = np.array([math.inf if f is None else f for f in fracs])
+    rng = np.random.default_rng(0)
+    meds = np.median(rng.choice(vals, size=(n, len(vals))), axis=1)
+    lo, hi = np.percentile(meds, [2.5, 97.5], method="nearest")
+    return float(lo), float(hi)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f}" if math.isfinite(x) else "never"
 
 
 PAIRS = [
@@ -484,8 +505,10 @@ def summarize(name: str, max_epochs: int, budget: int, seeds: int, eta: int, res
         ours_at = [a.reached(b.best) for a, b in zip(o, t)]
         theirs_at = [b.reached(a.best) for a, b in zip(o, t)]
         frac = [x / b.used if x is not None and b.used else None for x, b in zip(ours_at, t)]
+        lo, hi = _median_ci(frac)
+        mid = float(np.median([math.inf if f is None else f for f in frac]))  # a seed that never reached: last
         print(
-            f"{ours:9} vs {theirs:9}: {wins}/{len(o)} | {_median(ours_at):>10} ({_median([f * 100 if f is not None else None for f in frac])}% of theirs) | {_median(theirs_at):>10}"
+            f"{ours:9} vs {theirs:9}: {wins}/{len(o)} | {_median(ours_at):>10} ({_pct(mid)}% of theirs, 95% CI {_pct(lo)}-{_pct(hi)}) | {_median(theirs_at):>10}"
         )
         report["pairs"].append(
             {
@@ -495,6 +518,7 @@ def summarize(name: str, max_epochs: int, budget: int, seeds: int, eta: int, res
                 "ours_reach": ours_at,
                 "theirs_reach": theirs_at,
                 "ours_reach_frac": frac,
+                "ours_reach_frac_median_ci95": [lo, hi],
             }
         )
     return report

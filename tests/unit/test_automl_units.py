@@ -45,6 +45,31 @@ def test_registry_maps_tao_names_to_optuna_configurations():
     assert {"bayesian", "hyperband", "bohb", "asha", "random", "tpe", "gp", "cmaes", "nsga2"} <= set(ALGORITHMS)
 
 
+def _goes_on_at_rung_1(values: list[float], baseline: float | None) -> list[bool]:
+    """tpe_asha's decisions for trials that report ``values`` at rung 1, after the baseline
+    trial (when given) reported there and was kept on, as Runner.run_trial does."""
+    _, pruner = make_study_objects(
+        "tpe_asha", seed=0, n_startup=2, min_epochs=1, max_epochs=9, eta=3, n_objectives=1, baseline=baseline is not None
+    )
+    study = optuna.create_study(pruner=pruner)
+    out = []
+    for value in ([baseline] if baseline is not None else []) + values:
+        trial = study.ask()
+        trial.report(value, 1)
+        out.append(not trial.should_prune())
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return out[1:] if baseline is not None else out
+
+
+def test_tpe_asha_judges_each_rung_against_the_baseline():
+    # the first eta-1 searched trials stop at a rung (bootstrap); the next goes on when in the top
+    # 1/eta of the trials there, the baseline (value 0.5) counted
+    assert _goes_on_at_rung_1([0.1, 0.05], baseline=0.5) == [False, False]
+    assert _goes_on_at_rung_1([0.9, 0.8, 0.6], baseline=None) == [False, False, True]
+    assert _goes_on_at_rung_1([0.9, 0.8, 0.6], baseline=0.5) == [False, False, False]
+    assert _goes_on_at_rung_1([0.9, 0.8, 0.3], baseline=0.5) == [False, False, True]
+
+
 def test_tao_names_not_offered_and_unknown_names_say_what_to_use():
     for name, hint in (("pbt", "asha"), ("dehb", "bohb"), ("bfbo", "gp"), ("llm", "ask/tell")):
         with pytest.raises(NotSupported) as exc:

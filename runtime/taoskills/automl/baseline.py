@@ -8,7 +8,10 @@ but is never stopped by the pruner. So:
 * a full-budget result exists after ``max_epochs`` trial-epochs, where a multi-fidelity search
   otherwise needs ``eta`` trials per rung before it promotes anything to the top rung;
 * the sampler's model starts from a known point (Optuna's ``Study.enqueue_trial``, the
-  documented way to seed a study with a configuration worth trying).
+  documented way to seed a study with a configuration worth trying);
+* its value counts at every rung: the pruner is asked there as for any trial and only its
+  answer is ignored, so searched trials are judged against it (``tpe_asha`` counts it in its
+  bootstrap, :func:`taoskills.automl.algorithms.make_study_objects` ``baseline``).
 
 Measured on ``scripts/bench_automl.py`` (MAE objective, TAO's defaults lr 2e-4, weight decay
 0.05, beta1 0.9: val_loss 0.953 after 9 epochs, better than TAO 7.2.0's best on 4 of 5 seeds).

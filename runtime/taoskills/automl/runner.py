@@ -342,6 +342,8 @@ class Controller:
             if not self.multi and end not in {s for s, _ in curve}:
                 trial.report(final[0], end)
             epochs_done, resume_job = end, job_id
+            # the pruner is asked first, for every trial: a trial that must finish (the baseline)
+            # still records its value at the rung, where the others are judged against it
             if end < self.cfg.max_epochs and not self.multi and trial.should_prune() and not self._must_finish(trial):
                 return "PRUNED", final, f"pruned after {end} epochs"
         if final is None:

@@ -152,14 +152,16 @@ def open_study(cfg: RunConfig, *, create: bool = False) -> Any:
     from taoskills.automl.algorithms import make_study_objects
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = cfg.baseline and len(cfg.objectives) == 1
     sampler, pruner = make_study_objects(
         cfg.algorithm,
         seed=cfg.seed,
-        n_startup=baseline.startup_trials(cfg.n_startup_trials, cfg.baseline and len(cfg.objectives) == 1),
+        n_startup=baseline.startup_trials(cfg.n_startup_trials, first),
         min_epochs=cfg.min_epochs,
         max_epochs=cfg.max_epochs,
         eta=cfg.reduction_factor,
         n_objectives=len(cfg.objectives),
+        baseline=first,
     )
     storage = open_storage(cfg.storage)
     directions = [o.direction for o in cfg.objectives]
