@@ -27,6 +27,7 @@ import pytest
 
 from taoskills.engine.cli import main
 from taoskills.engine.grounding_dino import model as M
+from taoskills.engine.grounding_dino import pretrain as P
 from taoskills.engine.grounding_dino import synthetic as Y
 from taoskills.engine.grounding_dino import text_encoder as T
 
@@ -66,7 +67,13 @@ def work(tmp_path_factory):
     val = Y.write_shapes(tmp / "val", n=VAL_IMAGES, size=64, seed=1, classes=CLASSES)
     bert = T.write_text_encoder(tmp / "bert", Y.vocabulary_texts(CLASSES))
     backbone = M.write_backbone(tmp / "resnet", kind="resnet")
+    # the ResNet starts pretrained on shapes x colours (pretrain.py, ~12 s): from scratch, val mAP50
+    # after 14 epochs was 0.41 / 0.68 / 0.38 / 0.54 for train.seed 1234 / 1 / 2 / 3; pretrained
+    # 0.84 / 0.64 for 1234 / 2 (engine README, "Pretrained backbone")
+    pretrained = tmp / "resnet_pretrained.pth"
+    P.pretrain_backbone(backbone, pretrained, steps=400, seed=0)
     model = [
+        f"model.pretrained_backbone_path={pretrained}",
         f"model.backbone={backbone}",
         f"model.text_encoder_type={bert}",
         "model.hidden_dim=64",

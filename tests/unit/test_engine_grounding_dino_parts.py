@@ -291,3 +291,17 @@ def test_eval_class_ids_must_name_validation_categories_from_zero():
     with pytest.raises(SpecError) as err:
         metrics.check_eval_class_ids([1, 2], gt, "dataset.val_data_sources")
     assert err.value.field == "dataset.eval_class_ids" and "[2]" in str(err.value) and "0-based" in err.value.fix
+
+
+def test_backbone_pretraining_is_seeded(tmp_path):
+    import torch
+
+    from taoskills.engine.grounding_dino import pretrain as P
+
+    backbone = M.write_backbone(tmp_path / "resnet", kind="resnet")
+    stats = P.pretrain_backbone(backbone, tmp_path / "bb.pth", steps=3, batch=4, seed=0)
+    assert set(stats) == {"shape_acc", "colour_acc", "loss"} and stats["loss"] > 0
+    sd = torch.load(tmp_path / "bb.pth")
+    again = P.pretrain_backbone(backbone, tmp_path / "bb2.pth", steps=3, batch=4, seed=0)
+    assert again == stats  # seeded: the same scenes and weights
+    assert all(torch.equal(v, torch.load(tmp_path / "bb2.pth")[k]) for k, v in sd.items())

@@ -5,9 +5,10 @@
 * production: a real ``bert-base-uncased`` copy (``config.json``, ``vocab.txt``,
   ``tokenizer_config.json``, ``model.safetensors`` or ``pytorch_model.bin``) — its weights are
   loaded into the text backbone;
-* small runs and tests: :func:`write_text_encoder` writes a WordPiece vocabulary trained with
-  ``tokenizers`` on the captions and label names plus a tiny ``BertConfig`` (no weights: the
-  text backbone starts from random init).
+* small runs and tests: :func:`write_text_encoder` writes a WordPiece vocabulary built from the
+  captions and label names (their words and characters, split by ``tokenizers``' BERT
+  pre-tokenizer) plus a tiny ``BertConfig`` (no weights: the text backbone starts from random
+  init).
 
 transformers' Grounding DINO hard-codes bert-base-uncased token ids for its phrase delimiters
 (``[CLS]`` 101, ``[SEP]`` 102, ``.`` 1012, ``?`` 1029, ``[PAD]`` 0;
@@ -47,29 +48,30 @@ def write_text_encoder(
     num_layers: int = 2,
     num_heads: int = 2,
     intermediate_size: int = 128,
-    vocab_size: int = 1200,
 ) -> Path:
     """Write a small offline text encoder folder for ``model.text_encoder_type``.
 
-    ``texts``: captions and label names to learn the vocabulary from (lower-cased). The
-    WordPiece vocabulary is trained with ``tokenizers`` (BERT pre-tokenizer, up to
-    ``vocab_size - 1030`` learned tokens) and laid out with bert-base-uncased's special ids.
+    ``texts``: captions and label names to take the vocabulary from. The WordPiece vocabulary is
+    built, not trained: ``tokenizers``' BERT normalizer (lower case) and pre-tokenizer split the
+    texts into words; the vocabulary is every character, every character as a ``##`` continuation
+    and every whole word, each group sorted, laid out after bert-base-uncased's special ids
+    (:data:`FIXED_IDS`, from id :data:`FIRST_FREE_ID`). So every word of ``texts`` is one token, any
+    other word still tokenizes (by characters), and the same texts give the same ids in every
+    process. (``tokenizers``' WordPiece trainer breaks ties between equally frequent merges in a
+    per-process random order: the same texts gave different vocabularies, hence different
+    trainings, from run to run; engine README.)
     Writes ``vocab.txt``, ``tokenizer_config.json`` and ``config.json`` (a ``BertConfig`` of
     ``hidden_size``/``num_layers``/``num_heads``/``intermediate_size``, 512 positions). No weights.
     Returns the folder.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import normalizers, pre_tokenizers
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=max(vocab_size - FIRST_FREE_ID, 50), special_tokens=["[UNK]"], min_frequency=1, show_progress=False
-    )
-    tok.train_from_iterator([str(t) for t in texts], trainer=trainer)
-    learned = [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1]) if t not in FIXED_IDS]
+    norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = {w for t in texts for w, _ in pre.pre_tokenize_str(norm.normalize_str(str(t)))} - set(FIXED_IDS)
+    chars = sorted({c for w in words for c in w} - set(FIXED_IDS))
+    learned = [*chars, *(f"##{c}" for c in chars), *sorted(words - set(chars))]
     by_id = {i: t for t, i in FIXED_IDS.items()}
     vocab = [by_id.get(i, f"[unused{i}]") for i in range(FIRST_FREE_ID)] + learned
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
