@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,8 @@ def _scene(
         w = int(size * rng.uniform(0.3, 0.55))
         x, y = rng.randint(0, size - w), rng.randint(0, size - w)
         s, c = rng.randrange(len(SHAPES)), rng.randrange(len(colours))
-        for draw, fill in zip(draws, (Y.COLOURS[colours[c]], s + 1, c + 1)):
+        fills: list[Any] = [Y.COLOURS[colours[c]], s + 1, c + 1]  # RGB, then the "L" maps' label values
+        for draw, fill in zip(draws, fills):
             Y._draw(draw, SHAPES[s], (x, y, x + w, y + w), fill)
     return np.asarray(img), np.asarray(shape_map), np.asarray(colour_map)
 
