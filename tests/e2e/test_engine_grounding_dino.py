@@ -69,7 +69,7 @@ def work(tmp_path_factory):
     backbone = M.write_backbone(tmp / "resnet", kind="resnet")
     # the ResNet starts pretrained on shapes x colours (pretrain.py, ~12 s): from scratch, val mAP50
     # after 14 epochs was 0.41 / 0.68 / 0.38 / 0.54 for train.seed 1234 / 1 / 2 / 3; pretrained
-    # 0.84 / 0.64 for 1234 / 2 (engine README, "Pretrained backbone")
+    # 0.84 / 0.64 for 1234 / 2 (engine README, "Deterministic vocabulary and a pretrained backbone")
     pretrained = tmp / "resnet_pretrained.pth"
     P.pretrain_backbone(backbone, pretrained, steps=400, seed=0)
     model = [

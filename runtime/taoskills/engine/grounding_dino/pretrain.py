@@ -11,7 +11,7 @@ The result is the backbone's state dict (transformers ``ResNetBackbone`` keys), 
 ``torch.save``: the format :func:`model.load_backbone_weights` reads.
 
 CPU cost: about 10-20 s for the default 400 steps of batch 32 at 64 px on one thread
-(engine README, "Pretrained backbone").
+(engine README, "Deterministic vocabulary and a pretrained backbone").
 """
 
 from __future__ import annotations
@@ -76,7 +76,10 @@ def pretrain_backbone(
     colours = sorted(Y.COLOURS)
     heads = torch.nn.ModuleList(torch.nn.Conv2d(ch, 1 + len(SHAPES) + 1 + len(colours), 1) for ch in widths)
     opt = torch.optim.AdamW([*net.parameters(), *heads.parameters()], lr=lr, weight_decay=1e-4)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    from taoskills.engine.grounding_dino.spec import DEFAULTS
+
+    aug = DEFAULTS["dataset"]["augmentation"]  # the detector's own input normalisation (data.py)
+    mean, std = (torch.tensor(aug[k]).view(1, 3, 1, 1) for k in ("input_mean", "input_std"))
     hist: list[tuple[float, float, float]] = []
     net.train()
     for _ in range(steps):
